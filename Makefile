@@ -1,0 +1,38 @@
+# kameleoon-destination: every command a newcomer needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+PROTO  := protos/kameleoon/destination/v1/destination.proto
+
+.PHONY: install proto proto-check test demo goldens bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The one codegen command. Stubs land in service/api (committed, never edited by hand).
+proto: install
+	$(PY) -m tools.gen_proto service/api
+
+# Fails when the committed stubs differ from what protos/ generates.
+proto-check: install
+	$(PY) -m tools.gen_proto --check service/api
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(BIN)/kameleoon-destination demo
+
+# Re-records tests/goldens from Segment's runtime (needs Node.js and npm).
+goldens: install
+	tools/oracle/install.sh
+	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

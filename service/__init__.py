@@ -1,0 +1,1 @@
+"""kameleoon-destination: Segment-spec events to Kameleoon over gRPC."""
