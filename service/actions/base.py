@@ -1,0 +1,101 @@
+"""What a Kameleoon action is: a table of fields, and how a payload becomes a body.
+
+Each action module declares its fields (Segment's field table: name, type,
+required, default source as a mapping-kit directive, and the proto field of
+the typed request that carries it). Fields shared by several actions are
+declared once here. Typed RPCs and raw events both end in :meth:`Action.body`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dataclass_field
+from typing import Any
+
+from google.protobuf.message import Message
+
+from service.jsonwire import from_struct
+from service.validation import validate
+
+VISITOR_CODE = "kameleoonVisitorCode"
+
+
+def path(source: str) -> dict:
+    return {"@path": source}
+
+
+def first_of(primary: str, fallback: str) -> dict:
+    """Segment's ``@if exists`` default: ``primary`` when present, else ``fallback``."""
+    return {"@if": {"exists": path(primary), "then": path(primary), "else": path(fallback)}}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the key in Segment's payload and in the JSON body
+    type: str  # "string" or "object"
+    default: dict  # where a raw event's value comes from (mapping-kit directive)
+    proto: str  # the field of the typed gRPC request that carries it
+    required: bool = False
+    format: str | None = None
+
+    def replace(self, **changes: Any) -> Field:
+        return Field(**{**self.__dict__, **changes})
+
+
+ANONYMOUS_ID = Field("anonymousId", "string", path("$.anonymousId"), "anonymous_id")
+USER_ID = Field("userId", "string", path("$.userId"), "user_id")
+TYPE = Field("type", "string", path("$.type"), "type", required=True)
+TIMESTAMP = Field("timestamp", "string", path("$.timestamp"), "timestamp", required=True, format="date-time")
+CONTEXT = Field("context", "object", path("$.context"), "context")
+MESSAGE_ID = Field("messageId", "string", path("$.messageId"), "message_id", required=True)
+TRAITS = Field("properties", "object", path("$.traits"), "traits")
+TRAITS_VISITOR_CODE = Field(VISITOR_CODE, "string", path("$.traits.kameleoonVisitorCode"), "kameleoon_visitor_code")
+
+
+@dataclass(frozen=True)
+class Action:
+    slug: str  # Segment's action key: logEvent, identify, page, group
+    title: str
+    natural_type: str  # the Segment event type a typed request gets when its type is empty
+    request: type[Message]  # the typed gRPC request message
+    fields: tuple[Field, ...]
+    names: frozenset[str] = dataclass_field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
+
+    def default_mapping(self) -> dict:
+        """Segment's preset mapping for this action: every field from its default source."""
+        return {f.name: f.default for f in self.fields}
+
+    def payload_of(self, request: Message) -> dict:
+        """The payload a typed request carries, in field order; empty strings and unset Structs left out."""
+        payload: dict = {}
+        for f in self.fields:
+            if f.type == "object":
+                if request.HasField(f.proto):
+                    payload[f.name] = from_struct(getattr(request, f.proto))
+            else:
+                value = getattr(request, f.proto) or (self.natural_type if f is TYPE else "")
+                if value:
+                    payload[f.name] = value
+        return payload
+
+    def validate(self, payload: dict) -> dict:
+        return validate(payload, self.fields)
+
+    @staticmethod
+    def body(payload: dict) -> dict:
+        """Segment's ``perform``: the visitor code moves from the top level into ``properties``.
+
+        ``properties`` is always present; the visitor code replaces any
+        ``properties.kameleoonVisitorCode`` (and removes it when the payload has none).
+        """
+        body = {key: value for key, value in payload.items() if key != VISITOR_CODE}
+        properties = dict(payload.get("properties") or {})
+        code = payload.get(VISITOR_CODE)
+        if code is None:
+            properties.pop(VISITOR_CODE, None)
+        else:
+            properties[VISITOR_CODE] = code
+        body["properties"] = properties
+        return body

@@ -1,0 +1,158 @@
+"""JSON exactly as Segment's runtime (JavaScript) reads and writes it.
+
+Kameleoon must receive byte-identical bodies, so numbers follow JavaScript:
+every JSON number is a double; an integral one prints as an integer (``42``,
+not ``42.0``), and exponents follow ``Number.prototype.toString``
+(``1e-7``, ``0.00001``, ``1e+21``). NaN and infinities print as ``null``.
+Strings print unescaped (``ensure_ascii=False``), lone surrogates as ``\\udXXX``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+_SAFE_INT = 2**53
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class OddFloat(float):
+    """A double whose JavaScript spelling differs from Python's repr.
+
+    That is |x| < 1e-4 (``0.00001`` against ``1e-05``) and integral values from
+    2**53 to 1e21 (``1152921504606847000`` against ``1152921504606846976``).
+    """
+
+
+def js_number(value: float) -> int | float | None:
+    """The Python value that prints as JavaScript prints this double."""
+    if math.isnan(value) or math.isinf(value):
+        return None
+    magnitude = abs(value)
+    if magnitude >= 1e21:
+        return value
+    if value.is_integer():
+        return int(value) if magnitude <= _SAFE_INT else OddFloat(value)
+    if magnitude < 1e-4:
+        return OddFloat(value)
+    return value
+
+
+def js_number_text(value: int | float) -> str:
+    """``String(x)`` in JavaScript, for a value produced by :func:`js_number`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer() and abs(value) < _SAFE_INT:
+        return str(int(value))
+    text = repr(float(value))
+    if "e" not in text:
+        return text[:-2] if text.endswith(".0") else text
+    mantissa, exponent = text.split("e")
+    exp = int(exponent)
+    if mantissa.endswith(".0"):
+        mantissa = mantissa[:-2]
+    if -7 < exp < 21:
+        digits = mantissa.replace(".", "").lstrip("-")
+        sign = "-" if mantissa.startswith("-") else ""
+        if exp < 0:
+            return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+        point = exp + 1
+        digits = digits.ljust(point, "0")
+        rest = digits[point:]
+        return f"{sign}{digits[:point]}{'.' + rest if rest else ''}"
+    return f"{mantissa}e{'+' if exp > 0 else '-'}{abs(exp)}"
+
+
+def _parse_int(text: str) -> int | float | None:
+    value = int(text)
+    if -_SAFE_INT <= value <= _SAFE_INT:
+        return value
+    return js_number(float(text))
+
+
+def _parse_float(text: str) -> int | float | None:
+    return js_number(float(text))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON as JavaScript's JSON.parse would (numbers become doubles)."""
+    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise as JavaScript's JSON.stringify would, as UTF-8 bytes."""
+    try:
+        if not _has_odd_float(value):
+            return _dumps(value).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    return _slow_dumps(value).encode("utf-8")
+
+
+def _has_odd_float(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, OddFloat):
+        return True
+    if isinstance(value, dict):
+        return any(_has_odd_float(item, depth + 1) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_odd_float(item, depth + 1) for item in value)
+    return False
+
+
+def _js_string(text: str) -> str:
+    encoded = json.encoder.encode_basestring(text)
+    if any("\ud800" <= ch <= "\udfff" for ch in encoded):
+        encoded = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in encoded)
+    return encoded
+
+
+def _slow_dumps(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _js_string(value)
+    if isinstance(value, float):
+        return js_number_text(js_number(value)) if math.isfinite(value) else "null"
+    if isinstance(value, int):
+        return js_number_text(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_js_string(key)}:{_slow_dumps(item)}" for key, item in value.items()) + "}"
+    return "[" + ",".join(_slow_dumps(item) for item in value) + "]"
+
+
+def from_value(value: struct_pb2.Value) -> Any:
+    """A google.protobuf.Value as the plain JSON value JavaScript would hold."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return js_number(value.number_value)
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [from_value(item) for item in value.list_value.values]
+    return None
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict:
+    """A google.protobuf.Struct as a dict, numbers as JavaScript would print them.
+
+    Protobuf maps carry no key order (not even on the wire), so keys come out
+    sorted: the same Struct always gives the same body.
+    """
+    return {key: from_value(item) for key, item in sorted(struct.fields.items())}
