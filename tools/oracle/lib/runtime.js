@@ -9,6 +9,7 @@
 
 const path = require('path')
 const fs = require('fs')
+const { stringify } = require('./json')
 
 const ORACLE_DIR = path.resolve(__dirname, '..')
 const NODE_MODULES = path.join(ORACLE_DIR, 'node_modules')
@@ -138,16 +139,11 @@ function rng(seed) {
   return r
 }
 
-// What a JSON reader on the other side sees: round-trip through JSON text.
-function viaJson(value) {
-  return JSON.parse(JSON.stringify(value))
-}
-
 function writeJson(file, data) {
-  const text = JSON.stringify(data, null, 1) + '\n'
+  const text = stringify(data, 1) + '\n'
   fs.mkdirSync(path.dirname(file), { recursive: true })
   fs.writeFileSync(file, text)
-  console.log(`wrote ${path.relative(process.cwd(), file)} (${text.length} bytes)`)
+  console.log(`wrote ${path.relative(process.cwd(), file)} (${Buffer.byteLength(text)} bytes)`)
 }
 
 const GOLDENS = path.resolve(ORACLE_DIR, '..', '..', 'tests', 'goldens')
@@ -166,7 +162,6 @@ module.exports = {
   capture,
   errorRecord,
   rng,
-  viaJson,
   writeJson,
   die,
   GOLDENS,
