@@ -156,3 +156,16 @@ def from_struct(struct: struct_pb2.Struct) -> dict:
     sorted: the same Struct always gives the same body.
     """
     return {key: from_value(item) for key, item in sorted(struct.fields.items())}
+
+
+def js_string(value: Any) -> str:
+    """``String(value)`` in JavaScript, for a JSON value."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, int, float)):
+        return js_number_text(value)
+    if isinstance(value, list):
+        return ",".join("" if item is None else js_string(item) for item in value)
+    return "[object Object]"

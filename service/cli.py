@@ -1,0 +1,67 @@
+"""The command line: ``kameleoon-destination serve | sink | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from service import config as config_module
+from service import logs
+from service.errors import ConfigError
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_SINK_LISTEN = "127.0.0.1:8080"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kameleoon-destination", description="Segment-spec events to Kameleoon over gRPC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gRPC service (configured from KAMELEOON_* variables)")
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT to listen on (default {DEFAULT_LISTEN})")
+    sink = commands.add_parser("sink", help="run a local stand-in for Kameleoon that prints what it receives")
+    sink.add_argument("--listen", default=DEFAULT_SINK_LISTEN, type=_host_port, help=f"HOST:PORT (default {DEFAULT_SINK_LISTEN})")
+    sink.add_argument("--path", default="/segmentio", help="endpoint path (default /segmentio)")
+    commands.add_parser("demo", help="run the service and a sink, send one event per action, show what Kameleoon received")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "serve":
+            _host_port(args.listen)
+            cfg = config_module.from_env()
+            logs.configure(cfg.log_level, cfg.log_format)
+            from service.server import serve as run_server
+
+            asyncio.run(run_server(cfg, args.listen))
+        elif args.command == "sink":
+            from service.sink import run_sink
+
+            try:
+                asyncio.run(run_sink(*args.listen, args.path))
+            except KeyboardInterrupt:
+                pass
+        else:
+            from service.demo import run_demo
+
+            return asyncio.run(run_demo())
+    except ConfigError as exc:
+        print(f"kameleoon-destination: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as exc:
+        print(f"kameleoon-destination: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"kameleoon-destination: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

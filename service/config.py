@@ -1,0 +1,116 @@
+"""Server configuration: one table of settings, each with its default, its
+environment variable and its validation. Start-up fails fast naming the bad key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from service.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
+SITECODE_LENGTH = 10
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _sitecode(text: str) -> str:
+    if len(text) != SITECODE_LENGTH:
+        raise ValueError(f"must be exactly {SITECODE_LENGTH} characters")
+    return text
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, with its default. ``metadata`` names the variable and the parser."""
+
+    api_key: str | None = None
+    sitecode: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    max_attempts: int = 3
+    timeout_s: float = 10.0
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    pool_size: int = 100
+    grace_s: float = 10.0
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    def __repr__(self) -> str:  # never print the apiKey
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        return f"Config(api_key={'<set>' if self.api_key else None}, {shown})"
+
+
+# (attribute, environment variable, parser, meaning) -- the README's table mirrors this one.
+SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
+    ("api_key", "KAMELEOON_API_KEY", _text, "default apiKey for requests that carry none (secret)"),
+    ("sitecode", "KAMELEOON_SITECODE", _sitecode, "default sitecode for requests that carry none"),
+    ("base_url", "KAMELEOON_BASE_URL", _http_url, "Kameleoon's full endpoint URL"),
+    ("max_attempts", "KAMELEOON_MAX_ATTEMPTS", _positive_int, "HTTP attempts per event, first one included"),
+    ("timeout_s", "KAMELEOON_TIMEOUT_S", _positive_float, "timeout of one HTTP attempt, seconds"),
+    ("backoff_base_s", "KAMELEOON_BACKOFF_BASE_S", _non_negative_float, "first retry backoff ceiling, seconds"),
+    ("backoff_max_s", "KAMELEOON_BACKOFF_MAX_S", _non_negative_float, "largest retry backoff, seconds"),
+    ("pool_size", "KAMELEOON_POOL_SIZE", _positive_int, "HTTP connections kept to Kameleoon"),
+    ("grace_s", "KAMELEOON_GRACE_S", _non_negative_float, "on SIGTERM, how long calls in flight may finish"),
+    ("log_level", "KAMELEOON_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"),
+    ("log_format", "KAMELEOON_LOG_FORMAT", _choice("auto", "json", "console"), "auto: JSON unless on a terminal"),
+)
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration in ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for attribute, variable, parse, _ in SETTINGS:
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attribute] = parse(raw)
+        except ValueError as exc:
+            shown = "<secret>" if attribute == "api_key" else repr(raw)
+            raise ConfigError(f"{variable}={shown}: {exc}") from None
+    return Config(**values)

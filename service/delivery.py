@@ -1,0 +1,168 @@
+"""Delivery to Kameleoon: the only module that speaks HTTP.
+
+One shared aiohttp session with a bounded, keep-alive connection pool. Each
+event is POSTed to the configured endpoint; connection errors, timeouts, 408,
+423, 429 and 5xx (but 501) are retried with exponential backoff and full
+jitter, honouring Retry-After, up to ``max_attempts`` attempts and never past
+the caller's deadline. Final answers become errors of service.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from service.config import Config
+from service.credentials import Credentials
+from service.errors import DeadlineExceeded, DeliveryError, Unavailable, for_http_status, truncate
+
+log = structlog.get_logger("kameleoon.delivery")
+
+RETRYABLE_STATUS = frozenset({408, 423, 429}) | (frozenset(range(500, 600)) - {501})
+# Do not start an attempt with less time than this left before the deadline.
+MIN_ATTEMPT_S = 0.05
+USER_AGENT = "kameleoon-destination/0.1"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    http_status: int
+    attempts: int
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, http_status: int = 0, retry_after: float | None = None, timed_out: bool = False):
+        super().__init__(reason)
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.timed_out = timed_out
+
+
+class KameleoonClient:
+    """Posts events to Kameleoon. ``async with`` it, or call start() and close()."""
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._endpoint = URL(config.base_url)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._config.pool_size, keepalive_timeout=60, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            headers={"user-agent": USER_AGENT},
+            skip_auto_headers=("content-type",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KameleoonClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None) -> Delivered:
+        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None."""
+        return await self._send("POST", self._endpoint, credentials.headers(), body, deadline)
+
+    async def check_api_key(self, entries: list[tuple[str, str]], deadline: float | None = None) -> Delivered:
+        """Segment's credential test: GET <endpoint>/getapikey?<entries>, values URL-encoded."""
+        query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in entries)
+        url = URL(f"{self._config.base_url}/getapikey?{query}", encoded=True)
+        return await self._send("GET", url, {}, None, deadline)
+
+    async def _send(self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None) -> Delivered:
+        assert self._session is not None, "KameleoonClient.start() was not awaited"
+        loop = asyncio.get_running_loop()
+        attempts = 0
+        while True:
+            attempts += 1
+            timeout = self._config.timeout_s
+            bound_by_deadline = False
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise DeadlineExceeded(f"the call's deadline passed after {attempts - 1} attempt(s)", attempts=attempts - 1)
+                if left < timeout:
+                    timeout, bound_by_deadline = left, True
+            try:
+                status, text = await self._attempt(method, url, headers, body, timeout)
+            except _Retryable as exc:
+                if bound_by_deadline and exc.timed_out:
+                    raise DeadlineExceeded(
+                        f"the call's deadline passed while Kameleoon was answering (attempt {attempts})", attempts=attempts
+                    ) from None
+                delay = self._backoff(attempts, exc.retry_after)
+                give_up = attempts >= self._config.max_attempts or delay is None
+                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline:
+                    give_up = True
+                log.debug("attempt failed", method=method, attempt=attempts, reason=str(exc), http_status=exc.http_status)
+                if give_up:
+                    raise Unavailable(
+                        f"Kameleoon is unavailable: {exc} after {attempts} attempt(s)",
+                        http_status=exc.http_status,
+                        attempts=attempts,
+                        retry_after=exc.retry_after,
+                    ) from None
+                await asyncio.sleep(delay)
+                continue
+            if 200 <= status < 300:
+                return Delivered(status, attempts)
+            raise for_http_status(status, text, attempts)
+
+    async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float) -> tuple[int, str]:
+        try:
+            async with self._session.request(
+                method, url, headers=headers, data=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                if status in RETRYABLE_STATUS:
+                    reason = f"HTTP {status}"
+                    answer = truncate(raw.decode("utf-8", "replace"))
+                    if answer:
+                        reason = f"{reason} ({answer})"
+                    raise _Retryable(reason, status, retry_after_seconds(response.headers.get("retry-after")))
+                return status, raw.decode("utf-8", "replace")
+        except asyncio.TimeoutError:
+            raise _Retryable(f"no answer within {timeout:.3g} s", timed_out=True) from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection error ({type(exc).__name__})") from None
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before the next attempt; None when Retry-After asks for longer than we wait."""
+        cap = self._config.backoff_max_s
+        if retry_after is not None:
+            return retry_after if retry_after <= cap else None
+        return random.uniform(0, min(cap, self._config.backoff_base_s * 2 ** (attempts - 1)))
+
+
+__all__ = ["Delivered", "DeliveryError", "KameleoonClient", "retry_after_seconds"]

@@ -1,0 +1,79 @@
+"""Server bootstrap: the gRPC server with health and reflection, and a graceful stop.
+
+``create_server(config, address)`` returns a started-ready server and the port
+it bound (tests pass port 0). ``serve`` runs until SIGTERM or SIGINT, then
+stops taking calls, lets those in flight finish within the grace period and
+closes the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.api import destination_pb2 as pb
+from service.api import destination_pb2_grpc as pb_grpc
+from service.config import Config
+from service.delivery import KameleoonClient
+from service.servicer import Servicer
+
+log = structlog.get_logger("kameleoon.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["KameleoonDestination"].full_name
+
+
+@dataclass
+class App:
+    """A running service: the gRPC server, its port, and what it owns."""
+
+    server: grpc.aio.Server
+    port: int
+    client: KameleoonClient
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.client.close()
+
+
+async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App:
+    """Build and start the server on ``address`` (port 0 picks a free one)."""
+    client = KameleoonClient(config)
+    await client.start()
+    server = grpc.aio.server()
+    pb_grpc.add_KameleoonDestinationServicer_to_server(Servicer(config, client), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        await client.close()
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return App(server, port, client, health_servicer)
+
+
+async def serve(config: Config, address: str) -> None:
+    """Run until SIGTERM or SIGINT, then drain gracefully."""
+    app = await create_server(config, address)
+    host = address.rsplit(":", 1)[0]
+    log.info("serving", address=f"{host}:{app.port}", kameleoon=config.base_url, max_attempts=config.max_attempts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", grace_s=config.grace_s)
+    await app.stop(config.grace_s)
+    log.info("stopped")
