@@ -172,3 +172,9 @@ def status_of(exc: CallError) -> status_pb2.Status:
 
 
 OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: CallError) -> None:
+    """End an RPC with ``exc``: the one place a CallError becomes a gRPC status (details included)."""
+    status = status_of(exc)
+    await context.abort(exc.code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))

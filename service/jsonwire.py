@@ -83,9 +83,36 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_ARRAY_INDEX_MAX = 2**32 - 2
+
+
+def _is_index(key: str) -> bool:
+    """Whether JavaScript treats ``key`` as an array index (such keys come first, ascending)."""
+    return key.isdigit() and key.isascii() and (key == "0" or key[0] != "0") and int(key) <= _ARRAY_INDEX_MAX
+
+
+def js_key_order(keys) -> list[str]:
+    """Keys in the order a JavaScript object enumerates them: array indices ascending, then the rest as given."""
+    keys = list(keys)
+    indices = [key for key in keys if key[:1].isdigit() and _is_index(key)]
+    if not indices:
+        return keys
+    chosen = set(indices)
+    return sorted(indices, key=int) + [key for key in keys if key not in chosen]
+
+
+def _js_object(pairs: list[tuple[str, Any]]) -> dict:
+    if any(key[:1].isdigit() for key, _ in pairs):
+        values = dict(pairs)
+        return {key: values[key] for key in js_key_order(values)}
+    return dict(pairs)
+
+
 def loads(text: str | bytes) -> Any:
-    """Parse JSON as JavaScript's JSON.parse would (numbers become doubles)."""
-    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+    """Parse JSON as JavaScript's JSON.parse would (numbers are doubles, index-like keys first)."""
+    return json.loads(
+        text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object
+    )
 
 
 def dumps(value: Any) -> bytes:
@@ -153,9 +180,11 @@ def from_struct(struct: struct_pb2.Struct) -> dict:
     """A google.protobuf.Struct as a dict, numbers as JavaScript would print them.
 
     Protobuf maps carry no key order (not even on the wire), so keys come out
-    sorted: the same Struct always gives the same body.
+    sorted (array-index keys first, as JavaScript orders them): the same
+    Struct always gives the same body.
     """
-    return {key: from_value(item) for key, item in sorted(struct.fields.items())}
+    fields = struct.fields
+    return {key: from_value(fields[key]) for key in js_key_order(sorted(fields))}
 
 
 def js_string(value: Any) -> str:

@@ -17,15 +17,16 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import decoding
 from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
 from service.config import Config
 from service.delivery import KameleoonClient
 from service.servicer import Servicer
 
 log = structlog.get_logger("kameleoon.server")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["KameleoonDestination"].full_name
+SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
+SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
 
 @dataclass
@@ -48,7 +49,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App
     client = KameleoonClient(config)
     await client.start()
     server = grpc.aio.server()
-    pb_grpc.add_KameleoonDestinationServicer_to_server(Servicer(config, client), server)
+    server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, Servicer(config, client)),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -17,7 +17,7 @@ from service.api import destination_pb2 as pb
 from service.api import destination_pb2_grpc as pb_grpc
 from service.config import SITECODE_LENGTH, Config
 from service.delivery import KameleoonClient
-from service.errors import CallError, DeliveryError, InvalidArgument, status_of
+from service.errors import CallError, DeliveryError, InvalidArgument, abort
 
 log = structlog.get_logger("kameleoon.rpc")
 
@@ -27,11 +27,6 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     if remaining is None:
         return None
     return asyncio.get_running_loop().time() + remaining
-
-
-async def _abort(context: grpc.aio.ServicerContext, exc: CallError) -> None:
-    status = status_of(exc)
-    await context.abort(exc.code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
 
 
 class Servicer(pb_grpc.KameleoonDestinationServicer):
@@ -54,7 +49,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 delivered = await self.deliver(action, action.payload_of(request), creds, _deadline(context))
             except CallError as exc:
                 _record_failure(fields, exc)
-                await _abort(context, exc)
+                await abort(context, exc)
             fields.update(http_status=delivered.http_status, attempts=delivered.attempts)
             return pb.ActionResponse(http_status=delivered.http_status, attempts=delivered.attempts, message_id=request.message_id)
 
@@ -83,12 +78,12 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             except (InvalidArgument, DeliveryError) as exc:
                 if isinstance(exc, DeliveryError) and exc.http_status == 0:
                     _record_failure(fields, exc)
-                    await _abort(context, exc)
+                    await abort(context, exc)
                 fields.update(ok=False, http_status=getattr(exc, "http_status", 0))
                 return pb.TestAuthenticationResponse(ok=False, message=_auth_message(exc))
             except CallError as exc:
                 _record_failure(fields, exc)
-                await _abort(context, exc)
+                await abort(context, exc)
             fields.update(ok=True, http_status=delivered.http_status, attempts=delivered.attempts)
             return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
 
