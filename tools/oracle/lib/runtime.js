@@ -113,7 +113,12 @@ function errorRecord(err) {
     }
     return { fields: [...fields].sort(), message: err.message }
   }
-  // Not a schema rejection (mapping directive error, etc.).
+  // Not a schema rejection (mapping directive error, etc.). An AggregateError
+  // (mapping validation) carries stack traces in its message: keep the inner
+  // messages only, one per line.
+  if (err && err.name === 'AggregateError' && typeof err[Symbol.iterator] === 'function') {
+    return { fields: [], message: [...err].map((e) => e.message).join('\n'), kind: 'AggregateError' }
+  }
   return { fields: [], message: String(err && err.message), kind: (err && err.name) || 'Error' }
 }
 
