@@ -14,7 +14,8 @@
             ├── Rejected             400, 404, 413, 422 and other 4xx: not retried
             ├── KameleoonUnauthorized 401
             ├── KameleoonForbidden   403
-            ├── Unavailable          retryable failures after the last attempt
+            ├── UpstreamUnimplemented 501
+            ├── Unavailable          retryable failures after the last attempt, other odd answers
             └── DeadlineExceeded     the caller's deadline ran out first
 
 Lower-level exceptions (aiohttp, json, ...) are caught where they happen and
@@ -109,6 +110,10 @@ class KameleoonForbidden(DeliveryError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class UpstreamUnimplemented(DeliveryError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class Unavailable(DeliveryError):
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -143,8 +148,14 @@ def for_http_status(status: int, text: str, attempts: int) -> DeliveryError:
             http_status=status,
             attempts=attempts,
         )
+    if status == 501:
+        return UpstreamUnimplemented(
+            f"Kameleoon does not implement this request (HTTP 501). {answer}".rstrip(), http_status=status, attempts=attempts
+        )
+    if not 400 <= status < 500:
+        return Unavailable(f"Kameleoon gave an unexpected answer (HTTP {status}). {answer}".rstrip(), http_status=status, attempts=attempts)
     return Rejected(
-        f"Kameleoon rejected the event (HTTP {status}). {answer}".rstrip(),
+        f"Kameleoon rejected the event (HTTP {status}): the request was not accepted and will not be retried. {answer}".rstrip(),
         http_status=status,
         attempts=attempts,
     )

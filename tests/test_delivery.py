@@ -1,0 +1,202 @@
+"""Delivery policy against a real HTTP stand-in: retries, status mapping, deadlines, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from service.api import destination_pb2 as pb
+from service.sink import Reply
+from tests.conftest import API_KEY, SETTINGS, SITECODE
+
+TS = "2024-03-15T12:34:56.789Z"
+
+
+def track(**overrides) -> pb.LogEventRequest:
+    fields = {"settings": SETTINGS, "event": "Signed Up", "timestamp": TS, "message_id": "m-1", **overrides}
+    return pb.LogEventRequest(**fields)
+
+
+def details(error: grpc.aio.AioRpcError) -> list:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return list(status_pb2.Status.FromString(value).details)
+    return []
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 423, 429])
+async def test_retryable_status_is_retried_then_delivered_once(stub, sink, status):
+    sink.script.append(Reply(status=status, body="busy"))
+    response = await stub.LogEvent(track(), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 2)
+    first, second = sink.received
+    assert first.body == second.body
+
+
+async def test_retry_after_is_honoured(start_service, sink):
+    _, stub = await start_service(backoff_max_s=2)
+    sink.script.append(Reply(status=429, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    response = await stub.LogEvent(track(), timeout=10)
+    assert response.attempts == 2
+    assert time.monotonic() - started >= 0.95
+
+
+async def test_retry_after_beyond_backoff_cap_gives_up_with_hint(stub, sink):
+    sink.script.append(Reply(status=503, headers={"Retry-After": "120"}))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    [detail] = details(raised.value)
+    info = error_details_pb2.RetryInfo()
+    assert detail.Unpack(info)
+    assert info.retry_delay.seconds == 120
+    assert len(sink.received) == 1
+
+
+async def test_persistent_failure_ends_unavailable_after_max_attempts(start_service, sink):
+    _, stub = await start_service(max_attempts=4)
+    sink.default = Reply(status=503, body="down for maintenance")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "4 attempt" in raised.value.details()
+    assert "down for maintenance" in raised.value.details()
+    assert len(sink.received) == 4
+
+
+@pytest.mark.parametrize(
+    "status, code",
+    [
+        (400, grpc.StatusCode.INVALID_ARGUMENT),
+        (404, grpc.StatusCode.INVALID_ARGUMENT),
+        (413, grpc.StatusCode.INVALID_ARGUMENT),
+        (422, grpc.StatusCode.INVALID_ARGUMENT),
+        (401, grpc.StatusCode.UNAUTHENTICATED),
+        (403, grpc.StatusCode.PERMISSION_DENIED),
+        (501, grpc.StatusCode.UNIMPLEMENTED),
+    ],
+)
+async def test_final_status_is_not_retried(stub, sink, status, code):
+    sink.default = Reply(status=status, body='{"error":"' + "x" * 1000 + '"}')
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == code
+    assert f"HTTP {status}" in raised.value.details()
+    assert len(raised.value.details()) < 600, "Kameleoon's answer is truncated"
+    assert len(sink.received) == 1
+
+
+async def test_dropped_connection_is_retried(stub, sink):
+    sink.script.append(Reply(drop=True))
+    response = await stub.LogEvent(track(), timeout=10)
+    assert response.attempts == 2
+    assert len(sink.received) == 2
+
+
+async def test_refused_connection_ends_unavailable(start_service, sink):
+    await sink.stop()
+    _, stub = await start_service(max_attempts=2)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "connection" in raised.value.details()
+
+
+async def test_slow_attempt_times_out_and_is_retried(start_service, sink):
+    _, stub = await start_service(timeout_s=0.3)
+    sink.script.append(Reply(delay=2))
+    response = await stub.LogEvent(track(), timeout=10)
+    assert response.attempts == 2
+
+
+async def test_caller_deadline_bounds_the_call(stub, sink):
+    sink.default = Reply(delay=4)
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=1)
+    elapsed = time.monotonic() - started
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert elapsed < 2
+    assert len(sink.received) == 1, "no retry started that could not finish in time"
+
+
+async def test_missing_settings_fail_precondition_naming_the_setting(stub, sink):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(settings=None), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "api_key" in raised.value.details()
+    assert sink.received == []
+
+
+async def test_server_defaults_fill_missing_settings(start_service, sink):
+    _, stub = await start_service(api_key=API_KEY, sitecode=SITECODE)
+    await stub.LogEvent(track(settings=None), timeout=5)
+    [received] = sink.received
+    assert received.headers["authorization"] == f"Basic {API_KEY}"
+    assert received.headers["x-segment-settings"] == SITECODE
+
+
+async def test_request_settings_win_over_defaults(start_service, sink):
+    _, stub = await start_service(api_key="c2VydmVyLWtleQ==", sitecode="server0001")
+    await stub.LogEvent(track(settings=pb.Settings(sitecode="request001")), timeout=5)
+    [received] = sink.received
+    assert received.headers["authorization"] == "Basic c2VydmVyLWtleQ=="
+    assert received.headers["x-segment-settings"] == "request001"
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [
+        (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode"),
+        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key"),
+        (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key"),
+    ],
+)
+async def test_bad_settings_are_invalid_argument(stub, sink, settings, field):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(settings=settings), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in raised.value.details()
+    assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [({"timestamp": ""}, "timestamp"), ({"message_id": ""}, "messageId"), ({"timestamp": "2023-02-29T00:00:00Z"}, "timestamp")],
+)
+async def test_invalid_event_names_the_field_and_sends_nothing(stub, sink, overrides, field):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(**overrides), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in raised.value.details()
+    [detail] = details(raised.value)
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    assert bad_request.field_violations[0].field == field
+    assert sink.received == []
+
+
+async def test_group_requires_group_id(stub, sink):
+    request = pb.GroupEventRequest(settings=SETTINGS, timestamp=TS, message_id="g-1")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GroupEvent(request, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "groupId" in raised.value.details()
+
+
+async def test_page_message_id_is_optional(stub, sink):
+    response = await stub.PageEvent(pb.PageEventRequest(settings=SETTINGS, timestamp=TS), timeout=5)
+    assert response.http_status == 200
+    assert "messageId" not in sink.received[0].json()
+
+
+async def test_concurrent_calls_share_the_pool(stub, sink):
+    calls = [stub.LogEvent(track(message_id=f"m-{i}"), timeout=10) for i in range(50)]
+    responses = await asyncio.gather(*calls)
+    assert all(r.http_status == 200 for r in responses)
+    assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"m-{i}" for i in range(50))
