@@ -84,6 +84,8 @@ def _no_constant(name: str) -> None:
 
 
 _ARRAY_INDEX_MAX = 2**32 - 2
+# Segment's runtime loses "__proto__" keys at every depth (object spreads treat them as the prototype).
+PROTO_KEY = "__proto__"
 
 
 def _is_index(key: str) -> bool:
@@ -102,14 +104,16 @@ def js_key_order(keys) -> list[str]:
 
 
 def _js_object(pairs: list[tuple[str, Any]]) -> dict:
-    if any(key[:1].isdigit() for key, _ in pairs):
-        values = dict(pairs)
+    values = dict(pairs)  # a repeated key keeps its first place and its last value, as in JavaScript
+    values.pop(PROTO_KEY, None)
+    if any(key[:1].isdigit() for key in values):
         return {key: values[key] for key in js_key_order(values)}
-    return dict(pairs)
+    return values
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON as JavaScript's JSON.parse would (numbers are doubles, index-like keys first)."""
+    """Parse JSON as Segment's runtime holds it: numbers are doubles, index-like keys
+    come first, and "__proto__" keys are gone."""
     return json.loads(
         text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object
     )
@@ -181,10 +185,11 @@ def from_struct(struct: struct_pb2.Struct) -> dict:
 
     Protobuf maps carry no key order (not even on the wire), so keys come out
     sorted (array-index keys first, as JavaScript orders them): the same
-    Struct always gives the same body.
+    Struct always gives the same body. "__proto__" keys are left out, as
+    Segment's runtime loses them.
     """
     fields = struct.fields
-    return {key: from_value(fields[key]) for key in js_key_order(sorted(fields))}
+    return {key: from_value(fields[key]) for key in js_key_order(sorted(fields)) if key != PROTO_KEY}
 
 
 def js_string(value: Any) -> str:

@@ -106,7 +106,7 @@ class KameleoonSink:
         received = Received(
             request.method,
             request.path,
-            request.query_string,
+            request.rel_url.raw_query_string,
             {name.lower(): value for name, value in request.headers.items()},
             body,
         )

@@ -114,3 +114,16 @@ def validate(payload: dict, fields: tuple[Field, ...]) -> dict:
         raise InvalidArgument(f"invalid event: {message}", field=problems[0][0])
     return result
 
+
+
+def check_runtime_limits(raw: dict) -> None:
+    """Events Segment's runtime fails on after validation, sending nothing: refuse them the same way.
+
+    Its audience-membership check destructures ``context.personas`` of the
+    raw event and throws when ``context`` or ``context.personas`` is null.
+    """
+    context = raw.get("context", _MISSING)
+    if context is None:
+        raise InvalidArgument("context must be an object or absent, not null", field="context")
+    if isinstance(context, dict) and context.get("personas", _MISSING) is None:
+        raise InvalidArgument("context.personas must be an object or absent, not null", field="context.personas")

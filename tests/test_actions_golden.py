@@ -53,6 +53,10 @@ def test_payload_pipeline_matches_runtime(case):
     if "error" in expected:
         with pytest.raises(InvalidArgument) as raised:
             action.validate(payload)
+        if expected["error"].get("kind") == "TypeError":
+            # The runtime crashes on these after validation and sends nothing; we refuse them by name.
+            assert raised.value.field.startswith("context")
+            return
         assert raised.value.field in expected["error"]["fields"]
         for field in expected["error"]["fields"]:
             assert field in str(raised.value)
@@ -82,7 +86,7 @@ async def test_typed_rpc_matches_runtime(case, stub, sink):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call(typed_request(case["action"], payload), timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert any(field in raised.value.details() for field in expected["error"]["fields"])
+        assert any(field in raised.value.details() for field in expected["error"]["fields"] or ["context"])
         assert sink.received == []
         return
     response = await call(typed_request(case["action"], payload), timeout=10)

@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from service.jsonwire import from_struct
-from service.validation import validate
+from service.validation import check_runtime_limits, validate
 
 VISITOR_CODE = "kameleoonVisitorCode"
 
@@ -80,8 +80,14 @@ class Action:
                     payload[f.name] = value
         return payload
 
-    def validate(self, payload: dict) -> dict:
-        return validate(payload, self.fields)
+    def validate(self, payload: dict, raw: dict | None = None) -> dict:
+        """The payload Segment's runtime would perform with, or InvalidArgument.
+
+        ``raw`` is the event the payload was mapped from (a typed request's payload is its own event).
+        """
+        valid = validate(payload, self.fields)
+        check_runtime_limits(payload if raw is None else raw)
+        return valid
 
     @staticmethod
     def body(payload: dict) -> dict:

@@ -1,0 +1,151 @@
+"""The console script as an operator runs it: serve, sink, bad config, SIGTERM with calls in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import socket
+import sys
+
+import grpc
+import pytest
+
+from service.api import destination_pb2 as pb
+from service.api import destination_pb2_grpc as pb_grpc
+from service.sink import Reply
+from tests.conftest import API_KEY, SETTINGS
+
+SCRIPT = str(pathlib.Path(sys.executable).parent / "kameleoon-destination")
+pytestmark = pytest.mark.skipif(not os.path.exists(SCRIPT), reason="console script is installed by `make install`")
+SECRET = "demo-secret"  # what API_KEY decodes to, with the id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def start(*args: str, env: dict | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        SCRIPT, *args, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_serving(port: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await asyncio.wait_for(channel.channel_ready(), 20)
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("KAMELEOON_MAX_ATTEMPTS", "zero"), ("KAMELEOON_SITECODE", "short"), ("KAMELEOON_BASE_URL", "ftp://x"), ("KAMELEOON_LOG_FORMAT", "xml")],
+)
+async def test_bad_config_fails_at_start_naming_the_key(variable, value):
+    process = await start("serve", "--listen", f"127.0.0.1:{free_port()}", env={variable: value})
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert variable in err.decode()
+
+
+async def test_secret_config_is_never_echoed():
+    process = await start("serve", env={"KAMELEOON_API_KEY": API_KEY, "KAMELEOON_SITECODE": "bad"})
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert API_KEY not in err.decode()
+
+
+async def test_sigterm_drains_calls_in_flight(sink):
+    sink.default = Reply(delay=1.5)
+    port = free_port()
+    env = {"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_GRACE_S": "10", "KAMELEOON_LOG_FORMAT": "json"}
+    process = await start("serve", "--listen", f"127.0.0.1:{port}", env=env)
+    try:
+        await wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.KameleoonDestinationStub(channel)
+            calls = [
+                asyncio.ensure_future(stub.LogEvent(pb.LogEventRequest(
+                    settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"m-{i}"), timeout=20))
+                for i in range(10)
+            ]
+            await sink.wait_for(10)
+            process.send_signal(signal.SIGTERM)
+            responses = await asyncio.gather(*calls)
+        assert [r.http_status for r in responses] == [200] * 10
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0
+        lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+        rpc_lines = [line for line in lines if line["event"] == "rpc"]
+        assert len(rpc_lines) == 10
+        assert {"method", "action", "message_id", "code", "http_status", "attempts", "duration_ms"} <= set(rpc_lines[0])
+        assert any(line["event"] == "stopped" for line in lines)
+        assert API_KEY not in err.decode() and SECRET not in err.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_logs_never_hold_secrets(sink):
+    sink.default = Reply(status=401, body='{"error":"bad key"}')
+    port = free_port()
+    process = await start("serve", "--listen", f"127.0.0.1:{port}", env={"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_LOG_LEVEL": "debug"})
+    try:
+        await wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.KameleoonDestinationStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, timestamp="2024-01-01T00:00:00Z", message_id="m"), timeout=5)
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert API_KEY not in raised.value.details()
+            sink.script.append(Reply(status=401, body='{"error":"bad key"}'))
+            auth = await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+            assert auth.ok is False and SECRET not in auth.message
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        text = err.decode()
+        assert "UNAUTHENTICATED" in text
+        assert API_KEY not in text and SECRET not in text and "demo-id" not in text
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sink_prints_each_request_as_a_json_line():
+    port = free_port()
+    process = await start("sink", "--listen", f"127.0.0.1:{port}")
+    try:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                try:
+                    async with session.post(f"http://127.0.0.1:{port}/segmentio", data=b'{"type":"track"}',
+                                            headers={"authorization": f"Basic {API_KEY}", "x-segment-settings": "0123456789"}) as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        line = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+        assert line["body"] == {"type": "track"}
+        assert line["headers"]["x-segment-settings"] == "0123456789"
+        assert API_KEY not in json.dumps(line)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_demo_shows_four_deliveries():
+    process = await start("demo")
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert "4 of 4 events delivered" in text
+    for method in ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent"):
+        assert f"{method} -> http_status=200" in text
