@@ -575,7 +575,7 @@ def _parse_int(s: str) -> int | float:
     f = to_float(n)
     if f in (math.inf, -math.inf) or abs(f) >= 1e21:
         return f
-    return int(f)
+    return int(number_to_string(f))  # the double's shortest digits, as JavaScript prints it
 
 
 def _reject_constant(name: str) -> Any:
