@@ -78,6 +78,10 @@ class Config:
     grace_s: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
+    mappings: str | None = None
+    max_batch: int = 1000
+    batch_concurrency: int = 32
+    stream_window: int = 64
 
     def __repr__(self) -> str:  # never print the apiKey
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
@@ -97,6 +101,10 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("grace_s", "KAMELEOON_GRACE_S", _non_negative_float, "on SIGTERM, how long calls in flight may finish"),
     ("log_level", "KAMELEOON_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"),
     ("log_format", "KAMELEOON_LOG_FORMAT", _choice("auto", "json", "console"), "auto: JSON unless on a terminal"),
+    ("mappings", "KAMELEOON_MAPPINGS", _text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
+    ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
+    ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
+    ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
 )
 
 

@@ -21,7 +21,9 @@ from service import decoding
 from service.api import destination_pb2 as pb
 from service.config import Config
 from service.delivery import KameleoonClient
+from service.pipeline import Pipeline
 from service.servicer import Servicer
+from service.subscriptions import load as load_subscriptions
 
 log = structlog.get_logger("kameleoon.server")
 
@@ -46,10 +48,12 @@ class App:
 
 async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App:
     """Build and start the server on ``address`` (port 0 picks a free one)."""
+    subscriptions = load_subscriptions(config.mappings)
     client = KameleoonClient(config)
     await client.start()
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, Servicer(config, client)),))
+    servicer = Servicer(config, Pipeline(client, subscriptions))
+    server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

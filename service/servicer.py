@@ -11,13 +11,14 @@ import time
 import grpc
 import structlog
 
-from service import credentials, jsonwire
+from service import credentials
 from service.actions import ACTIONS, Action
 from service.api import destination_pb2 as pb
 from service.api import destination_pb2_grpc as pb_grpc
 from service.config import SITECODE_LENGTH, Config
-from service.delivery import KameleoonClient
-from service.errors import CallError, DeliveryError, InvalidArgument, abort
+from service.decoding import Undecodable
+from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
+from service.pipeline import Pipeline, message_id_of, parse_event
 
 log = structlog.get_logger("kameleoon.rpc")
 
@@ -29,24 +30,24 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return asyncio.get_running_loop().time() + remaining
 
 
+def _settings(request):
+    return request.settings if request.HasField("settings") else None
+
+
 class Servicer(pb_grpc.KameleoonDestinationServicer):
-    def __init__(self, config: Config, client: KameleoonClient):
+    def __init__(self, config: Config, pipeline: Pipeline):
         self._config = config
-        self._client = client
+        self._pipeline = pipeline
+        self._client = pipeline.client
 
     # -- typed actions -------------------------------------------------------
-
-    async def deliver(self, action: Action, payload: dict, creds: credentials.Credentials, deadline: float | None):
-        """Validate a payload, build Segment's body and post it. Returns delivery.Delivered."""
-        body = jsonwire.dumps(action.body(action.validate(payload)))
-        return await self._client.post(body, creds, deadline)
 
     async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
         fields = {"action": action.slug, "message_id": request.message_id or None}
         async with _rpc_log(action.title.replace(" ", ""), fields):
             try:
-                creds = credentials.resolve(request.settings if request.HasField("settings") else None, self._config)
-                delivered = await self.deliver(action, action.payload_of(request), creds, _deadline(context))
+                creds = credentials.resolve(_settings(request), self._config)
+                delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -64,6 +65,102 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def GroupEvent(self, request, context):
         return await self._typed(ACTIONS["group"], request, context)
+
+    # -- raw events ----------------------------------------------------------
+
+    async def _send_one(self, request, batch_settings, deadline: float | None) -> pb.SendResponse:
+        """One raw event; raises CallError. ``batch_settings`` fill in when the event carries none."""
+        event = parse_event(request.event_json)
+        settings = _settings(request) or batch_settings
+        creds = credentials.resolve(settings, self._config)
+        outcome = await self._pipeline.send_event(event, creds, deadline)
+        return pb.SendResponse(
+            message_id=outcome.message_id,
+            results=[
+                pb.SubscriptionResult(
+                    subscription=sub.name, action=sub.action.slug, http_status=done.http_status, attempts=done.attempts
+                )
+                for sub, done in outcome.results
+            ],
+            status=OK_STATUS,
+        )
+
+    async def _send_logged(self, method: str, request, batch_settings, deadline) -> pb.SendResponse:
+        """One raw event of a batch or stream: its own log line, its own status, never an exception."""
+        fields: dict = {}
+        async with _rpc_log(method, fields):
+            if isinstance(request, Undecodable):
+                _record_failure(fields, request.error)
+                return pb.SendResponse(status=status_of(request.error))
+            try:
+                response = await self._send_one(request, batch_settings, deadline)
+            except CallError as exc:
+                _record_failure(fields, exc)
+                return pb.SendResponse(message_id=_message_id_hint(request), status=status_of(exc))
+            _record_results(fields, response)
+            return response
+
+    async def Send(self, request, context):
+        fields: dict = {}
+        async with _rpc_log("Send", fields):
+            try:
+                response = await self._send_one(request, None, _deadline(context))
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            _record_results(fields, response)
+            return response
+
+    async def SendBatch(self, request, context):
+        fields: dict = {"events": len(request.requests)}
+        async with _rpc_log("SendBatch", fields):
+            if len(request.requests) > self._config.max_batch:
+                exc = InvalidArgument(
+                    f"requests holds {len(request.requests)} events, more than the limit of {self._config.max_batch} "
+                    "(KAMELEOON_MAX_BATCH): split the batch",
+                    field="requests",
+                )
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            batch_settings = _settings(request)
+            deadline = _deadline(context)
+            bound = asyncio.Semaphore(self._config.batch_concurrency)
+
+            async def one(item):
+                async with bound:
+                    return await self._send_logged("SendBatch.event", item, batch_settings, deadline)
+
+            responses = await asyncio.gather(*(one(item) for item in request.requests))
+            fields["failed"] = sum(1 for r in responses if r.status.code != 0)
+            return pb.SendBatchResponse(responses=responses)
+
+    async def SendStream(self, request_iterator, context):
+        """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
+        slots = asyncio.Semaphore(self._config.stream_window)
+        order: asyncio.Queue = asyncio.Queue()  # holds at most stream_window tasks: each took a slot
+        deadline = _deadline(context)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()  # backpressure: stop reading while the window is full
+                    await order.put(asyncio.ensure_future(self._send_logged("SendStream.event", request, None, deadline)))
+            finally:
+                await order.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await order.get()) is not None:
+                response = await task
+                slots.release()
+                yield response
+            await reader
+        finally:
+            reader.cancel()
+            while not order.empty():
+                task = order.get_nowait()
+                if task is not None:
+                    task.cancel()
 
     # -- credentials ---------------------------------------------------------
 
@@ -86,6 +183,21 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 await abort(context, exc)
             fields.update(ok=True, http_status=delivered.http_status, attempts=delivered.attempts)
             return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
+
+
+def _message_id_hint(request) -> str:
+    """The messageId of an event that failed, when its JSON still says it."""
+    try:
+        return message_id_of(parse_event(request.event_json))
+    except CallError:
+        return ""
+
+
+def _record_results(fields: dict, response: pb.SendResponse) -> None:
+    fields["message_id"] = response.message_id or None
+    fields["matched"] = [result.action for result in response.results]
+    fields["http_status"] = [result.http_status for result in response.results]
+    fields["attempts"] = sum(result.attempts for result in response.results)
 
 
 def _auth_message(exc: CallError) -> str:

@@ -309,9 +309,9 @@ def _case(opts: Any) -> Resolver:
     fn = _compile(value)
     convert: Callable[[str], str] | None = None
     if operator == "lower" and type(operator) is str:
-        convert = str.lower
+        convert = js.js_lower
     elif operator == "upper" and type(operator) is str:
-        convert = str.upper
+        convert = js.js_upper
 
     def resolver(payload: Any) -> Any:
         v = fn(payload)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from service.mapping.jsvalue import js_upper
+
 _CLASSES: dict[str, list[str]] | None = None
 
 
 def _canonical(ch: str) -> str:
-    upper = ch.upper()
+    upper = js_upper(ch)
     if len(upper) != 1:
         return ch
     if ord(ch) >= 128 and ord(upper) < 128:

@@ -699,3 +699,36 @@ def _parse_deep(text: str) -> Any:
             push_value(v)
             continue
         fail()
+
+
+# ---------------------------------------------------------------- case mapping
+
+def _case_fixes() -> tuple[dict[int, int], dict[int, int]]:
+    """Case pairs that Node's ICU (Unicode 16) has and Python 3.11 (Unicode 14) lacks."""
+    pairs = [(0x1C89, 0x1C8A), (0xA7CB, 0x0264), (0xA7CC, 0xA7CD), (0xA7CE, 0xA7CF), (0xA7D2, 0xA7D3),
+             (0xA7D4, 0xA7D5), (0xA7DA, 0xA7DB), (0xA7DC, 0x019B)]
+    pairs += [(0x10D50 + i, 0x10D70 + i) for i in range(0x16)]
+    pairs += [(0x16EA0 + i, 0x16EBB + i) for i in range(0x19)]
+    lower = {}
+    upper = {}
+    for up, low in pairs:
+        if chr(up).lower() == chr(up):
+            lower[up] = low
+        if chr(low).upper() == chr(low):
+            upper[low] = up
+    return lower, upper
+
+
+_LOWER_FIX, _UPPER_FIX = _case_fixes()
+
+
+def js_lower(s: str) -> str:
+    """``String.prototype.toLowerCase``."""
+    out = s.lower()
+    return out if out.isascii() else out.translate(_LOWER_FIX)
+
+
+def js_upper(s: str) -> str:
+    """``String.prototype.toUpperCase``."""
+    out = s.upper()
+    return out if out.isascii() else out.translate(_UPPER_FIX)

@@ -122,7 +122,7 @@ def _string(v: Any, stack: list[str]) -> None:
 def _allowed_strings(*allowed: str) -> Validator:
     def run(v: Any, stack: list[str]) -> None:
         _string(v, stack)
-        if v.lower() not in allowed:
+        if js.js_lower(v) not in allowed:
             raise ValidationError(f"should be one of {', '.join(allowed)} but it is {js.json_stringify(v)}", stack)
 
     return run

@@ -1,0 +1,115 @@
+"""From a payload or a raw event to what Kameleoon received.
+
+Typed requests arrive as payloads; raw Segment events are parsed, matched
+against the subscriptions and mapped into payloads. Both then go the same
+way: Segment's validation, Segment's ``perform`` body, one HTTP delivery.
+Raw events are validated for every matching subscription before anything is
+sent, so a rejected event sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from service import jsonwire
+from service.actions import Action
+from service.credentials import Credentials
+from service.delivery import Delivered, KameleoonClient
+from service.errors import InvalidArgument, MappingError
+from service.subscriptions import Subscription
+
+MAX_EVENT_DEPTH = 64
+
+
+@dataclass
+class Outcome:
+    """What delivering one raw event did: one entry per matching subscription."""
+
+    message_id: str
+    results: list[tuple[Subscription, Delivered]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Planned:
+    subscription: Subscription
+    body: bytes
+
+
+def _depth_exceeds(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def parse_event(event_json: str) -> dict:
+    """One Segment event from JSON text, or InvalidArgument naming event_json."""
+    if not event_json.strip():
+        raise InvalidArgument("event_json is empty: send one Segment event as a JSON object", field="event_json")
+    try:
+        event = jsonwire.loads(event_json)
+    except RecursionError:
+        raise InvalidArgument(f"event_json nests deeper than {MAX_EVENT_DEPTH} levels", field="event_json") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"event_json is not valid JSON: {exc}", field="event_json") from None
+    if not isinstance(event, dict):
+        raise InvalidArgument(f"event_json must be a JSON object, got {type(event).__name__}", field="event_json")
+    if _depth_exceeds(event, MAX_EVENT_DEPTH):
+        raise InvalidArgument(f"event_json nests deeper than {MAX_EVENT_DEPTH} levels", field="event_json")
+    return event
+
+
+def message_id_of(event: dict) -> str:
+    value = event.get("messageId")
+    return value if isinstance(value, str) else "" if value is None else jsonwire.js_string(value)
+
+
+class Pipeline:
+    def __init__(self, client: KameleoonClient, subscriptions: tuple[Subscription, ...]):
+        self.client = client
+        self.subscriptions = subscriptions
+
+    async def deliver_payload(
+        self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
+    ) -> Delivered:
+        """A typed request's payload: validate, build Segment's body, post it."""
+        body = jsonwire.dumps(action.body(action.validate(payload)))
+        return await self.client.post(body, credentials, deadline)
+
+    def plan(self, event: dict) -> list[Planned]:
+        """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
+        planned = []
+        for subscription in self.subscriptions:
+            if not subscription.matches(event):
+                continue
+            try:
+                payload = subscription.payload(event)
+                valid = subscription.action.validate(payload, raw=event)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"subscription {subscription.name!r} ({subscription.action.slug}): {exc}", field=exc.field) from None
+            except MappingError as exc:
+                raise InvalidArgument(f"subscription {subscription.name!r}: mapping failed: {exc}") from None
+            planned.append(Planned(subscription, jsonwire.dumps(subscription.action.body(valid))))
+        return planned
+
+    async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
+        """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
+        outcome = Outcome(message_id_of(event))
+        planned = self.plan(event)
+        if not planned:
+            return outcome
+        results = await asyncio.gather(
+            *(self.client.post(item.body, credentials, deadline) for item in planned), return_exceptions=True
+        )
+        for item, result in zip(planned, results):
+            if isinstance(result, BaseException):
+                raise result
+            outcome.results.append((item.subscription, result))
+        return outcome

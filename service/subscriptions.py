@@ -1,0 +1,123 @@
+"""Subscriptions: which raw events go to which action, with which mapping.
+
+A subscription is Segment's own shape, so a user can paste what Segment shows:
+``{"name", "subscribe": "<trigger>", "partnerAction": "logEvent" | "identify"
+| "page" | "group", "mapping": {...}}``. ``KAMELEOON_MAPPINGS`` names a JSON
+or YAML file holding a list of them; unset, the destination's four presets
+apply. Everything is compiled once at start-up, and a bad file is refused
+with the subscription and the problem named.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from service.actions import ACTIONS, PRESETS, Action
+from service.errors import MappingError, SubscriptionError
+from service.mapping.directives import compile_mapping
+from service.mapping.triggers import compile_trigger
+
+MAX_SUBSCRIPTIONS = 50  # what Segment allows one destination instance
+KEYS = frozenset({"name", "subscribe", "partnerAction", "mapping"})
+OPTIONAL_KEYS = frozenset({"type", "enabled", "id", "description"})
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    subscribe: str
+    action: Action
+    trigger: Any  # service.mapping.triggers.Trigger
+    mapping: Any  # service.mapping.directives.Mapping
+
+    def matches(self, event: dict) -> bool:
+        return self.trigger.matches(event)
+
+    def payload(self, event: dict) -> dict:
+        return self.mapping.resolve(event)
+
+
+def preset_specs() -> list[dict]:
+    """The destination's four presets, in Segment's shape: each action with its default mapping."""
+    return [
+        {"name": name, "subscribe": trigger, "partnerAction": slug, "mapping": ACTIONS[slug].default_mapping()}
+        for name, trigger, slug in PRESETS
+    ]
+
+
+def compile_all(specs: Any, origin: str = "subscriptions") -> tuple[Subscription, ...]:
+    """Check and compile a list of subscriptions; SubscriptionError names the one at fault."""
+    if not isinstance(specs, list):
+        raise SubscriptionError(f"{origin}: expected a list of subscriptions, got {type(specs).__name__}")
+    if len(specs) > MAX_SUBSCRIPTIONS:
+        raise SubscriptionError(f"{origin}: {len(specs)} subscriptions, Segment allows at most {MAX_SUBSCRIPTIONS}")
+    compiled = []
+    names: set[str] = set()
+    for index, spec in enumerate(specs):
+        label = f"{origin}: subscription #{index + 1}"
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"].strip():
+            label = f"{label} {spec['name']!r}"
+        subscription = _compile_one(spec, label)
+        if subscription.name in names:
+            raise SubscriptionError(f"{label}: the name is used twice")
+        names.add(subscription.name)
+        compiled.append(subscription)
+    return tuple(compiled)
+
+
+def _compile_one(spec: Any, label: str) -> Subscription:
+    if not isinstance(spec, dict):
+        raise SubscriptionError(f"{label}: expected an object with {', '.join(sorted(KEYS))}")
+    missing = KEYS - spec.keys()
+    if missing:
+        raise SubscriptionError(f"{label}: missing {', '.join(sorted(missing))}")
+    unknown = spec.keys() - KEYS - OPTIONAL_KEYS
+    if unknown:
+        raise SubscriptionError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}")
+    name, subscribe, slug, mapping = spec["name"], spec["subscribe"], spec["partnerAction"], spec["mapping"]
+    if not isinstance(name, str) or not name.strip():
+        raise SubscriptionError(f"{label}: name must be a non-empty string")
+    action = ACTIONS.get(slug) if isinstance(slug, str) else None
+    if action is None:
+        raise SubscriptionError(f"{label}: unknown partnerAction {slug!r}; expected one of {', '.join(ACTIONS)}")
+    if not isinstance(subscribe, str) or not subscribe.strip():
+        raise SubscriptionError(f"{label}: subscribe must be a non-empty trigger such as 'type = \"track\"'")
+    if not isinstance(mapping, dict):
+        raise SubscriptionError(f"{label}: mapping must be an object of field -> value or directive")
+    unknown_fields = [key for key in mapping if key not in action.names]
+    if unknown_fields:
+        raise SubscriptionError(
+            f"{label}: unknown field(s) {', '.join(map(repr, unknown_fields))} for {slug}; its fields are {', '.join(f.name for f in action.fields)}"
+        )
+    try:
+        trigger = compile_trigger(subscribe)
+    except MappingError as exc:
+        raise SubscriptionError(f"{label}: bad trigger {subscribe!r}: {exc}") from None
+    try:
+        compiled = compile_mapping(mapping)
+    except MappingError as exc:
+        raise SubscriptionError(f"{label}: bad mapping: {exc}") from None
+    return Subscription(name, subscribe, action, trigger, compiled)
+
+
+def load(path: str | None) -> tuple[Subscription, ...]:
+    """The subscriptions in the file at ``path`` (JSON or YAML), or the presets when None."""
+    if not path:
+        return compile_all(preset_specs(), "presets")
+    file = pathlib.Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: cannot read it ({exc.strerror})") from None
+    try:
+        specs = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+    if isinstance(specs, dict) and "subscriptions" in specs:
+        specs = specs["subscriptions"]
+    return compile_all(specs, path)

@@ -1,0 +1,197 @@
+"""Send, SendBatch and SendStream against the real server and a real Kameleoon stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+import yaml
+
+from service.api import destination_pb2 as pb
+from service.errors import SubscriptionError
+from service.sink import Reply
+from service.subscriptions import load
+from tests.conftest import SETTINGS
+
+TS = "2024-03-15T12:34:56.789Z"
+
+
+def event(**fields) -> str:
+    base = {"type": "track", "event": "Signed Up", "timestamp": TS, "messageId": "m-1", "properties": {"plan": "pro"}}
+    return json.dumps({**base, **fields})
+
+
+async def test_track_goes_through_the_log_event_preset(stub, sink):
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
+    assert response.message_id == "m-1"
+    [result] = response.results
+    assert (result.subscription, result.action, result.http_status, result.attempts) == ("Track Calls", "logEvent", 200, 1)
+    [received] = sink.received
+    assert received.body == '{"event":"Signed Up","type":"track","properties":{"plan":"pro"},"timestamp":"' + TS + '","messageId":"m-1"}'
+
+
+@pytest.mark.parametrize("kind", ["alias", "screen"])
+async def test_alias_and_screen_match_no_preset(stub, sink, kind):
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type=kind)), timeout=10)
+    assert list(response.results) == []
+    assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("", "empty"), ("{not json", "not valid JSON"), ("[1,2]", "JSON object"), ('"track"', "JSON object"), ("[" * 5000 + "]" * 5000, "")],
+)
+async def test_malformed_event_json(stub, sink, text, words):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "event_json" in raised.value.details() and words in raised.value.details()
+    assert sink.received == []
+
+
+async def test_rejected_event_names_field_and_subscription(stub, sink):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="group", messageId=None)), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "groupId" in raised.value.details() and "Group Calls" in raised.value.details()
+    assert sink.received == []
+
+
+async def test_delivery_failure_fails_the_call(stub, sink):
+    sink.default = Reply(status=403)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_batch_answers_in_order_with_own_statuses(stub, sink):
+    requests = [
+        pb.SendRequest(event_json=event(messageId="b-0")),
+        pb.SendRequest(event_json="{oops"),
+        pb.SendRequest(event_json=event(type="alias", messageId="b-2")),
+        pb.SendRequest(event_json=event(type="page", name="Home", messageId="b-3")),
+        pb.SendRequest(event_json=event(messageId="b-4", timestamp="yesterday")),
+    ]
+    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    codes = [r.status.code for r in response.responses]
+    assert codes == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0, 0, grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+    assert [r.message_id for r in response.responses] == ["b-0", "", "b-2", "b-3", "b-4"]
+    assert "timestamp" in response.responses[4].status.message
+    assert [len(r.results) for r in response.responses] == [1, 0, 0, 1, 0]
+    assert sorted(r.json()["messageId"] for r in sink.received) == ["b-0", "b-3"]
+
+
+async def test_batch_event_settings_override_batch_settings(stub, sink):
+    own = pb.Settings(api_key="b3du", sitecode="own0000001")
+    requests = [pb.SendRequest(event_json=event(messageId="x")), pb.SendRequest(settings=own, event_json=event(messageId="y"))]
+    await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    by_id = {r.json()["messageId"]: r.headers["x-segment-settings"] for r in sink.received}
+    assert by_id == {"x": SETTINGS.sitecode, "y": "own0000001"}
+
+
+async def test_batch_over_the_limit_is_refused(start_service, sink):
+    _, stub = await start_service(max_batch=3)
+    requests = [pb.SendRequest(event_json=event())] * 4
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit of 3" in raised.value.details()
+    assert sink.received == []
+
+
+async def test_batch_fans_out_concurrently_under_a_bound(start_service, sink):
+    _, stub = await start_service(batch_concurrency=4)
+    sink.default = Reply(delay=0.2)
+    requests = [pb.SendRequest(event_json=event(messageId=f"c-{i}")) for i in range(8)]
+    started = asyncio.get_running_loop().time()
+    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert all(r.status.code == 0 for r in response.responses)
+    assert 0.35 < elapsed < 1.5, "8 events, 4 at a time, 0.2 s each: two waves"
+
+
+async def test_stream_answers_each_request_in_order(stub, sink):
+    sink.script.extend([Reply(delay=0.3), Reply(status=400)])
+
+    async def requests():
+        yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId="s-0"))
+        yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId="s-1"))
+        yield pb.SendRequest(settings=SETTINGS, event_json="nope")
+        yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId="s-3"))
+
+    responses = [r async for r in stub.SendStream(requests(), timeout=10)]
+    assert [r.message_id for r in responses] == ["s-0", "s-1", "", "s-3"]
+    assert [r.status.code for r in responses] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert "HTTP 400" in responses[1].status.message
+
+
+async def test_stream_applies_backpressure(start_service, sink):
+    _, stub = await start_service(stream_window=2)
+    sink.default = Reply(delay=0.5)
+    sent = 0
+
+    async def requests():
+        nonlocal sent
+        for i in range(6):
+            sent += 1
+            yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId=f"w-{i}"))
+
+    call = stub.SendStream(requests(), timeout=20)
+    first = await call.read()
+    assert first.message_id == "w-0"
+    assert len(sink.received) <= 3, "no more than the window (and the one being answered) in flight"
+    rest = []
+    while (response := await call.read()) != grpc.aio.EOF:
+        rest.append(response)
+    assert [r.message_id for r in rest] == [f"w-{i}" for i in range(1, 6)]
+
+
+CUSTOM = [
+    {"name": "Alias as Log Event", "subscribe": 'type = "alias"', "partnerAction": "logEvent",
+     "mapping": {"userId": {"@path": "$.userId"}, "anonymousId": {"@path": "$.previousId"}, "event": "Alias",
+                 "type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"}, "messageId": {"@path": "$.messageId"}}},
+]
+
+
+async def test_custom_subscription_routes_alias(start_service, sink, tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump(CUSTOM, sort_keys=False))
+    _, stub = await start_service(mappings=str(path))
+    alias = json.dumps({"type": "alias", "userId": "u-9", "previousId": "anon-9", "timestamp": TS, "messageId": "a-1"})
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=alias), timeout=10)
+    assert [(r.subscription, r.action) for r in response.results] == [("Alias as Log Event", "logEvent")]
+    [received] = sink.received
+    assert received.body == '{"userId":"u-9","anonymousId":"anon-9","event":"Alias","type":"alias","timestamp":"' + TS + '","messageId":"a-1","properties":{}}'
+    # With a custom file the presets are off: a track matches nothing.
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
+    assert list(response.results) == []
+
+
+@pytest.mark.parametrize(
+    "specs, words",
+    [
+        ([{**CUSTOM[0], "partnerAction": "trackEvent"}], "unknown partnerAction 'trackEvent'"),
+        ([{**CUSTOM[0], "mapping": {"nope": "x"}}], "unknown field(s) 'nope'"),
+        ([{**CUSTOM[0], "subscribe": 'type = "alias'}], "bad trigger"),
+        ([{**CUSTOM[0], "mapping": {"event": {"@nope": 1}}}], "bad mapping"),
+        ([{**CUSTOM[0], "name": f"s{i}"} for i in range(51)], "at most 50"),
+        ([{k: v for k, v in CUSTOM[0].items() if k != "mapping"}], "missing mapping"),
+        ({"name": "x"}, "expected a list"),
+    ],
+)
+def test_bad_subscription_file_is_refused_naming_the_problem(tmp_path, specs, words):
+    path = tmp_path / "subscriptions.json"
+    path.write_text(json.dumps(specs))
+    with pytest.raises(SubscriptionError) as raised:
+        load(str(path))
+    assert words in str(raised.value)
+    if isinstance(specs, list) and len(specs) == 1:
+        assert "Alias as Log Event" in str(raised.value)
+
+
+def test_unreadable_subscription_file(tmp_path):
+    with pytest.raises(SubscriptionError) as raised:
+        load(str(tmp_path / "missing.yaml"))
+    assert "KAMELEOON_MAPPINGS" in str(raised.value)
