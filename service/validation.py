@@ -67,10 +67,14 @@ _MISSING = object()
 
 
 def _coerce(value: Any, kind: str) -> Any:
-    """ajv's coerceTypes 'array' for one value; _MISSING when it does not fit."""
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
+    """ajv's coerceTypes 'array' for one value; _MISSING when it does not fit.
+
+    A one-element array is unwrapped for scalar types only: ``["x"]`` is the
+    string ``"x"``, but ``[{...}]`` is no object.
+    """
     if kind == "string":
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
         if isinstance(value, str):
             return value
         if isinstance(value, (bool, int, float)):
