@@ -8,7 +8,6 @@ stops both. Exit status 0 only when all four arrived.
 from __future__ import annotations
 
 import io
-import json
 
 import grpc
 from google.protobuf import json_format
@@ -71,8 +70,11 @@ async def run_demo() -> int:
                     continue
                 print(f"{method} -> http_status={response.http_status} attempts={response.attempts}")
                 for received in sink.received[seen:]:
-                    print("  Kameleoon received:")
-                    print("    " + json.dumps(received.shown(), ensure_ascii=False, indent=2).replace("\n", "\n    "))
+                    shown = received.shown()
+                    print(f"  Kameleoon received: {received.method} {received.path}")
+                    for name, value in shown["headers"].items():
+                        print(f"    {name}: {value}")
+                    print(f"    body (exact bytes): {received.body}")
                 print()
     finally:
         await app.stop(grace=1)
