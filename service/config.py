@@ -78,6 +78,8 @@ class Config:
     grace_s: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_connection_age_s: float = 300.0
     mappings: str | None = None
     max_batch: int = 1000
     batch_concurrency: int = 32
@@ -101,6 +103,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("grace_s", "KAMELEOON_GRACE_S", _non_negative_float, "on SIGTERM, how long calls in flight may finish"),
     ("log_level", "KAMELEOON_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level"),
     ("log_format", "KAMELEOON_LOG_FORMAT", _choice("auto", "json", "console"), "auto: JSON unless on a terminal"),
+    ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", _positive_int, "largest gRPC request accepted, bytes"),
+    ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", _positive_float, "clients reconnect after this long, so new replicas get traffic"),
     ("mappings", "KAMELEOON_MAPPINGS", _text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),

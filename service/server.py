@@ -51,7 +51,13 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App
     subscriptions = load_subscriptions(config.mappings)
     client = KameleoonClient(config)
     await client.start()
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        options=(
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+        )
+    )
     servicer = Servicer(config, Pipeline(client, subscriptions))
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
     health_servicer = health.aio.HealthServicer()
