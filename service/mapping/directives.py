@@ -212,7 +212,7 @@ def _placeholder_text(payload: Any, key: str) -> str:
 
 def _render(template: str, payload: Any) -> str:
     first = _TRIPLE.sub(lambda m: _placeholder_text(payload, m.group(1)), template)
-    return _DOUBLE.sub(lambda m: _placeholder_text(payload, m.group(1)), first)
+    return js.pair_surrogates(_DOUBLE.sub(lambda m: _placeholder_text(payload, m.group(1)), first))
 
 
 def _template_parts(regex: re.Pattern[str], template: str) -> list[str | tuple[str, ...] | None]:
@@ -247,7 +247,7 @@ def _compile_template(template: str) -> Resolver:
             if value is None or value is UNDEFINED:
                 continue
             out.append(value if type(value) is str else js.to_string(value))
-        return "".join(out)
+        return js.pair_surrogates("".join(out))
 
     return render
 
@@ -381,7 +381,7 @@ def _replace(opts: Any) -> Resolver:
             return ""
         for step in steps:
             v = step(v)
-        return v
+        return js.pair_surrogates(v)
 
     return resolver
 
@@ -472,6 +472,8 @@ def flatten_object(value: Any, separator: str, omit_arrays: bool) -> dict:
         key, item = items[i]
         new_key = f"{prefix}{separator}{key}" if prefix else key
         if container(item):
+            if len(stack) >= MAX_NESTING:
+                raise MappingError(f"@flatten: value is nested more than {MAX_NESTING} levels deep")
             stack.append([entries(item), 0, new_key])
         else:
             out[new_key] = item
@@ -675,6 +677,9 @@ _DIRECTIVES: dict[str, Callable[[Any], Resolver]] = {
 
 # ------------------------------------------------------------------ finishing
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _finish(value: Any, json_like: bool = True) -> Any:
     """removeUndefined (a copy in JavaScript key order), iteratively.
 
@@ -692,36 +697,49 @@ def _finish(value: Any, json_like: bool = True) -> Any:
         return value
     root: Any = {} if t is dict else []
     stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    plain = _PLAIN
     while stack:
         src, dst, depth = stack.pop()
         if depth > MAX_NESTING:
             raise MappingError(f"mapped value is nested more than {MAX_NESTING} levels deep")
         if type(src) is dict:
-            for key in js.js_keys(src):
-                item = src[key]
+            reorder = False
+            for key, item in src.items():
+                if "0" <= key < ":":
+                    reorder = True  # maybe an array index: JavaScript lists those first
                 ti = type(item)
-                if ti is dict or ti is list:
-                    child: Any = {} if ti is dict else []
+                if ti in plain:
+                    dst[key] = item
+                elif ti is dict:
+                    child: Any = {}
                     dst[key] = child
                     stack.append((item, child, depth + 1))
-                elif item is UNDEFINED:
+                elif ti is list:
+                    child = []
+                    dst[key] = child
+                    stack.append((item, child, depth + 1))
+                elif ti is float:
+                    dst[key] = item if not json_like or math.isfinite(item) else None
+                elif item is UNDEFINED or (json_like and ti is js.JSFunction):
                     continue
-                elif json_like and ti is js.JSFunction:
-                    continue
-                elif json_like and ti is float and not math.isfinite(item):
-                    dst[key] = None
                 else:
                     dst[key] = item
+            if reorder and not js.js_ordered(dst):
+                items = [(k, dst[k]) for k in js.js_keys(dst)]
+                dst.clear()
+                dst.update(items)
         else:
             for item in src:
                 ti = type(item)
-                if ti is dict or ti is list:
+                if ti in plain:
+                    dst.append(item)
+                elif ti is dict or ti is list:
                     child = {} if ti is dict else []
                     dst.append(child)
                     stack.append((item, child, depth + 1))
+                elif ti is float:
+                    dst.append(item if not json_like or math.isfinite(item) else None)
                 elif json_like and (item is UNDEFINED or ti is js.JSFunction):
-                    dst.append(None)
-                elif json_like and ti is float and not math.isfinite(item):
                     dst.append(None)
                 else:
                     dst.append(item)

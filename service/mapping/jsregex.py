@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from service.mapping.jsvalue import js_upper
+from service.mapping.jsvalue import from_units, js_upper, utf16_units
 
 _CLASSES: dict[str, list[str]] | None = None
 
@@ -90,8 +90,14 @@ def _expander(replacement: str) -> Callable[[re.Match[str]], str]:
     return expand
 
 
-def literal_replacer(pattern: str, replacement: str, global_: bool, ignorecase: bool) -> Callable[[str], str]:
+def literal_replacer(
+    pattern: str, replacement: str, global_: bool, ignorecase: bool, units: bool = False
+) -> Callable[[str], str]:
     """A function doing ``value.replace(new RegExp(escaped(pattern), flags), replacement)``."""
+    if not units and any("\ud800" <= c <= "\udfff" for c in pattern + replacement):
+        # A lone surrogate matches half of a character: work on UTF-16 units.
+        inner = literal_replacer("".join(utf16_units(pattern)), "".join(utf16_units(replacement)), global_, ignorecase, units=True)
+        return lambda value: from_units(inner("".join(utf16_units(value))))
     count = 0 if global_ else 1
     if not ignorecase and "$" not in replacement:
         if global_:

@@ -45,6 +45,7 @@ UNDEFINED: Any = _Undefined()
 """JavaScript ``undefined``: a key that is absent, a path that found nothing."""
 
 _MISSING = object()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSFunction:
@@ -165,6 +166,13 @@ def from_units(units: list[str] | str) -> str:
     """Join UTF-16 units back, pairing surrogates into code points."""
     s = "".join(units)
     if not any("\ud800" <= c <= "\udfff" for c in s):
+        return s
+    return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def pair_surrogates(s: str) -> str:
+    """Join adjacent surrogate halves into one code point, as they read in UTF-16."""
+    if s.isascii() or not _SURROGATE.search(s):
         return s
     return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
@@ -474,12 +482,15 @@ def js_ordered(obj: dict) -> bool:
 
 # ---------------------------------------------------------------- JSON
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from json.encoder import encode_basestring as _encode_basestring  # noqa: E402
 
 
 def _quote(s: str) -> str:
-    text = json.dumps(s, ensure_ascii=False)
-    if not s.isascii() and _SURROGATE.search(text):
+    if s.isascii():
+        return _encode_basestring(s)
+    s = pair_surrogates(s)
+    text = _encode_basestring(s)
+    if _SURROGATE.search(text):
         text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 

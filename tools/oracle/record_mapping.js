@@ -40,6 +40,7 @@ function messageOf(err) {
 
 // Nested values too deep for Python's json module are described, not stored.
 function nest(spec) {
+  if (spec.kind === 'json_text') return '['.repeat(spec.depth) + ']'.repeat(spec.depth)
   let value = spec.leaf === undefined ? 1 : spec.leaf
   for (let i = 0; i < spec.depth; i++) {
     value = spec.kind === 'array' ? [value] : { [spec.key || 'a']: value, n: null }
@@ -857,6 +858,23 @@ function mappingCases() {
       cases.push({ name: `deep/${kind} ${depth} json`, mapping: { out: { '@json': { mode: 'encode', value: { '@path': '$.properties.deep' } } } }, event: { type: 'track', properties: {} }, ...extra })
     }
   }
+  for (const depth of [50, 1500]) {
+    const extra = { event_gen: { field: 'deep_text', depth, kind: 'json_text' } }
+    cases.push({ name: `deep/json_text ${depth} decode`, mapping: { out: { '@json': { mode: 'decode', value: { '@path': '$.properties.deep_text' } } } }, event: { type: 'track', properties: {} }, ...extra })
+    cases.push({ name: `deep/json_text ${depth} decode flatten`, mapping: { out: { '@flatten': { separator: '.', value: { '@json': { mode: 'decode', value: { '@path': '$.properties.deep_text' } } } } } }, event: { type: 'track', properties: {} }, ...extra })
+  }
+
+  // ---- lone surrogates (JSON allows them as escapes)
+  const lone = { type: 'track', event: 'x\ud800y', userId: '\udc00', properties: { s: 'a\ud83d', t: '\ude00b', pair: '\ud83d\ude00' } }
+  EVENTS.lone = lone
+  add('lone/path', { a: { '@path': '$.event' }, b: { '@path': '$.properties.s' }, c: { '@path': '$.properties.pair.length' }, d: { '@path': '$.properties.pair[0]' } }, ['lone'])
+  add('lone/template', { out: { '@template': '{{properties.s}}{{properties.t}}|{{event}}' } }, ['lone'])
+  add('lone/json encode', { out: { '@json': { mode: 'encode', value: { '@path': '$.properties' } } } }, ['lone'])
+  add('lone/json encode literal', { out: { '@json': { mode: 'encode', value: { '@literal': '\ud800\udbff\udfff' } } } }, ['lone'])
+  add('lone/replace', { out: { '@replace': { pattern: '\ud83d', replacement: '?', value: { '@path': '$.properties.pair' } } } }, ['lone'])
+  add('lone/case', { out: { '@case': { operator: 'upper', value: { '@path': '$.event' } } } }, ['lone'])
+  add('lone/merge string', { out: { '@merge': { direction: 'right', objects: [{ '@path': '$.properties.pair' }] } } }, ['lone'])
+  add('lone/json decode', { out: { '@json': { mode: 'decode', value: '["\\ud800", "\\udc00x"]' } } }, ['lone'])
   return cases
 }
 
