@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens"})
 SITECODE_LENGTH = 10
 
 
@@ -63,6 +64,22 @@ def _text(text: str) -> str:
     return text
 
 
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = tuple(token.strip() for token in text.split(",") if token.strip())
+    if not tokens:
+        raise ValueError("must hold at least one token (comma-separated)")
+    return tokens
+
+
+def _readable_file(text: str) -> str:
+    try:
+        with open(text, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the file ({exc.strerror})") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting, with its default. ``metadata`` names the variable and the parser."""
@@ -81,13 +98,20 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_connection_age_s: float = 300.0
     mappings: str | None = None
+    max_in_flight: int = 2000
+    idempotency_window_s: float = 86400.0
+    idempotency_max_entries: int = 500_000
+    auth_tokens: tuple[str, ...] = ()
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
 
-    def __repr__(self) -> str:  # never print the apiKey
-        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
-        return f"Config(api_key={'<set>' if self.api_key else None}, {shown})"
+    def __repr__(self) -> str:  # never print the apiKey or the tokens
+        shown = {f.name: "<secret>" if f.name in SECRET_SETTINGS and getattr(self, f.name) else getattr(self, f.name) for f in fields(self)}
+        return f"Config({shown})"
 
 
 # (attribute, environment variable, parser, meaning) -- the README's table mirrors this one.
@@ -106,6 +130,13 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", _positive_int, "largest gRPC request accepted, bytes"),
     ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", _positive_float, "clients reconnect after this long, so new replicas get traffic"),
     ("mappings", "KAMELEOON_MAPPINGS", _text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
+    ("max_in_flight", "KAMELEOON_MAX_IN_FLIGHT", _positive_int, "events being delivered at once; past it, RESOURCE_EXHAUSTED"),
+    ("idempotency_window_s", "KAMELEOON_IDEMPOTENCY_WINDOW_S", _non_negative_float, "a delivered messageId is not sent again for this long (0: off)"),
+    ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", _positive_int, "messageIds remembered at most (oldest forgotten first)"),
+    ("auth_tokens", "KAMELEOON_AUTH_TOKENS", _tokens, "comma-separated bearer tokens required on the gRPC port (secret; unset: open)"),
+    ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
+    ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
+    ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
@@ -123,6 +154,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         try:
             values[attribute] = parse(raw)
         except ValueError as exc:
-            shown = "<secret>" if attribute == "api_key" else repr(raw)
+            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(raw)
             raise ConfigError(f"{variable}={shown}: {exc}") from None
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")
+    if values.get("tls_client_ca") and not values.get("tls_cert"):
+        raise ConfigError("KAMELEOON_TLS_CLIENT_CA needs KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY")
     return Config(**values)

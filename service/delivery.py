@@ -36,6 +36,7 @@ USER_AGENT = "kameleoon-destination/0.1"
 class Delivered:
     http_status: int
     attempts: int
+    duplicate: bool = False  # already delivered within the idempotency window: not sent again
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

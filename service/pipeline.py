@@ -16,7 +16,8 @@ from service import jsonwire
 from service.actions import Action
 from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
-from service.errors import InvalidArgument, MappingError
+from service.errors import InvalidArgument, MappingError, Overloaded
+from service.idempotency import DeliveredStore, NoStore
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
@@ -66,22 +67,71 @@ def parse_event(event_json: str) -> dict:
     return event
 
 
+def _key(credentials: Credentials, route: str, message_id) -> str | None:
+    """The idempotency key of one delivery; None when there is no messageId to go by."""
+    if not message_id or not isinstance(message_id, str):
+        return None
+    return f"{credentials.sitecode}\x1f{route}\x1f{message_id}"
+
+
 def message_id_of(event: dict) -> str:
     value = event.get("messageId")
     return value if isinstance(value, str) else "" if value is None else jsonwire.js_string(value)
 
 
+DUPLICATE = Delivered(http_status=0, attempts=0, duplicate=True)
+
+
 class Pipeline:
-    def __init__(self, client: KameleoonClient, subscriptions: tuple[Subscription, ...]):
+    def __init__(
+        self,
+        client: KameleoonClient,
+        subscriptions: tuple[Subscription, ...],
+        store: DeliveredStore | None = None,
+        max_in_flight: int = 2000,
+    ):
         self.client = client
         self.subscriptions = subscriptions
+        self.store = store or NoStore()
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._pending: dict[str, asyncio.Future] = {}
 
     async def deliver_payload(
         self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
     ) -> Delivered:
-        """A typed request's payload: validate, build Segment's body, post it."""
-        body = jsonwire.dumps(action.body(action.validate(payload)))
-        return await self.client.post(body, credentials, deadline)
+        """A typed request's payload: validate, build Segment's body, post it (once per messageId)."""
+        valid = action.validate(payload)
+        body = jsonwire.dumps(action.body(valid))
+        key = _key(credentials, action.slug, valid.get("messageId"))
+        return await self._deliver_once(key, body, credentials, deadline)
+
+    async def _deliver_once(self, key: str | None, body: bytes, credentials: Credentials, deadline: float | None) -> Delivered:
+        """Post ``body`` unless ``key`` was delivered already (or is being delivered right now)."""
+        if key is not None:
+            while (pending := self._pending.get(key)) is not None:
+                await asyncio.shield(pending)
+            if await self.store.seen(key):
+                return DUPLICATE
+            self._pending[key] = asyncio.get_running_loop().create_future()
+        if self.in_flight >= self.max_in_flight:
+            self._release(key)
+            raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
+        self.in_flight += 1
+        try:
+            delivered = await self.client.post(body, credentials, deadline)
+            if key is not None:
+                await self.store.remember(key)
+            return delivered
+        finally:
+            self.in_flight -= 1
+            self._release(key)
+
+    def _release(self, key: str | None) -> None:
+        if key is not None:
+            pending = self._pending.pop(key, None)
+            if pending is not None and not pending.done():
+                pending.set_result(None)
 
     def plan(self, event: dict) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
@@ -106,7 +156,11 @@ class Pipeline:
         if not planned:
             return outcome
         results = await asyncio.gather(
-            *(self.client.post(item.body, credentials, deadline) for item in planned), return_exceptions=True
+            *(
+                self._deliver_once(_key(credentials, item.subscription.name, outcome.message_id), item.body, credentials, deadline)
+                for item in planned
+            ),
+            return_exceptions=True,
         )
         for item, result in zip(planned, results):
             if isinstance(result, BaseException):

@@ -21,6 +21,8 @@ from service import decoding
 from service.api import destination_pb2 as pb
 from service.config import Config
 from service.delivery import KameleoonClient
+from service.auth import BearerTokenInterceptor
+from service.idempotency import MemoryStore, NoStore
 from service.pipeline import Pipeline
 from service.servicer import Servicer
 from service.subscriptions import load as load_subscriptions
@@ -46,26 +48,45 @@ class App:
         await self.client.close()
 
 
+def server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    """TLS from KAMELEOON_TLS_CERT/KEY; mutual TLS when KAMELEOON_TLS_CLIENT_CA is set too."""
+    if not config.tls_cert:
+        return None
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as file:
+            return file.read()
+
+    ca = read(config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read(config.tls_key), read(config.tls_cert))], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App:
     """Build and start the server on ``address`` (port 0 picks a free one)."""
     subscriptions = load_subscriptions(config.mappings)
     client = KameleoonClient(config)
     await client.start()
+    interceptors = [BearerTokenInterceptor(config.auth_tokens)] if config.auth_tokens else []
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
         )
     )
-    servicer = Servicer(config, Pipeline(client, subscriptions))
+    store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries) if config.idempotency_window_s else NoStore()
+    servicer = Servicer(config, Pipeline(client, subscriptions, store, config.max_in_flight))
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(config)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         await client.close()
         raise OSError(f"cannot listen on {address}")

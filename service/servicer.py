@@ -51,8 +51,13 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
-            fields.update(http_status=delivered.http_status, attempts=delivered.attempts)
-            return pb.ActionResponse(http_status=delivered.http_status, attempts=delivered.attempts, message_id=request.message_id)
+            fields.update(http_status=delivered.http_status, attempts=delivered.attempts, duplicate=delivered.duplicate)
+            return pb.ActionResponse(
+                http_status=delivered.http_status,
+                attempts=delivered.attempts,
+                message_id=request.message_id,
+                duplicate=delivered.duplicate,
+            )
 
     async def LogEvent(self, request, context):
         return await self._typed(ACTIONS["logEvent"], request, context)
@@ -78,7 +83,11 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             message_id=outcome.message_id,
             results=[
                 pb.SubscriptionResult(
-                    subscription=sub.name, action=sub.action.slug, http_status=done.http_status, attempts=done.attempts
+                    subscription=sub.name,
+                    action=sub.action.slug,
+                    http_status=done.http_status,
+                    attempts=done.attempts,
+                    duplicate=done.duplicate,
                 )
                 for sub, done in outcome.results
             ],
