@@ -92,7 +92,7 @@ class Pipeline:
     ):
         self.client = client
         self.subscriptions = subscriptions
-        self.store = store or NoStore()
+        self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._pending: dict[str, asyncio.Future] = {}

@@ -1,0 +1,112 @@
+"""Bearer tokens, TLS and mutual TLS on the gRPC port; the Kameleoon URL is configuration only."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.api import destination_pb2 as pb
+from service.api import destination_pb2_grpc as pb_grpc
+from tests.conftest import SETTINGS
+
+TS = "2024-03-15T12:34:56.789Z"
+TRACK = pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id="sec-1")
+
+
+async def test_calls_need_a_valid_bearer_token(start_service, sink):
+    app, stub = await start_service(auth_tokens=("tok-a", "tok-b"))
+    for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "tok-a"),)]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.LogEvent(TRACK, metadata=metadata, timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "tok-a" not in raised.value.details()
+    assert sink.received == []
+    response = await stub.LogEvent(TRACK, metadata=(("authorization", "Bearer tok-b"),), timeout=5)
+    assert response.http_status == 200
+
+
+async def test_streams_need_a_token_too(start_service, sink):
+    _, stub = await start_service(auth_tokens=("tok",))
+
+    async def requests():
+        yield pb.SendRequest(settings=SETTINGS, event_json='{"type":"track","timestamp":"' + TS + '","messageId":"x"}')
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in stub.SendStream(requests(), timeout=5):
+            pass
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert sink.received == []
+
+
+async def test_health_stays_open(start_service):
+    app, _ = await start_service(auth_tokens=("tok",))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> pathlib.Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    root = tmp_path_factory.mktemp("pki")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca")
+    (root / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")
+    return root
+
+
+async def test_tls(start_service, sink, pki):
+    app, _ = await start_service(tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"))
+    credentials = grpc.ssl_channel_credentials(root_certificates=(pki / "ca.pem").read_bytes())
+    async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", credentials) as channel:
+        response = await pb_grpc.KameleoonDestinationStub(channel).LogEvent(TRACK, timeout=5)
+    assert response.http_status == 200
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await pb_grpc.KameleoonDestinationStub(channel).LogEvent(TRACK, timeout=3)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(sink.received) == 1
+
+
+async def test_mutual_tls_requires_a_client_certificate(start_service, sink, pki):
+    app, _ = await start_service(
+        tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), tls_client_ca=str(pki / "ca.pem")
+    )
+    ca = (pki / "ca.pem").read_bytes()
+    anonymous = grpc.ssl_channel_credentials(root_certificates=ca)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", anonymous) as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await pb_grpc.KameleoonDestinationStub(channel).LogEvent(TRACK, timeout=3)
+    assert sink.received == []
+    with_cert = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=(pki / "client.key").read_bytes(), certificate_chain=(pki / "client.pem").read_bytes()
+    )
+    async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", with_cert) as channel:
+        response = await pb_grpc.KameleoonDestinationStub(channel).LogEvent(TRACK, timeout=5)
+    assert response.http_status == 200
+
+
+def test_no_request_field_can_choose_where_events_go():
+    """Nothing in the API names a URL or host: the endpoint is server configuration only."""
+    names = set()
+    for message in pb.DESCRIPTOR.message_types_by_name.values():
+        names.update(field.name for field in message.fields)
+    assert not {name for name in names if any(word in name for word in ("url", "host", "endpoint", "base"))}
+
+
+async def test_settings_are_never_echoed(stub, sink):
+    response = await stub.LogEvent(TRACK, timeout=5)
+    assert SETTINGS.api_key not in str(response)
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json='{"type":"track","timestamp":"' + TS + '","messageId":"z"}'), timeout=5)
+    assert SETTINGS.api_key not in str(response)
