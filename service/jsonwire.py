@@ -129,13 +129,16 @@ def dumps(value: Any) -> bytes:
     return _slow_dumps(value).encode("utf-8")
 
 
-def _has_odd_float(value: Any, depth: int = 0) -> bool:
+def _has_odd_float(value: Any) -> bool:
+    """Whether a float in ``value`` would print differently in Python and JavaScript."""
+    if type(value) is float:
+        return not (math.isfinite(value) and not value.is_integer() and abs(value) >= 1e-4)
     if isinstance(value, OddFloat):
         return True
     if isinstance(value, dict):
-        return any(_has_odd_float(item, depth + 1) for item in value.values())
+        return any(_has_odd_float(item) for item in value.values())
     if isinstance(value, list):
-        return any(_has_odd_float(item, depth + 1) for item in value)
+        return any(_has_odd_float(item) for item in value)
     return False
 
 

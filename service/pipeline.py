@@ -137,8 +137,11 @@ class Pipeline:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
         planned = []
         for subscription in self.subscriptions:
-            if not subscription.matches(event):
-                continue
+            try:
+                if not subscription.matches(event):
+                    continue
+            except MappingError as exc:
+                raise InvalidArgument(f"subscription {subscription.name!r}: its trigger cannot be evaluated on this event: {exc}") from None
             try:
                 payload = subscription.payload(event)
                 valid = subscription.action.validate(payload, raw=event)
