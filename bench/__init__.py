@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of the service, Segment's runtime and raw HTTP (``python -m bench``)."""

@@ -1,0 +1,130 @@
+"""A cheap Kameleoon stand-in: answers every request with 200, does nothing else.
+
+A raw asyncio protocol (uvloop when importable) with a minimal HTTP/1.1
+keep-alive parser: it finds the end of the headers, skips the body
+(Content-Length or chunked) and writes one canned response. It counts the
+requests it answered; ``GET /__stats`` returns the counters as JSON (that is
+how the benchmark checks that every event really reached "Kameleoon").
+
+Run: ``python -m bench.standin [--port 0]``; prints ``PORT <n>`` once listening
+and stops on SIGTERM / SIGINT or when its parent process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+
+from bench.common import run
+
+RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
+MAX_HEAD = 64 * 1024
+
+STATS = {"requests": 0, "posts": 0, "body_bytes": 0, "connections": 0, "open": 0}
+
+
+def _chunked_end(buf: bytearray, start: int) -> int:
+    """Index just past a complete chunked body starting at ``start``, or -1 if incomplete."""
+    pos = start
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return -1
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
+        pos = eol + 2
+        if size == 0:
+            end = buf.find(b"\r\n\r\n", pos - 2)  # trailers, if any, end with an empty line
+            return -1 if end < 0 else end + 4
+        pos += size + 2
+        if pos > len(buf):
+            return -1
+
+
+class StandIn(asyncio.Protocol):
+    __slots__ = ("transport", "buf")
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buf = bytearray()
+        STATS["connections"] += 1
+        STATS["open"] += 1
+
+    def connection_lost(self, exc) -> None:
+        STATS["open"] -= 1
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while buf:
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(buf) > MAX_HEAD:
+                    self.transport.close()
+                return
+            head = bytes(buf[:head_end]).lower()
+            start = head_end + 4
+            close = b"\nconnection: close" in head
+            at = head.find(b"\ncontent-length:")
+            if at >= 0:
+                eol = head.find(b"\r", at + 16)
+                end = start + int(head[at + 16: eol if eol > 0 else None])
+                if end > len(buf):
+                    return
+            elif b"\ntransfer-encoding: chunked" in head:
+                end = _chunked_end(buf, start)
+                if end < 0:
+                    return
+            else:
+                end = start
+            STATS["requests"] += 1
+            if head.startswith(b"post "):
+                STATS["posts"] += 1
+                STATS["body_bytes"] += end - start
+                self.transport.write(RESPONSE)
+            elif head.startswith(b"get /__stats"):
+                text = json.dumps(STATS).encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
+            else:
+                self.transport.write(RESPONSE)
+            del buf[:end]
+            if close:
+                self.transport.close()
+                return
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(StandIn, host, port, backlog=1024)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Also stop when the parent goes away (bounded: checked once a second).
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        if os.getppid() != parent:
+            stop.set()
+        else:
+            loop.call_later(1.0, watch_parent)
+
+    loop.call_later(1.0, watch_parent)
+    await stop.wait()
+    server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.standin")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    run(serve(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
