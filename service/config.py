@@ -71,6 +71,13 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tokens
 
 
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def _readable_file(text: str) -> str:
     try:
         with open(text, "rb") as file:
@@ -105,6 +112,7 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    metrics_listen: tuple[str, int] | None = None
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
@@ -136,6 +144,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("auth_tokens", "KAMELEOON_AUTH_TOKENS", _tokens, "comma-separated bearer tokens required on the gRPC port (secret; unset: open)"),
     ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
     ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
+    ("metrics_listen", "KAMELEOON_METRICS_LISTEN", host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),

@@ -23,6 +23,7 @@ from yarl import URL
 from service.config import Config
 from service.credentials import Credentials
 from service.errors import DeadlineExceeded, DeliveryError, Unavailable, for_http_status, truncate
+from service.metrics import NoMetrics
 
 log = structlog.get_logger("kameleoon.delivery")
 
@@ -64,8 +65,9 @@ class _Retryable(Exception):
 class KameleoonClient:
     """Posts events to Kameleoon. ``async with`` it, or call start() and close()."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, metrics=None):
         self._config = config
+        self._metrics = metrics or NoMetrics()
         self._endpoint = URL(config.base_url)
         self._session: aiohttp.ClientSession | None = None
 
@@ -90,17 +92,26 @@ class KameleoonClient:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
-    async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None) -> Delivered:
-        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None."""
-        return await self._send("POST", self._endpoint, credentials.headers(), body, deadline)
+    async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "") -> Delivered:
+        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics."""
+        started = time.perf_counter()
+        try:
+            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action)
+        except DeliveryError as exc:
+            self._metrics.delivered(action, exc.http_status, time.perf_counter() - started)
+            raise
+        self._metrics.delivered(action, delivered.http_status, time.perf_counter() - started)
+        return delivered
 
     async def check_api_key(self, entries: list[tuple[str, str]], deadline: float | None = None) -> Delivered:
         """Segment's credential test: GET <endpoint>/getapikey?<entries>, values URL-encoded."""
         query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in entries)
         url = URL(f"{self._config.base_url}/getapikey?{query}", encoded=True)
-        return await self._send("GET", url, {}, None, deadline)
+        return await self._send("GET", url, {}, None, deadline, "getapikey")
 
-    async def _send(self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None) -> Delivered:
+    async def _send(
+        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str
+    ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
         loop = asyncio.get_running_loop()
         attempts = 0
@@ -117,6 +128,7 @@ class KameleoonClient:
             try:
                 status, text = await self._attempt(method, url, headers, body, timeout)
             except _Retryable as exc:
+                self._metrics.attempt(action, "retryable", attempts)
                 if bound_by_deadline and exc.timed_out:
                     raise DeadlineExceeded(
                         f"the call's deadline passed while Kameleoon was answering (attempt {attempts})", attempts=attempts
@@ -135,6 +147,7 @@ class KameleoonClient:
                     ) from None
                 await asyncio.sleep(delay)
                 continue
+            self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts)
             if 200 <= status < 300:
                 return Delivered(status, attempts)
             raise for_http_status(status, text, attempts)

@@ -18,6 +18,7 @@ from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
 from service.errors import InvalidArgument, MappingError, Overloaded
 from service.idempotency import DeliveredStore, NoStore
+from service.metrics import NoMetrics
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
@@ -89,12 +90,14 @@ class Pipeline:
         subscriptions: tuple[Subscription, ...],
         store: DeliveredStore | None = None,
         max_in_flight: int = 2000,
+        metrics=None,
     ):
         self.client = client
         self.subscriptions = subscriptions
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.metrics = metrics or NoMetrics()
         self._pending: dict[str, asyncio.Future] = {}
 
     async def deliver_payload(
@@ -104,14 +107,17 @@ class Pipeline:
         valid = action.validate(payload)
         body = jsonwire.dumps(action.body(valid))
         key = _key(credentials, action.slug, valid.get("messageId"))
-        return await self._deliver_once(key, body, credentials, deadline)
+        return await self._deliver_once(key, body, credentials, deadline, action.slug)
 
-    async def _deliver_once(self, key: str | None, body: bytes, credentials: Credentials, deadline: float | None) -> Delivered:
+    async def _deliver_once(
+        self, key: str | None, body: bytes, credentials: Credentials, deadline: float | None, action: str
+    ) -> Delivered:
         """Post ``body`` unless ``key`` was delivered already (or is being delivered right now)."""
         if key is not None:
             while (pending := self._pending.get(key)) is not None:
                 await asyncio.shield(pending)
             if await self.store.seen(key):
+                self.metrics.duplicate(action)
                 return DUPLICATE
             self._pending[key] = asyncio.get_running_loop().create_future()
         if self.in_flight >= self.max_in_flight:
@@ -119,7 +125,7 @@ class Pipeline:
             raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
         self.in_flight += 1
         try:
-            delivered = await self.client.post(body, credentials, deadline)
+            delivered = await self.client.post(body, credentials, deadline, action)
             if key is not None:
                 await self.store.remember(key)
             return delivered
@@ -160,7 +166,13 @@ class Pipeline:
             return outcome
         results = await asyncio.gather(
             *(
-                self._deliver_once(_key(credentials, item.subscription.name, outcome.message_id), item.body, credentials, deadline)
+                self._deliver_once(
+                    _key(credentials, item.subscription.name, outcome.message_id),
+                    item.body,
+                    credentials,
+                    deadline,
+                    item.subscription.action.slug,
+                )
                 for item in planned
             ),
             return_exceptions=True,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -23,6 +24,7 @@ from service.config import Config
 from service.delivery import KameleoonClient
 from service.auth import BearerTokenInterceptor
 from service.idempotency import MemoryStore, NoStore
+from service.metrics import Metrics, MetricsInterceptor
 from service.pipeline import Pipeline
 from service.servicer import Servicer
 from service.subscriptions import load as load_subscriptions
@@ -41,11 +43,16 @@ class App:
     port: int
     client: KameleoonClient
     health: health.aio.HealthServicer
+    metrics: Metrics
+    metrics_runner: web.AppRunner | None = None
+    metrics_port: int | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.client.close()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
 
 
 def server_credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -66,9 +73,12 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
 async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App:
     """Build and start the server on ``address`` (port 0 picks a free one)."""
     subscriptions = load_subscriptions(config.mappings)
-    client = KameleoonClient(config)
+    metrics = Metrics()
+    client = KameleoonClient(config, metrics)
     await client.start()
-    interceptors = [BearerTokenInterceptor(config.auth_tokens)] if config.auth_tokens else []
+    interceptors = [MetricsInterceptor(metrics)]
+    if config.auth_tokens:
+        interceptors.append(BearerTokenInterceptor(config.auth_tokens))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=(
@@ -78,7 +88,9 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App
         )
     )
     store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries) if config.idempotency_window_s else NoStore()
-    servicer = Servicer(config, Pipeline(client, subscriptions, store, config.max_in_flight))
+    pipeline = Pipeline(client, subscriptions, store, config.max_in_flight, metrics)
+    metrics.events_in_flight.set_function(lambda: pipeline.in_flight)
+    servicer = Servicer(config, pipeline)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -93,14 +105,25 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(server, port, client, health_servicer)
+    app = App(server, port, client, health_servicer, metrics)
+    if config.metrics_listen is not None:
+        app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
+    return app
 
 
 async def serve(config: Config, address: str) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
     app = await create_server(config, address)
     host = address.rsplit(":", 1)[0]
-    log.info("serving", address=f"{host}:{app.port}", kameleoon=config.base_url, max_attempts=config.max_attempts)
+    log.info(
+        "serving",
+        address=f"{host}:{app.port}",
+        kameleoon=config.base_url,
+        max_attempts=config.max_attempts,
+        metrics=f"{config.metrics_listen[0]}:{app.metrics_port}" if config.metrics_listen else None,
+        tls=bool(config.tls_cert),
+        auth=bool(config.auth_tokens),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

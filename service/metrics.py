@@ -1,0 +1,156 @@
+"""Prometheus metrics: what the service did, on their own HTTP port (KAMELEOON_METRICS_LISTEN).
+
+    kameleoon_rpc_total{method, code}                   RPCs answered, by gRPC code (refused ones too)
+    kameleoon_rpc_in_flight{method}                     RPCs being served
+    kameleoon_deliveries_total{action, http_status}     events that reached a final answer from Kameleoon
+                                                        (http_status "none": no answer, e.g. connection refused)
+    kameleoon_delivery_attempts_total{action, outcome}  HTTP attempts: ok, retryable, final
+    kameleoon_delivery_retries_total{action}            attempts after the first
+    kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
+    kameleoon_events_in_flight                          events being delivered now
+    kameleoon_duplicates_total{action}                  events not sent again: delivered within the idempotency window
+
+A grpc.aio server interceptor of our own counts RPCs (py-grpc-prometheus has no
+asyncio support). Every metric lives in the registry of one :class:`Metrics`,
+so servers in one process (tests) do not mix their numbers.
+"""
+
+from __future__ import annotations
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rpcs = Counter("kameleoon_rpc_total", "RPCs answered, by method and gRPC code", ("method", "code"), registry=r)
+        self.rpcs_in_flight = Gauge("kameleoon_rpc_in_flight", "RPCs being served", ("method",), registry=r)
+        self.deliveries = Counter(
+            "kameleoon_deliveries_total", "Events with a final answer from Kameleoon", ("action", "http_status"), registry=r
+        )
+        self.attempts = Counter("kameleoon_delivery_attempts_total", "HTTP attempts to Kameleoon", ("action", "outcome"), registry=r)
+        self.retries = Counter("kameleoon_delivery_retries_total", "HTTP attempts after the first", ("action",), registry=r)
+        self.delivery_seconds = Histogram(
+            "kameleoon_delivery_seconds",
+            "Time to deliver one event, every attempt included",
+            ("action",),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.events_in_flight = Gauge("kameleoon_events_in_flight", "Events being delivered to Kameleoon now", registry=r)
+        self.duplicates = Counter(
+            "kameleoon_duplicates_total", "Events not sent again: already delivered within the idempotency window", ("action",), registry=r
+        )
+
+    # -- what delivery and the pipeline report -------------------------------
+
+    def attempt(self, action: str, outcome: str, number: int) -> None:
+        self.attempts.labels(action, outcome).inc()
+        if number > 1:
+            self.retries.labels(action).inc()
+
+    def delivered(self, action: str, http_status: int, seconds: float) -> None:
+        self.deliveries.labels(action, str(http_status) if http_status else "none").inc()
+        self.delivery_seconds.labels(action).observe(seconds)
+
+    def duplicate(self, action: str) -> None:
+        self.duplicates.labels(action).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- the HTTP endpoint ----------------------------------------------------
+
+    async def serve(self, host: str, port: int) -> tuple[web.AppRunner, int]:
+        """Serve GET /metrics on host:port; returns the runner (``await runner.cleanup()`` stops it) and the port."""
+
+        async def handle(_request: web.Request) -> web.Response:
+            return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+
+
+def _method_name(full: str) -> str:
+    return full.rsplit("/", 1)[-1]
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every RPC by method and final gRPC code, and the RPCs in flight."""
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = _method_name(details.method)
+        metrics = self._metrics
+        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+
+        def finish(context, exc: BaseException | None) -> None:
+            code = context.code()
+            if code is None:
+                code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+            if isinstance(code, int):
+                code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+            metrics.rpcs.labels(method, code.name).inc()
+            metrics.rpcs_in_flight.labels(method).dec()
+
+        if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
+
+            async def unary(request, context):
+                metrics.rpcs_in_flight.labels(method).inc()
+                exc = None
+                try:
+                    return await behaviour(request, context)
+                except BaseException as error:
+                    exc = error
+                    raise
+                finally:
+                    finish(context, exc)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.stream_stream is not None:
+            stream_behaviour = handler.stream_stream
+
+            async def stream(request_iterator, context):
+                metrics.rpcs_in_flight.labels(method).inc()
+                exc = None
+                try:
+                    async for response in stream_behaviour(request_iterator, context):
+                        yield response
+                except BaseException as error:
+                    exc = error
+                    raise
+                finally:
+                    finish(context, exc)
+
+            return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
+        return handler
+
+
+class NoMetrics:
+    """Stands in when metrics are off: every report is dropped."""
+
+    def attempt(self, action: str, outcome: str, number: int) -> None:
+        pass
+
+    def delivered(self, action: str, http_status: int, seconds: float) -> None:
+        pass
+
+    def duplicate(self, action: str) -> None:
+        pass
+
+
+__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics"]
