@@ -113,6 +113,7 @@ class Config:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     metrics_listen: tuple[str, int] | None = None
+    tracing: str = "off"
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
@@ -145,6 +146,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
     ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
     ("metrics_listen", "KAMELEOON_METRICS_LISTEN", host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("tracing", "KAMELEOON_TRACING", _choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)"),
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),

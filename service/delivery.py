@@ -65,9 +65,10 @@ class _Retryable(Exception):
 class KameleoonClient:
     """Posts events to Kameleoon. ``async with`` it, or call start() and close()."""
 
-    def __init__(self, config: Config, metrics=None):
+    def __init__(self, config: Config, metrics=None, trace_configs: tuple = ()):
         self._config = config
         self._metrics = metrics or NoMetrics()
+        self._trace_configs = list(trace_configs)
         self._endpoint = URL(config.base_url)
         self._session: aiohttp.ClientSession | None = None
 
@@ -78,6 +79,7 @@ class KameleoonClient:
             timeout=aiohttp.ClientTimeout(total=None),
             headers={"user-agent": USER_AGENT},
             skip_auto_headers=("content-type",),
+            trace_configs=self._trace_configs or None,
         )
 
     async def close(self) -> None:

@@ -11,6 +11,8 @@ import sys
 
 import structlog
 
+from service.tracing import add_trace_ids
+
 _SECRET_KEYS = frozenset({"api_key", "apikey", "apiKey", "authorization", "secret", "settings"})
 
 
@@ -32,6 +34,7 @@ def configure(level: str = "info", fmt: str = "auto", stream=None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
+            add_trace_ids,
             structlog.processors.format_exc_info,
             renderer,
         ],

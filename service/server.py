@@ -18,7 +18,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service import decoding
+from service import decoding, tracing
 from service.api import destination_pb2 as pb
 from service.config import Config
 from service.delivery import KameleoonClient
@@ -70,13 +70,19 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     )
 
 
-async def create_server(config: Config, address: str = "127.0.0.1:50051") -> App:
-    """Build and start the server on ``address`` (port 0 picks a free one)."""
+async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer_provider=None) -> App:
+    """Build and start the server on ``address`` (port 0 picks a free one).
+
+    ``tracer_provider`` overrides the one KAMELEOON_TRACING would make (tests pass an in-memory one).
+    """
     subscriptions = load_subscriptions(config.mappings)
     metrics = Metrics()
-    client = KameleoonClient(config, metrics)
+    provider = tracer_provider or tracing.provider_for(config.tracing)
+    trace_configs = (tracing.client_trace_config(provider),) if provider else ()
+    client = KameleoonClient(config, metrics, trace_configs)
     await client.start()
-    interceptors = [MetricsInterceptor(metrics)]
+    interceptors = [tracing.server_interceptor(provider)] if provider else []
+    interceptors.append(MetricsInterceptor(metrics))
     if config.auth_tokens:
         interceptors.append(BearerTokenInterceptor(config.auth_tokens))
     server = grpc.aio.server(
