@@ -200,3 +200,14 @@ async def test_concurrent_calls_share_the_pool(stub, sink):
     responses = await asyncio.gather(*calls)
     assert all(r.http_status == 200 for r in responses)
     assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"m-{i}" for i in range(50))
+
+
+async def test_deadline_cancels_the_request_in_flight(start_service, sink):
+    app, stub = await start_service()
+    sink.default = Reply(delay=4)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="dl-1"), timeout=1)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(0.2)
+    assert app.metrics.registry.get_sample_value("kameleoon_events_in_flight") == 0, "nothing left waiting on Kameleoon"
+    assert app.metrics.registry.get_sample_value("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
