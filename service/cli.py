@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_module.from_env()
             logs.configure(cfg.log_level, cfg.log_format)
             from service.server import serve as run_server
+            from service.subscriptions import load as load_subscriptions
+            from service.workers import run_loop, run_workers
 
-            asyncio.run(run_server(cfg, args.listen))
+            if cfg.workers > 1:
+                load_subscriptions(cfg.mappings)  # a bad file fails here, once, before any worker starts
+                return run_workers(cfg, args.listen, cfg.workers)
+            run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":
             from service.sink import run_sink
 

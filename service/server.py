@@ -117,8 +117,10 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     return app
 
 
-async def serve(config: Config, address: str) -> None:
-    """Run until SIGTERM or SIGINT, then drain gracefully."""
+async def serve(config: Config, address: str, worker: int | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then drain gracefully. ``worker`` numbers the process among KAMELEOON_WORKERS."""
+    if worker is not None:
+        structlog.contextvars.bind_contextvars(worker=worker)
     app = await create_server(config, address)
     host = address.rsplit(":", 1)[0]
     log.info(

@@ -149,3 +149,31 @@ async def test_demo_shows_four_deliveries():
     assert "4 of 4 events delivered" in text
     for method in ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent"):
         assert f"{method} -> http_status=200" in text
+
+
+async def test_workers_share_the_port_and_drain_on_sigterm(sink):
+    port = free_port()
+    env = {"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_WORKERS": "2", "KAMELEOON_LOG_FORMAT": "json"}
+    process = await start("serve", "--listen", f"127.0.0.1:{port}", env=env)
+    try:
+        await wait_serving(port)
+        workers_seen = set()
+        for i in range(40):
+            # a fresh connection each time, so the kernel can pick either worker
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=(("grpc.use_local_subchannel_pool", 1),)) as channel:
+                stub = pb_grpc.KameleoonDestinationStub(channel)
+                response = await stub.LogEvent(pb.LogEventRequest(
+                    settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"w-{i}"), timeout=10)
+                assert response.http_status == 200
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0
+        for line in err.decode().splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == "rpc":
+                workers_seen.add(json.loads(line)["worker"])
+        assert workers_seen == {0, 1}
+        assert len(sink.received) == 40
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
