@@ -52,3 +52,36 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
         return None
     rank = max(0, min(len(sorted_values) - 1, int(round(q * len(sorted_values) + 0.5)) - 1))
     return sorted_values[rank]
+
+
+BURN = (
+    "import time\n"
+    "t0 = time.perf_counter(); c0 = time.process_time()\n"
+    "while time.perf_counter() - t0 < {seconds}: pass\n"
+    "print((time.process_time() - c0) / (time.perf_counter() - t0))\n"
+)
+
+
+def cpu_capacity(seconds: float = 1.0, procs: int | None = None) -> float | None:
+    """Cores the machine actually gives now: one CPU-burning process per CPU, their shares summed.
+
+    On a shared or throttled host this is well below os.cpu_count(); every number of the run
+    moves with it.
+    """
+    import subprocess
+    import sys
+
+    procs = procs or os.cpu_count() or 1
+    code = BURN.format(seconds=seconds)
+    burners = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    total = 0.0
+    try:
+        for burner in burners:
+            out, _ = burner.communicate(timeout=seconds + 20)
+            total += float(out.strip() or 0)
+    except (subprocess.TimeoutExpired, ValueError):
+        for burner in burners:
+            if burner.poll() is None:
+                burner.kill()
+        return None
+    return round(total, 2)

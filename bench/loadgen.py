@@ -72,12 +72,19 @@ class Target:
             self.url = self.cmd["standin_url"]
             self.headers = ev.kameleoon_headers()
             return self
-        self.channel = grpc.aio.insecure_channel(self.cmd["target"])
+        # Several channels (HTTP/2 connections) when asked: one grpc.aio channel tops out well
+        # below what a server may take.
+        count = max(1, int(self.cmd.get("channels", 1)))
+        self.channels = [grpc.aio.insecure_channel(self.cmd["target"], options=[("grpc.use_local_subchannel_pool", 1)])
+                         for _ in range(count)]
+        self.channel = self.channels[0]
         raw = dict(request_serializer=None, response_deserializer=None)
         if self.mode == "typed":
-            self.typed = {name: self.channel.unary_unary(SERVICE + name, **raw) for name in ev.MESSAGE_ID_FIELD}
+            self.typed_rr = [{name: ch.unary_unary(SERVICE + name, **raw) for name in ev.MESSAGE_ID_FIELD} for ch in self.channels]
+            self.typed = self.typed_rr[0]
         elif self.mode == "send":
-            self.call = self.channel.unary_unary(SERVICE + "Send", **raw)
+            self.calls = [ch.unary_unary(SERVICE + "Send", **raw) for ch in self.channels]
+            self.call = self.calls[0]
         elif self.mode == "batch":
             self.call = self.channel.unary_unary(SERVICE + "SendBatch", **raw)
         elif self.mode == "stream":
@@ -90,7 +97,8 @@ class Target:
         if self.session is not None:
             await self.session.close()
         if self.channel is not None:
-            await self.channel.close()
+            for channel in self.channels:
+                await channel.close()
 
     async def unit(self, n: int) -> tuple[int, Counter | None]:
         """Send the events starting at index n; (events ok, Counter of error kinds or None)."""
@@ -105,10 +113,11 @@ class Target:
         try:
             if self.mode == "typed":
                 parts = pool.typed_parts[i]
-                await self.typed[parts[0]](ev.typed_request(parts, self.mid(n)), timeout=CALL_TIMEOUT_S)
+                typed = self.typed_rr[n % len(self.typed_rr)]
+                await typed[parts[0]](ev.typed_request(parts, self.mid(n)), timeout=CALL_TIMEOUT_S)
                 return 1, None
             if self.mode == "send":
-                await self.call(ev.send_request(pool.send_parts[i], self.mid(n)), timeout=CALL_TIMEOUT_S)
+                await self.calls[n % len(self.calls)](ev.send_request(pool.send_parts[i], self.mid(n)), timeout=CALL_TIMEOUT_S)
                 return 1, None
             # batch
             chunks = [pool.settings_field]

@@ -80,6 +80,8 @@ def summarise(report: dict) -> None:
     best = {mode: _best(table) for mode, table in tp["service"].items()}
     best["segment"] = _best(tp["segment"])
     best["raw_http"] = _best(tp["raw_http"])
+    if "grpc_floor" in tp:
+        best["grpc_floor"] = _best(tp["grpc_floor"])
     bulk_candidates = [(m, best.get(m)) for m in ("batch", "stream") if best.get(m)]
     bulk_mode, bulk = max(bulk_candidates, key=lambda mb: mb[1]["events_per_s"]) if bulk_candidates else (None, None)
     best["bulk"] = {**bulk, "mode": bulk_mode} if bulk else None
@@ -176,6 +178,12 @@ def markdown(report: dict) -> str:
     git = meta.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10] + (" + uncommitted service/ changes" if git.get("service_dirty") else "")
     lines = [f"# kameleoon-destination benchmark ({meta['profile']} run, {meta['host']['cpus']} CPUs, {meta.get('elapsed_s')} s, {commit})", ""]
+    capacity = meta["host"].get("capacity_cores") or {}
+    if capacity:
+        lines += [f"CPU the machine gave to {meta['host']['cpus']} busy processes: {capacity.get('start')} cores at start, "
+                  f"{capacity.get('end')} at the end" + (" (a shared or throttled host: expect noisy numbers)"
+                  if min((v for v in capacity.values() if v is not None), default=meta['host']['cpus']) < 0.9 * meta["host"]["cpus"] else "")
+                  + ".", ""]
     if report.get("fatal"):
         lines += [f"**The run stopped early: {report['fatal']}**", ""]
 
@@ -220,14 +228,17 @@ def markdown(report: dict) -> str:
     cs = sorted({int(c) for table in [*tp["service"].values(), tp["segment"], tp["raw_http"]] if isinstance(table, dict)
                  for c in table if str(c).isdigit()})
     service_modes = [m for m in ("typed", "send", "batch", "stream") if m in tp["service"]]
-    head = ["concurrency", *(MODE_TITLES[m] for m in service_modes), "Segment runtime", "raw HTTP"]
+    floor = tp.get("grpc_floor")
+    head = ["concurrency", *(MODE_TITLES[m] for m in service_modes), "Segment runtime", "raw HTTP", *(["gRPC floor"] if floor is not None else [])]
     lines += ["## Throughput (events/s)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cs:
-        row = [str(c), *(_cell(tp["service"][m], c) for m in service_modes), _cell(tp["segment"], c), _cell(tp["raw_http"], c)]
+        row = [str(c), *(_cell(tp["service"][m], c) for m in service_modes), _cell(tp["segment"], c), _cell(tp["raw_http"], c),
+               *([_cell(floor, c)] if floor is not None else [])]
         lines.append("| " + " | ".join(row) + " |")
     batch_size = meta["settings"].get("batch_size")
     lines += ["", f"Concurrency = calls in flight (SendBatch: {batch_size} events per call; SendStream: one stream, "
-              "that many requests unanswered)."]
+              "that many requests unanswered)." + (" gRPC floor: unary Send to a grpc.aio server whose handler returns at once."
+                                                   if floor is not None else "")]
 
     lines += ["", "## Latency at concurrency 1 (ms)", "", "| path | p50 | p90 | p99 |", "|---|---|---|---|"]
     names = {"typed": "typed unary (gRPC)", "send": "Send (gRPC)", "direct": "direct aiohttp POST to the stand-in", "segment": "Segment runtime onEvent"}

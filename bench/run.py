@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench import events as ev
 from bench import report as rep
-from bench.common import memory_kb
+from bench.common import cpu_capacity, memory_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -58,7 +58,9 @@ class Profile:
     memory_modes: tuple[str, ...] = ("batch", "stream", "send", "typed")  # the first one available is used
     memory_cap_s: float = 150.0  # wall-clock bound of each memory run
     memory_no_idempotency: bool = True  # a second memory run with the idempotency window off
+    grpc_floor: bool = False  # also drive a bare grpc.aio server (bench/grpc_floor.py) with unary Send
     call_cap_s: float = 120.0  # the longest any other command may take
+    capacity_probe_s: float = 1.0  # CPU-burner probe of the cores the machine really gives, at start and end
     extra: dict = field(default_factory=dict)
 
 
@@ -67,7 +69,8 @@ FULL = Profile("full", pool=2000, concurrencies=[1, 8, 32, 128], raw_concurrenci
                memory_events=100_000, memory_mark=20_000, memory_concurrency=32, warm_s=1.5)
 QUICK = Profile("quick", pool=200, concurrencies=[1, 8], raw_concurrencies=[8], warmup_s=0.2, duration_s=0.5,
                 max_events=20_000, batch_size=20, latency_count=100, latency_warmup=20, memory_events=2000,
-                memory_mark=400, memory_concurrency=8, warm_s=0.3, memory_cap_s=30.0, call_cap_s=30.0)
+                memory_mark=400, memory_concurrency=8, warm_s=0.3, memory_cap_s=30.0, call_cap_s=30.0,
+                capacity_probe_s=0.3)
 
 
 class HarnessError(RuntimeError):
@@ -159,16 +162,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_standin(out: Path) -> tuple[subprocess.Popen, int, object]:
-    err = open(out / "standin.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bench.standin"], cwd=ROOT, stdout=subprocess.PIPE, stderr=err,
+def start_port_printer(out: Path, module: str, log_name: str) -> tuple[subprocess.Popen, int, object]:
+    """Start ``python -m <module>``, which prints ``PORT <n>`` once listening."""
+    err = open(out / log_name, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, stdout=subprocess.PIPE, stderr=err,
                             stdin=subprocess.DEVNULL)
     ready, _, _ = select.select([proc.stdout], [], [], 15)
     line = proc.stdout.readline().decode() if ready else ""
     if not line.startswith("PORT "):
         stop(proc)
-        raise HarnessError(f"the stand-in did not start; see {out / 'standin.log'}")
+        err.close()
+        raise HarnessError(f"{module} did not start; see {out / log_name}")
     return proc, int(line.split()[1]), err
+
+
+def start_standin(out: Path) -> tuple[subprocess.Popen, int, object]:
+    return start_port_printer(out, "bench.standin", "standin.log")
 
 
 def standin_stats(port: int) -> dict:
@@ -243,6 +252,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
     events = ev.make_events(p.pool, seed=p.extra.get("seed", 20240601))
     events_file = out / "events.json"
     events_file.write_text(json.dumps(events))
+    capacity = {"start": cpu_capacity(p.capacity_probe_s)}
     report: dict = {
         "meta": {
             "profile": p.name,
@@ -310,6 +320,11 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
         else:
             report["throughput"]["segment"] = seg_info
         configs += [("raw_http", None, c) for c in p.raw_concurrencies]
+        if p.grpc_floor:
+            floor, floor_port, floor_log = start_port_printer(out, "bench.grpc_floor", "grpc-floor.log")
+            children.append(lambda: (stop(floor), floor_log.close()))
+            report["throughput"]["grpc_floor"] = {}
+            configs += [("grpc_floor", None, c) for c in p.concurrencies]
         rounds: dict = {}
         for r in range(p.rounds):
             for kind, mode, c in configs if r % 2 == 0 else reversed(configs):
@@ -321,6 +336,11 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
                 elif kind == "segment":
                     command = throughput_cmd(p, "segment", c, f"seg{c}r{r}", {"standin": standin.pid})
                     worker = segment
+                elif kind == "grpc_floor":
+                    command = throughput_cmd(p, "send", c, f"floor{c}r{r}", {"grpc_floor": floor.pid},
+                                             target=f"127.0.0.1:{floor_port}", standin_url=standin_url)
+                    rounds.setdefault((kind, mode, c), []).append(attempt(label, lambda: loadgen.ask(command, cap)))
+                    continue
                 else:
                     command = throughput_cmd(p, "direct", c, f"raw{c}r{r}", {"standin": standin.pid}, **base)
                     worker = loadgen
@@ -357,14 +377,18 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
         if p.memory_no_idempotency:
             variants.append(("run_no_idempotency", {"KAMELEOON_IDEMPOTENCY_WINDOW_S": "0"}, "idempotency window off"))
         for key, env, what in variants:
-            log(f"memory ({what}): {p.memory_events} events through {mem_mode} on a fresh service")
+            # The leak check runs half as many events (marks twice as dense): enough to see a slope, and
+            # it keeps the full run within its five minutes.
+            count = p.memory_events if key == "run" else max(2, p.memory_events // 2)
+            marks = list(range(max(1, count // 5), count + 1, max(1, count // 5))) if key != "run" else marks
+            log(f"memory ({what}): {count} events through {mem_mode} on a fresh service")
             fresh, fresh_port, fresh_log = start_service(out, standin_url, f"service-memory-{key}.log", env)
             children.append(lambda fresh=fresh, fresh_log=fresh_log: (stop(fresh, grace=15), fresh_log.close()))
             at_start = memory_kb(fresh.pid)
             mem = attempt("memory", lambda: measured(loadgen, timeout=p.memory_cap_s + 60, command={
                 **throughput_cmd(p, mem_mode, p.memory_concurrency, f"mem-{key}", {"service": fresh.pid, "standin": standin.pid},
                                  target=f"127.0.0.1:{fresh_port}", standin_url=standin_url),
-                "warmup_s": 0.0, "duration_s": p.memory_cap_s, "max_events": p.memory_events, "rss_pid": fresh.pid, "rss_marks": marks}))
+                "warmup_s": 0.0, "duration_s": p.memory_cap_s, "max_events": count, "rss_pid": fresh.pid, "rss_marks": marks}))
             mem.update(mode=mem_mode, variant=what, environment=env, at_start_kb=at_start, end_kb=memory_kb(fresh.pid))
             report["memory"][key] = mem
             stop(fresh, grace=15)
@@ -378,6 +402,8 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
                 close()
             except Exception as exc:  # noqa: BLE001 -- cleanup goes on
                 log(f"cleanup: {exc}")
+    capacity["end"] = cpu_capacity(p.capacity_probe_s)
+    report["meta"]["host"]["capacity_cores"] = capacity
     report["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
     rep.summarise(report)
     return report
@@ -395,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-events", type=int, help="events in the memory phase (default 100000)")
     parser.add_argument("--memory-mode", choices=SERVICE_MODES,
                         help="service mode of the memory phase (default: the first available of batch, stream, send, typed)")
+    parser.add_argument("--grpc-floor", action="store_true",
+                        help="also measure a bare grpc.aio server (empty handlers) with unary Send: what gRPC alone allows")
     parser.add_argument("--seed", type=int, default=20240601)
     args = parser.parse_args(argv)
 
@@ -411,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_mode:
         p.memory_modes = (args.memory_mode,)
     p.extra["seed"] = args.seed
+    p.grpc_floor = args.grpc_floor
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(SERVICE_MODES)
     if unknown:
