@@ -20,6 +20,47 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants (a service with KAMELEOON_WORKERS > 1 forks workers)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                text = f.read()
+        except OSError:
+            continue
+        ppid = int(text[text.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo and len(tree) < 256:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` and its living descendants."""
+    values = [cpu_seconds(p) for p in process_tree(pid)]
+    values = [v for v in values if v is not None]
+    return sum(values) if values else None
+
+
+def tree_memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM summed over ``pid`` and its living descendants, kB."""
+    out: dict[str, int] = {}
+    for p in process_tree(pid):
+        for key, value in memory_kb(p).items():
+            out[key] = out.get(key, 0) + value
+    return out
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process (all its threads), seconds; None when it is gone."""
     try:

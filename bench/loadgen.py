@@ -24,7 +24,7 @@ import aiohttp
 import grpc
 
 from bench import events as ev
-from bench.common import cpu_seconds, memory_kb, percentile, run
+from bench.common import percentile, run, tree_cpu_seconds, tree_memory_kb
 
 SERVICE = "/kameleoon.destination.v1.KameleoonDestination/"
 MODES = ("typed", "send", "batch", "stream", "direct")
@@ -160,7 +160,7 @@ class Meter:
             "ok": self.ok,
             "failed": self.failed,
             "own_cpu": time.process_time(),
-            "cpu": {name: cpu_seconds(pid) for name, pid in self.pids.items()},
+            "cpu": {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()},
         }
 
 
@@ -300,12 +300,12 @@ async def throughput(pool: Pool, cmd: dict) -> dict:
     def on_progress() -> None:
         done = meter.ok + meter.failed
         while marks and done >= marks[0]:
-            at_marks[str(marks.pop(0))] = memory_kb(rss_pid)
+            at_marks[str(marks.pop(0))] = tree_memory_kb(rss_pid)
 
     async def sampler() -> None:
         deadline = time.monotonic() + warmup_s + duration_s + 60
         while not stop.is_set() and time.monotonic() < deadline:
-            peak["rss_kb"] = max(peak["rss_kb"], memory_kb(rss_pid).get("VmRSS", 0))
+            peak["rss_kb"] = max(peak["rss_kb"], tree_memory_kb(rss_pid).get("VmRSS", 0))
             await asyncio.sleep(0.05)
 
     async with Target(pool, mode, cmd, cmd.get("tag", "t")) as target:
@@ -340,7 +340,7 @@ async def throughput(pool: Pool, cmd: dict) -> dict:
     if mode == "batch":
         out["batch_size"] = target.batch_size
     if rss_pid:
-        out["memory"] = {"peak_sampled_rss_kb": peak["rss_kb"], "at_events": at_marks, "end": memory_kb(rss_pid)}
+        out["memory"] = {"peak_sampled_rss_kb": peak["rss_kb"], "at_events": at_marks, "end": tree_memory_kb(rss_pid)}
     return out
 
 

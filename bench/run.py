@@ -31,11 +31,14 @@ from pathlib import Path
 
 from bench import events as ev
 from bench import report as rep
-from bench.common import cpu_capacity, memory_kb
+from bench.common import cpu_capacity, tree_memory_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SERVICE_MODES = ("typed", "send", "batch", "stream")
+# Service settings worth recording when set in the environment (never credentials).
+SHOWN_ENV = ("KAMELEOON_WORKERS", "KAMELEOON_POOL_SIZE", "KAMELEOON_MAX_IN_FLIGHT", "KAMELEOON_IDEMPOTENCY_WINDOW_S",
+             "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", "KAMELEOON_MAX_ATTEMPTS", "KAMELEOON_TIMEOUT_S")
 
 
 @dataclass
@@ -259,6 +262,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
             "git": git_state(),
+            "service_env": {k: os.environ[k] for k in SHOWN_ENV if os.environ.get(k)},
             "settings": asdict(p),
             "events": {"pool": len(events), "mix": dict(ev.MIX), "mean_json_bytes": round(sum(len(ev.dumps(e)) for e in events) / len(events))},
         },
@@ -366,7 +370,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
         else:
             report["latency"]["segment"] = seg_info
 
-        report["memory"]["service_after_all_phases_kb"] = memory_kb(service.pid)
+        report["memory"]["service_after_all_phases_kb"] = tree_memory_kb(service.pid)
 
         # Memory: a fresh service process, so its peak RSS covers exactly start-up plus these events.
         # Run twice: as configured (what a deployment gets), then with the idempotency window off,
@@ -384,12 +388,12 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
             log(f"memory ({what}): {count} events through {mem_mode} on a fresh service")
             fresh, fresh_port, fresh_log = start_service(out, standin_url, f"service-memory-{key}.log", env)
             children.append(lambda fresh=fresh, fresh_log=fresh_log: (stop(fresh, grace=15), fresh_log.close()))
-            at_start = memory_kb(fresh.pid)
+            at_start = tree_memory_kb(fresh.pid)
             mem = attempt("memory", lambda: measured(loadgen, timeout=p.memory_cap_s + 60, command={
                 **throughput_cmd(p, mem_mode, p.memory_concurrency, f"mem-{key}", {"service": fresh.pid, "standin": standin.pid},
                                  target=f"127.0.0.1:{fresh_port}", standin_url=standin_url),
                 "warmup_s": 0.0, "duration_s": p.memory_cap_s, "max_events": count, "rss_pid": fresh.pid, "rss_marks": marks}))
-            mem.update(mode=mem_mode, variant=what, environment=env, at_start_kb=at_start, end_kb=memory_kb(fresh.pid))
+            mem.update(mode=mem_mode, variant=what, environment=env, at_start_kb=at_start, end_kb=tree_memory_kb(fresh.pid))
             report["memory"][key] = mem
             stop(fresh, grace=15)
         report["checks"]["standin_total"] = standin_stats(standin_port)
@@ -423,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="service mode of the memory phase (default: the first available of batch, stream, send, typed)")
     parser.add_argument("--grpc-floor", action="store_true",
                         help="also measure a bare grpc.aio server (empty handlers) with unary Send: what gRPC alone allows")
+    parser.add_argument("--workers", type=int, help="KAMELEOON_WORKERS for the service (default: the service's own default)")
     parser.add_argument("--seed", type=int, default=20240601)
     args = parser.parse_args(argv)
 
@@ -440,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         p.memory_modes = (args.memory_mode,)
     p.extra["seed"] = args.seed
     p.grpc_floor = args.grpc_floor
+    if args.workers:
+        os.environ["KAMELEOON_WORKERS"] = str(args.workers)
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(SERVICE_MODES)
     if unknown:
