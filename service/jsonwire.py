@@ -42,30 +42,41 @@ def js_number(value: float) -> int | float | None:
 
 
 def js_number_text(value: int | float) -> str:
-    """``String(x)`` in JavaScript, for a value produced by :func:`js_number`."""
+    """``String(x)`` in JavaScript for a number (or a boolean)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if type(value) is int and -_SAFE_INT <= value <= _SAFE_INT:
         return str(value)
-    if value.is_integer() and abs(value) < _SAFE_INT:
-        return str(int(value))
-    text = repr(float(value))
-    if "e" not in text:
-        return text[:-2] if text.endswith(".0") else text
-    mantissa, exponent = text.split("e")
-    exp = int(exponent)
-    if mantissa.endswith(".0"):
-        mantissa = mantissa[:-2]
-    if -7 < exp < 21:
-        digits = mantissa.replace(".", "").lstrip("-")
-        sign = "-" if mantissa.startswith("-") else ""
-        if exp < 0:
-            return f"{sign}0.{'0' * (-exp - 1)}{digits}"
-        point = exp + 1
-        digits = digits.ljust(point, "0")
-        rest = digits[point:]
-        return f"{sign}{digits[:point]}{'.' + rest if rest else ''}"
-    return f"{mantissa}e{'+' if exp > 0 else '-'}{abs(exp)}"
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf if value > 0 else -math.inf
+    if number != number:
+        return "NaN"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    mantissa, _, exponent = repr(abs(number)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if fraction == "0":
+        fraction = ""
+    all_digits = whole + fraction
+    digits = all_digits.lstrip("0")
+    # the value is 0.<digits> * 10**n
+    n = len(whole) + (int(exponent) if exponent else 0) - (len(all_digits) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    suffix = f"e+{e}" if e >= 0 else f"e-{-e}"
+    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + suffix
 
 
 def _parse_int(text: str) -> int | float | None:

@@ -27,6 +27,8 @@ import math
 import re
 from typing import Any
 
+from service.jsonwire import js_number_text
+
 
 class _Undefined:
     __slots__ = ()
@@ -311,41 +313,7 @@ def to_float(v: int | float) -> float:
 
 def number_to_string(v: int | float) -> str:
     """``String(n)`` for a JavaScript number."""
-    if type(v) is int and -9007199254740992 <= v <= 9007199254740992:
-        return str(v)
-    f = to_float(v)
-    if f != f:
-        return "NaN"
-    if f in (math.inf, -math.inf):
-        return "Infinity" if f > 0 else "-Infinity"
-    if f == 0:
-        return "0"
-    sign = "-" if f < 0 else ""
-    r = repr(abs(f))
-    mantissa, _, exp = r.partition("e")
-    if "." in mantissa:
-        whole, frac = mantissa.split(".")
-    else:
-        whole, frac = mantissa, ""
-    if frac == "0":
-        frac = ""
-    digits = (whole + frac).lstrip("0")
-    point = len(whole) + (int(exp) if exp else 0)  # position of the point relative to whole+frac
-    lead = len(whole + frac) - len((whole + frac).lstrip("0"))
-    n = point - lead  # value = 0.digits * 10**n
-    digits = digits.rstrip("0")
-    k = len(digits)
-    if k <= n <= 21:
-        return sign + digits + "0" * (n - k)
-    if 0 < n <= 21:
-        return sign + digits[:n] + "." + digits[n:]
-    if -6 < n <= 0:
-        return sign + "0." + "0" * (-n) + digits
-    e = n - 1
-    es = f"e+{e}" if e >= 0 else f"e-{-e}"
-    if k == 1:
-        return sign + digits + es
-    return sign + digits[0] + "." + digits[1:] + es
+    return js_number_text(v)
 
 
 _JS_WS = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
