@@ -29,6 +29,11 @@ test: install
 demo: install
 	$(BIN)/kameleoon-destination demo
 
+# Side-by-side benchmark: the service against Segment's runtime (when tools/oracle is installed)
+# and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
 # Re-records tests/goldens from Segment's runtime (needs Node.js and npm).
 goldens: install
 	tools/oracle/install.sh
