@@ -241,8 +241,11 @@ def markdown(report: dict) -> str:
                                                    if floor is not None else "")]
 
     lines += ["", "## Latency at concurrency 1 (ms)", "", "| path | p50 | p90 | p99 |", "|---|---|---|---|"]
-    names = {"typed": "typed unary (gRPC)", "send": "Send (gRPC)", "direct": "direct aiohttp POST to the stand-in", "segment": "Segment runtime onEvent"}
+    names = {"typed": "typed unary (gRPC)", "send": "Send (gRPC)", "direct": "direct aiohttp POST to the stand-in", "segment": "Segment runtime onEvent",
+             "grpc_floor": "gRPC floor: Send to an empty grpc.aio handler"}
     for key, title in names.items():
+        if key == "grpc_floor" and key not in report.get("latency", {}):
+            continue
         r = report.get("latency", {}).get(key) or {}
         if r.get("available") is False:
             lines.append(f"| {title} | unavailable | | |")

@@ -364,6 +364,10 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
                 continue
             log(f"latency {mode}")
             report["latency"][mode] = attempt(f"latency {mode}", lambda: loadgen.ask({"op": "latency", "mode": mode, "tag": f"lat-{mode}", **lat, **base}, cap))
+        if p.grpc_floor:
+            log("latency gRPC floor")
+            report["latency"]["grpc_floor"] = attempt("latency floor", lambda: loadgen.ask(
+                {"op": "latency", "mode": "send", "tag": "lat-floor", **lat, "target": f"127.0.0.1:{floor_port}", "standin_url": standin_url}, cap))
         if segment is not None:
             log("latency segment")
             report["latency"]["segment"] = attempt("latency segment", lambda: segment.ask({"op": "latency", "tag": "lat-seg", **lat}, cap))
