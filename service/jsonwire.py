@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -122,9 +123,21 @@ def _js_object(pairs: list[tuple[str, Any]]) -> dict:
     return values
 
 
+# Input that needs the slower parse with an object hook: strings starting with a digit (keys
+# that may be array indices), "__proto__", or escapes (keys that might be either).
+_SPECIAL_INPUT = re.compile(r'"[0-9]|__proto__|\\u')
+# Output where Python and JavaScript print a number differently: integral floats ("42.0"),
+# exponents ("1e-07", "1e+20"). A string that merely looks so only costs the slow path.
+_ODD_NUMBER = re.compile(r"(?<=[0-9])(?:\.0(?![0-9])|e[+-][0-9])")
+
+
 def loads(text: str | bytes) -> Any:
-    """Parse JSON as Segment's runtime holds it: numbers are doubles, index-like keys
-    come first, and "__proto__" keys are gone."""
+    """Parse JSON as Segment's runtime holds it: index-like keys come first, "__proto__"
+    keys are gone, integers beyond 2**53 are rounded as doubles."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if _SPECIAL_INPUT.search(text) is None:
+        return json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
     return json.loads(
         text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object
     )
@@ -133,24 +146,12 @@ def loads(text: str | bytes) -> Any:
 def dumps(value: Any) -> bytes:
     """Serialise as JavaScript's JSON.stringify would, as UTF-8 bytes."""
     try:
-        if not _has_odd_float(value):
-            return _dumps(value).encode("utf-8")
-    except UnicodeEncodeError:
+        text = _dumps(value)
+        if not (".0" in text or "e+" in text or "e-" in text) or _ODD_NUMBER.search(text) is None:
+            return text.encode("utf-8")
+    except (UnicodeEncodeError, ValueError):  # lone surrogates; NaN or infinities
         pass
     return _slow_dumps(value).encode("utf-8")
-
-
-def _has_odd_float(value: Any) -> bool:
-    """Whether a float in ``value`` would print differently in Python and JavaScript."""
-    if type(value) is float:
-        return not (math.isfinite(value) and not value.is_integer() and abs(value) >= 1e-4)
-    if isinstance(value, OddFloat):
-        return True
-    if isinstance(value, dict):
-        return any(_has_odd_float(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_odd_float(item) for item in value)
-    return False
 
 
 def _js_string(text: str) -> str:

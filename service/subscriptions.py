@@ -89,7 +89,7 @@ def _compile_one(spec: Any, label: str) -> Subscription:
         raise SubscriptionError(f"{label}: subscribe must be a non-empty trigger such as 'type = \"track\"'")
     if not isinstance(mapping, dict):
         raise SubscriptionError(f"{label}: mapping must be an object of field -> value or directive")
-    unknown_fields = [key for key in mapping if key not in action.names]
+    unknown_fields = [key for key in mapping if key not in action.by_name]
     if unknown_fields:
         raise SubscriptionError(
             f"{label}: unknown field(s) {', '.join(map(repr, unknown_fields))} for {slug}; its fields are {', '.join(f.name for f in action.fields)}"

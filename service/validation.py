@@ -13,7 +13,7 @@ the runtime's answers; this module reproduces them.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from service.errors import InvalidArgument
 from service.jsonwire import js_number_text
@@ -87,17 +87,16 @@ def _coerce(value: Any, kind: str) -> Any:
     raise AssertionError(f"no field has type {kind!r}")
 
 
-def validate(payload: dict, fields: tuple[Field, ...]) -> dict:
+def validate(payload: dict, fields: Mapping[str, Field]) -> dict:
     """The payload Segment's runtime would hand to ``perform``, or InvalidArgument.
 
     ``payload`` holds the mapped values in mapping order; the result keeps that
-    order. The error names every field at fault (the first in ``field``).
+    order. ``fields`` maps each field name to its definition. The error names every field at fault (the first in ``field``).
     """
-    by_name = {field.name: field for field in fields}
     result: dict = {}
     problems: list[tuple[str, str]] = []
     for key, value in payload.items():
-        field = by_name.get(key)
+        field = fields.get(key)
         if field is None:
             continue  # removeAdditional
         if value is None or value == "":
@@ -111,7 +110,7 @@ def validate(payload: dict, fields: tuple[Field, ...]) -> dict:
             continue
         result[key] = coerced
     present = set(result).union(name for name, _ in problems)
-    problems.extend((field.name, "is required") for field in fields if field.required and field.name not in present)
+    problems.extend((f.name, "is required") for f in fields.values() if f.required and f.name not in present)
     if problems:
         problems.sort()
         message = "; ".join(f"{name} {reason}" for name, reason in problems)

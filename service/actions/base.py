@@ -58,10 +58,10 @@ class Action:
     natural_type: str  # the Segment event type a typed request gets when its type is empty
     request: type[Message]  # the typed gRPC request message
     fields: tuple[Field, ...]
-    names: frozenset[str] = dataclass_field(init=False)
+    by_name: dict[str, Field] = dataclass_field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
+        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
 
     def default_mapping(self) -> dict:
         """Segment's preset mapping for this action: every field from its default source."""
@@ -85,7 +85,7 @@ class Action:
 
         ``raw`` is the event the payload was mapped from (a typed request's payload is its own event).
         """
-        valid = validate(payload, self.fields)
+        valid = validate(payload, self.by_name)
         check_runtime_limits(payload if raw is None else raw)
         return valid
 
