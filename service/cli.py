@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             _host_port(args.listen)
             cfg = config_module.from_env()
-            logs.configure(cfg.log_level, cfg.log_format)
+            logs.configure(cfg.log_level, cfg.log_format, trace_ids=cfg.tracing != "off")
             from service.server import serve as run_server
             from service.subscriptions import load as load_subscriptions
             from service.workers import run_loop, run_workers

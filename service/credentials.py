@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 
 from service.config import SITECODE_LENGTH, Config
@@ -24,12 +25,13 @@ class Credentials:
         return f"Credentials(api_key=<secret>, sitecode={self.sitecode!r})"
 
     def headers(self) -> dict[str, str]:
-        """The headers Segment's destination sends with every event."""
-        return {
-            "authorization": f"Basic {self.api_key}",
-            "x-segment-settings": self.sitecode,
-            "content-type": "application/json",
-        }
+        """The headers Segment's destination sends with every event (do not modify the dict)."""
+        return _headers(self.api_key, self.sitecode)
+
+
+@functools.lru_cache(maxsize=1024)
+def _headers(api_key: str, sitecode: str) -> dict[str, str]:
+    return {"authorization": f"Basic {api_key}", "x-segment-settings": sitecode, "content-type": "application/json"}
 
 
 def resolve(settings, config: Config) -> Credentials:

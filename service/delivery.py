@@ -69,6 +69,7 @@ class KameleoonClient:
         self._config = config
         self._metrics = metrics or NoMetrics()
         self._trace_configs = list(trace_configs)
+        self._default_timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._endpoint = URL(config.base_url)
         self._session: aiohttp.ClientSession | None = None
 
@@ -157,7 +158,7 @@ class KameleoonClient:
     async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float) -> tuple[int, str]:
         try:
             async with self._session.request(
-                method, url, headers=headers, data=body, timeout=aiohttp.ClientTimeout(total=timeout)
+                method, url, headers=headers, data=body, timeout=self._timeout(timeout)
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -172,6 +173,11 @@ class KameleoonClient:
             raise _Retryable(f"no answer within {timeout:.3g} s", timed_out=True) from None
         except aiohttp.ClientError as exc:
             raise _Retryable(f"connection error ({type(exc).__name__})") from None
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        if seconds == self._config.timeout_s:
+            return self._default_timeout
+        return aiohttp.ClientTimeout(total=seconds)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float | None:
         """Seconds to wait before the next attempt; None when Retry-After asks for longer than we wait."""

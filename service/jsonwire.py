@@ -127,8 +127,8 @@ def _js_object(pairs: list[tuple[str, Any]]) -> dict:
 # that may be array indices), "__proto__", or escapes (keys that might be either).
 _SPECIAL_INPUT = re.compile(r'"[0-9]|__proto__|\\u')
 # Output where Python and JavaScript print a number differently: integral floats ("42.0"),
-# exponents ("1e-07", "1e+20"). A string that merely looks so only costs the slow path.
-_ODD_NUMBER = re.compile(r"(?<=[0-9])(?:\.0(?![0-9])|e[+-][0-9])")
+# exponents ("1e-07", "1e+20"), where a value starts. A string that merely looks so only costs the slow path.
+_ODD_NUMBER = re.compile(r"(?<=[:,\[])-?[0-9]+(?:\.[0-9]+)?(?:\.0|e[+-][0-9]+)(?=[,}\]])")
 
 
 def loads(text: str | bytes) -> Any:

@@ -22,8 +22,8 @@ def _mask_secrets(_logger, _method, event: dict) -> dict:
     return event
 
 
-def configure(level: str = "info", fmt: str = "auto", stream=None) -> None:
-    """Configure structlog for the process: ``fmt`` is auto, json or console."""
+def configure(level: str = "info", fmt: str = "auto", stream=None, trace_ids: bool = False) -> None:
+    """Configure structlog for the process: ``fmt`` is auto, json or console; ``trace_ids`` when tracing is on."""
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
@@ -34,7 +34,7 @@ def configure(level: str = "info", fmt: str = "auto", stream=None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
-            add_trace_ids,
+            *([add_trace_ids] if trace_ids else []),
             structlog.processors.format_exc_info,
             renderer,
         ],

@@ -45,19 +45,29 @@ class Metrics:
             "kameleoon_duplicates_total", "Events not sent again: already delivered within the idempotency window", ("action",), registry=r
         )
 
-    # -- what delivery and the pipeline report -------------------------------
+        self._children: dict[tuple, object] = {}
+
+    def child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, looked up once (labels() is not cheap on the hot path)."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    # -- what delivery, the pipeline and the interceptor report ---------------
 
     def attempt(self, action: str, outcome: str, number: int) -> None:
-        self.attempts.labels(action, outcome).inc()
+        self.child(self.attempts, action, outcome).inc()
         if number > 1:
-            self.retries.labels(action).inc()
+            self.child(self.retries, action).inc()
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
-        self.deliveries.labels(action, str(http_status) if http_status else "none").inc()
-        self.delivery_seconds.labels(action).observe(seconds)
+        self.child(self.deliveries, action, str(http_status) if http_status else "none").inc()
+        self.child(self.delivery_seconds, action).observe(seconds)
 
     def duplicate(self, action: str) -> None:
-        self.duplicates.labels(action).inc()
+        self.child(self.duplicates, action).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -95,6 +105,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = _method_name(details.method)
         metrics = self._metrics
+        in_flight = metrics.child(metrics.rpcs_in_flight, method)
         kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
 
         def finish(context, exc: BaseException | None) -> None:
@@ -103,14 +114,14 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
             if isinstance(code, int):
                 code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-            metrics.rpcs.labels(method, code.name).inc()
-            metrics.rpcs_in_flight.labels(method).dec()
+            metrics.child(metrics.rpcs, method, code.name).inc()
+            in_flight.dec()
 
         if handler.unary_unary is not None:
             behaviour = handler.unary_unary
 
             async def unary(request, context):
-                metrics.rpcs_in_flight.labels(method).inc()
+                in_flight.inc()
                 exc = None
                 try:
                     return await behaviour(request, context)
@@ -125,7 +136,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             stream_behaviour = handler.stream_stream
 
             async def stream(request_iterator, context):
-                metrics.rpcs_in_flight.labels(method).inc()
+                in_flight.inc()
                 exc = None
                 try:
                     async for response in stream_behaviour(request_iterator, context):

@@ -34,7 +34,7 @@ def _worker(config: Config, address: str, index: int) -> None:
     if config.metrics_listen is not None:
         host, port = config.metrics_listen
         config = dataclasses.replace(config, metrics_listen=(host, port + index if port else 0))
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(config.log_level, config.log_format, trace_ids=config.tracing != "off")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM from it drains
     run_loop(serve(config, address, worker=index))
 

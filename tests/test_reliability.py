@@ -64,14 +64,18 @@ async def test_idempotency_can_be_turned_off(start_service, sink):
 
 async def test_memory_store_forgets_after_the_window_and_stays_bounded():
     now = [0.0]
-    store = MemoryStore(window_s=10, max_entries=3, clock=lambda: now[0])
+    store = MemoryStore(window_s=8, max_entries=3, clock=lambda: now[0])
     for key in "abcd":
+        now[0] += 1.5  # one bucket each
         await store.remember(key)
-    assert len(store) == 3 and not await store.seen("a") and await store.seen("d")
-    now[0] = 11
+    assert len(store) == 3 and not await store.seen("a") and await store.seen("b") and await store.seen("d")
+    now[0] = 6 + 8 + 1  # d's bucket (from 6 to 7) is past the window
     assert not await store.seen("d")
+    assert len(store) == 0
     await store.remember("e")
-    assert len(store) == 1
+    assert len(store) == 1 and await store.seen("e")
+    now[0] += 7.9
+    assert await store.seen("e"), "kept for the whole window"
 
 
 async def test_overload_is_refused_fast_and_nothing_accepted_is_lost(start_service, sink):

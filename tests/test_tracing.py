@@ -25,7 +25,7 @@ async def test_spans_and_log_trace_ids(sink):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     lines = io.StringIO()
-    logs.configure("info", "json", stream=lines)
+    logs.configure("info", "json", stream=lines, trace_ids=True)
     app = await create_server(Config(base_url=sink.url, backoff_base_s=0.01), "127.0.0.1:0", tracer_provider=provider)
     try:
         sink.script.append(Reply(status=503))
