@@ -164,6 +164,12 @@ class Pipeline:
         planned = self.plan(event)
         if not planned:
             return outcome
+        if len(planned) == 1:  # the usual case: no tasks to spawn
+            [item] = planned
+            key = _key(credentials, item.subscription.name, outcome.message_id)
+            delivered = await self._deliver_once(key, item.body, credentials, deadline, item.subscription.action.slug)
+            outcome.results.append((item.subscription, delivered))
+            return outcome
         results = await asyncio.gather(
             *(
                 self._deliver_once(

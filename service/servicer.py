@@ -94,20 +94,24 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             status=OK_STATUS,
         )
 
-    async def _send_logged(self, method: str, request, batch_settings, deadline) -> pb.SendResponse:
-        """One raw event of a batch or stream: its own log line, its own status, never an exception."""
-        fields: dict = {}
-        async with _rpc_log(method, fields):
-            if isinstance(request, Undecodable):
-                _record_failure(fields, request.error)
-                return pb.SendResponse(status=status_of(request.error))
+    async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict) -> pb.SendResponse:
+        """One raw event of a batch or stream: its own status, never an exception; a log line when it failed."""
+        if isinstance(request, Undecodable):
+            exc: CallError = request.error
+        else:
             try:
                 response = await self._send_one(request, batch_settings, deadline)
-            except CallError as exc:
-                _record_failure(fields, exc)
-                return pb.SendResponse(message_id=_message_id_hint(request), status=status_of(exc))
-            _record_results(fields, response)
-            return response
+            except CallError as error:
+                exc = error
+            else:
+                tally["delivered"] += sum(1 for result in response.results if not result.duplicate)
+                return response
+        tally["failed"] += 1
+        message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
+        fields = {"message_id": message_id or None}
+        _record_failure(fields, exc)
+        log.info("event failed", method=method, **fields)
+        return pb.SendResponse(message_id=message_id, status=status_of(exc))
 
     async def Send(self, request, context):
         fields: dict = {}
@@ -121,7 +125,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             return response
 
     async def SendBatch(self, request, context):
-        fields: dict = {"events": len(request.requests)}
+        fields: dict = {"events": len(request.requests), "delivered": 0, "failed": 0}
         async with _rpc_log("SendBatch", fields):
             if len(request.requests) > self._config.max_batch:
                 exc = InvalidArgument(
@@ -137,10 +141,9 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
             async def one(item):
                 async with bound:
-                    return await self._send_logged("SendBatch.event", item, batch_settings, deadline)
+                    return await self._send_logged("SendBatch", item, batch_settings, deadline, fields)
 
             responses = await asyncio.gather(*(one(item) for item in request.requests))
-            fields["failed"] = sum(1 for r in responses if r.status.code != 0)
             return pb.SendBatchResponse(responses=responses)
 
     async def SendStream(self, request_iterator, context):
@@ -148,28 +151,32 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         slots = asyncio.Semaphore(self._config.stream_window)
         order: asyncio.Queue = asyncio.Queue()  # holds at most stream_window tasks: each took a slot
         deadline = _deadline(context)
+        fields: dict = {"events": 0, "delivered": 0, "failed": 0}
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
                     await slots.acquire()  # backpressure: stop reading while the window is full
-                    await order.put(asyncio.ensure_future(self._send_logged("SendStream.event", request, None, deadline)))
+                    fields["events"] += 1
+                    task = asyncio.ensure_future(self._send_logged("SendStream", request, None, deadline, fields))
+                    await order.put(task)
             finally:
                 await order.put(None)
 
-        reader = asyncio.ensure_future(read())
-        try:
-            while (task := await order.get()) is not None:
-                response = await task
-                slots.release()
-                yield response
-            await reader
-        finally:
-            reader.cancel()
-            while not order.empty():
-                task = order.get_nowait()
-                if task is not None:
-                    task.cancel()
+        async with _rpc_log("SendStream", fields):
+            reader = asyncio.ensure_future(read())
+            try:
+                while (task := await order.get()) is not None:
+                    response = await task
+                    slots.release()
+                    yield response
+                await reader
+            finally:
+                reader.cancel()
+                while not order.empty():
+                    task = order.get_nowait()
+                    if task is not None:
+                        task.cancel()
 
     # -- credentials ---------------------------------------------------------
 

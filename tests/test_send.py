@@ -195,3 +195,22 @@ def test_unreadable_subscription_file(tmp_path):
     with pytest.raises(SubscriptionError) as raised:
         load(str(tmp_path / "missing.yaml"))
     assert "KAMELEOON_MAPPINGS" in str(raised.value)
+
+
+async def test_batch_logs_one_line_and_each_failure(stub, sink):
+    import io
+
+    from service import logs
+
+    lines = io.StringIO()
+    logs.configure("info", "json", stream=lines)
+    try:
+        requests = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)] + [pb.SendRequest(event_json="{bad")]
+        await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    finally:
+        logs.configure("info", "console")
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    [summary] = [r for r in records if r["event"] == "rpc"]
+    assert (summary["method"], summary["events"], summary["delivered"], summary["failed"], summary["code"]) == ("SendBatch", 4, 3, 1, "OK")
+    [failure] = [r for r in records if r["event"] == "event failed"]
+    assert failure["code"] == "INVALID_ARGUMENT" and "event_json" in failure["error"]
