@@ -1,13 +1,14 @@
-"""The gRPC servicer: thin. Each RPC turns its request into a payload, hands it
-to the action and the delivery client, and turns the outcome into a response
-or a status (errors.CallError -> gRPC code in :func:`_abort`, the one place).
-One log line per RPC.
+"""The gRPC servicer: thin. Each RPC turns its request into a payload or a raw
+event, hands it to the pipeline, and turns the outcome into a response or a
+status (a CallError becomes a gRPC code in :func:`service.errors.abort`, the
+one place). One log line per RPC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+
 import grpc
 import structlog
 
@@ -183,9 +184,8 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
     async def TestAuthentication(self, request, context):
         fields: dict = {}
         async with _rpc_log("TestAuthentication", fields):
-            settings = request.settings if request.HasField("settings") else None
             try:
-                creds = credentials.resolve(settings, self._config)
+                creds = credentials.resolve(_settings(request), self._config)
                 entries = credentials.api_key_entries(creds.api_key)
                 delivered = await self._client.check_api_key(entries, _deadline(context))
             except (InvalidArgument, DeliveryError) as exc:
