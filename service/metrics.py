@@ -98,12 +98,20 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: Metrics):
         self._metrics = metrics
+        self._wrapped: dict[str, tuple] = {}  # method -> (its handler, the counting handler)
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
         if handler is None:
             return None
-        method = _method_name(details.method)
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, _method_name(details.method))
+        self._wrapped[details.method] = (handler, wrapped)  # one entry a method: the handler seen last
+        return wrapped
+
+    def _wrap(self, handler, method: str):
         metrics = self._metrics
         in_flight = metrics.child(metrics.rpcs_in_flight, method)
         kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
