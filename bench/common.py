@@ -20,6 +20,26 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT, or for the parent process to go away (checked once a second)."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        if os.getppid() != parent:
+            stop.set()
+        else:
+            loop.call_later(1.0, watch_parent)
+
+    loop.call_later(1.0, watch_parent)
+    await stop.wait()
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its living descendants (a service with KAMELEOON_WORKERS > 1 forks workers)."""
     children: dict[int, list[int]] = {}

@@ -9,14 +9,11 @@ Send with an empty message (valid: every field is optional) and prints
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import sys
 
 import grpc
 
-from bench.common import run
+from bench.common import run, until_stopped
 
 SERVICE = "kameleoon.destination.v1.KameleoonDestination"
 METHODS = ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent", "Send")
@@ -32,20 +29,7 @@ async def serve() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"PORT {port}", flush=True)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        if os.getppid() != parent:
-            stop.set()
-        else:
-            loop.call_later(1.0, watch_parent)
-
-    loop.call_later(1.0, watch_parent)
-    await stop.wait()
+    await until_stopped()
     await server.stop(0)
 
 

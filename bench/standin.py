@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import sys
 
-from bench.common import run
+from bench.common import run, until_stopped
 
 RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
 MAX_HEAD = 64 * 1024
@@ -100,20 +98,7 @@ async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(StandIn, host, port, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # Also stop when the parent goes away (bounded: checked once a second).
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        if os.getppid() != parent:
-            stop.set()
-        else:
-            loop.call_later(1.0, watch_parent)
-
-    loop.call_later(1.0, watch_parent)
-    await stop.wait()
+    await until_stopped()
     server.close()
 
 
