@@ -13,6 +13,7 @@ from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
 SECRET_SETTINGS = frozenset({"api_key", "auth_tokens"})
+USER_AGENT = "kameleoon-destination/0.1"
 SITECODE_LENGTH = 10
 
 

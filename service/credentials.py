@@ -11,7 +11,7 @@ import binascii
 import functools
 from dataclasses import dataclass
 
-from service.config import SITECODE_LENGTH, Config
+from service.config import SITECODE_LENGTH, USER_AGENT, Config
 from service.errors import InvalidArgument, MissingSetting
 from service.jsonwire import js_string, loads
 
@@ -31,7 +31,12 @@ class Credentials:
 
 @functools.lru_cache(maxsize=1024)
 def _headers(api_key: str, sitecode: str) -> dict[str, str]:
-    return {"authorization": f"Basic {api_key}", "x-segment-settings": sitecode, "content-type": "application/json"}
+    return {
+        "authorization": f"Basic {api_key}",
+        "x-segment-settings": sitecode,
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
 
 
 def resolve(settings, config: Config) -> Credentials:

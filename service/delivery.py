@@ -20,7 +20,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from service.config import Config
+from service.config import USER_AGENT, Config
 from service.credentials import Credentials
 from service.errors import DeadlineExceeded, DeliveryError, Unavailable, for_http_status, truncate
 from service.metrics import NoMetrics
@@ -30,7 +30,6 @@ log = structlog.get_logger("kameleoon.delivery")
 RETRYABLE_STATUS = frozenset({408, 423, 429}) | (frozenset(range(500, 600)) - {501})
 # Do not start an attempt with less time than this left before the deadline.
 MIN_ATTEMPT_S = 0.05
-USER_AGENT = "kameleoon-destination/0.1"
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,10 @@ class KameleoonClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
-            headers={"user-agent": USER_AGENT},
-            skip_auto_headers=("content-type",),
+            # Like Segment's fetch: no cookies kept, no compression asked for; both also cost CPU per request.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("content-type", "accept-encoding", "user-agent"),
             trace_configs=self._trace_configs or None,
         )
 
@@ -110,7 +111,7 @@ class KameleoonClient:
         """Segment's credential test: GET <endpoint>/getapikey?<entries>, values URL-encoded."""
         query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in entries)
         url = URL(f"{self._config.base_url}/getapikey?{query}", encoded=True)
-        return await self._send("GET", url, {}, None, deadline, "getapikey")
+        return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey")
 
     async def _send(
         self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str

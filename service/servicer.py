@@ -138,13 +138,14 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 await abort(context, exc)
             batch_settings = _settings(request)
             deadline = _deadline(context)
-            bound = asyncio.Semaphore(self._config.batch_concurrency)
+            responses: list = [None] * len(request.requests)
+            pending = iter(enumerate(request.requests))
 
-            async def one(item):
-                async with bound:
-                    return await self._send_logged("SendBatch", item, batch_settings, deadline, fields)
+            async def worker() -> None:  # batch_concurrency of these share the events
+                for index, item in pending:
+                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields)
 
-            responses = await asyncio.gather(*(one(item) for item in request.requests))
+            await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(responses)))))
             return pb.SendBatchResponse(responses=responses)
 
     async def SendStream(self, request_iterator, context):
