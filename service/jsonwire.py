@@ -123,9 +123,11 @@ def _js_object(pairs: list[tuple[str, Any]]) -> dict:
     return values
 
 
-# Input that needs the slower parse with an object hook: strings starting with a digit (keys
-# that may be array indices), "__proto__", or escapes (keys that might be either).
-_SPECIAL_INPUT = re.compile(r'"[0-9]|__proto__|\\u')
+# Input that needs the slower parse with an object hook: keys that may be array indices (they
+# start with a digit), "__proto__", or escapes (keys that might be either). The cheap pattern
+# screens; the exact one decides (a value such as an IP address also starts with a digit).
+_MAYBE_SPECIAL = re.compile(r'"[0-9]|__proto__|\\u')
+_SPECIAL_INPUT = re.compile(r'"[0-9][^"\\]*"\s*:|__proto__|\\u')
 # Output where Python and JavaScript print a number differently: integral floats ("42.0"),
 # exponents ("1e-07", "1e+20"), where a value starts. A string that merely looks so only costs the slow path.
 _ODD_NUMBER = re.compile(r"(?<=[:,\[])-?[0-9]+(?:\.[0-9]+)?(?:\.0|e[+-][0-9]+)(?=[,}\]])")
@@ -136,7 +138,7 @@ def loads(text: str | bytes) -> Any:
     keys are gone, integers beyond 2**53 are rounded as doubles."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    if _SPECIAL_INPUT.search(text) is None:
+    if _MAYBE_SPECIAL.search(text) is None or _SPECIAL_INPUT.search(text) is None:
         return json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
     return json.loads(
         text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object
