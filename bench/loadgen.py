@@ -86,7 +86,8 @@ class Target:
             self.calls = [ch.unary_unary(SERVICE + "Send", **raw) for ch in self.channels]
             self.call = self.calls[0]
         elif self.mode == "batch":
-            self.call = self.channel.unary_unary(SERVICE + "SendBatch", **raw)
+            self.calls = [ch.unary_unary(SERVICE + "SendBatch", **raw) for ch in self.channels]
+            self.call = self.calls[0]
         elif self.mode == "stream":
             self.call = self.channel.stream_stream(SERVICE + "SendStream", **raw)
         else:
@@ -123,7 +124,7 @@ class Target:
             chunks = [pool.settings_field]
             for k in range(n, n + self.batch_size):
                 chunks.append(ev.length_delimited(2, ev.send_request(pool.batch_parts[k % pool.size], self.mid(k))))
-            answer = await self.call(b"".join(chunks), timeout=CALL_TIMEOUT_S)
+            answer = await self.calls[(n // self.batch_size) % len(self.calls)](b"".join(chunks), timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise Unavailable(exc.details() or "UNIMPLEMENTED") from None

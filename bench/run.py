@@ -288,7 +288,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...]) -> di
             segment.ask({"op": "load", "events_file": str(events_file), "standin_url": standin_url, "settings": ev.SETTINGS}, 60)
         report["meta"]["segment"] = seg_info
         target = f"127.0.0.1:{service_port}"
-        base = {"target": target, "standin_url": standin_url}
+        base = {"target": target, "standin_url": standin_url, "channels": int(os.environ.get("BENCH_CHANNELS", "1"))}
         pids = {"service": service.pid, "standin": standin.pid}
         cap = p.call_cap_s
 
@@ -432,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-floor", action="store_true",
                         help="also measure a bare grpc.aio server (empty handlers) with unary Send: what gRPC alone allows")
     parser.add_argument("--workers", type=int, help="KAMELEOON_WORKERS for the service (default: the service's own default)")
+    parser.add_argument("--channels", type=int, help="gRPC connections the load generator spreads calls over (default 1; "
+                        "use several with --workers, which share connections, not calls)")
     parser.add_argument("--seed", type=int, default=20240601)
     args = parser.parse_args(argv)
 
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     p.grpc_floor = args.grpc_floor
     if args.workers:
         os.environ["KAMELEOON_WORKERS"] = str(args.workers)
+    if args.channels:
+        os.environ["BENCH_CHANNELS"] = str(args.channels)
     modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(modes) - set(SERVICE_MODES)
     if unknown:

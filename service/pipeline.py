@@ -164,25 +164,20 @@ class Pipeline:
         planned = self.plan(event)
         if not planned:
             return outcome
-        if len(planned) == 1:  # the usual case: no tasks to spawn
-            [item] = planned
-            key = _key(credentials, item.subscription.name, outcome.message_id)
-            delivered = await self._deliver_once(key, item.body, credentials, deadline, item.subscription.action.slug)
-            outcome.results.append((item.subscription, delivered))
-            return outcome
-        results = await asyncio.gather(
-            *(
-                self._deliver_once(
-                    _key(credentials, item.subscription.name, outcome.message_id),
-                    item.body,
-                    credentials,
-                    deadline,
-                    item.subscription.action.slug,
-                )
-                for item in planned
-            ),
-            return_exceptions=True,
-        )
+        deliveries = [
+            self._deliver_once(
+                _key(credentials, item.subscription.name, outcome.message_id),
+                item.body,
+                credentials,
+                deadline,
+                item.subscription.action.slug,
+            )
+            for item in planned
+        ]
+        if len(deliveries) == 1:  # the usual case, awaited directly: no task to spawn
+            results = [await deliveries[0]]
+        else:
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
         for item, result in zip(planned, results):
             if isinstance(result, BaseException):
                 raise result
