@@ -13,7 +13,8 @@ from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
 SECRET_SETTINGS = frozenset({"api_key", "auth_tokens"})
-USER_AGENT = "kameleoon-destination/0.1"
+# What Segment's request client sends with every request (actions-core's create-request-client).
+USER_AGENT = "Segment (Actions)"
 SITECODE_LENGTH = 10
 
 

@@ -85,6 +85,7 @@ async def test_call_each_action(port, sink, method, data, body):
     [received] = sink.received
     assert received.body == body
     assert received.headers["authorization"] == f"Basic {API_KEY}"
+    assert received.headers["user-agent"] == "Segment (Actions)", "as Segment's request client sends it"
 
 
 async def test_invalid_call_shows_the_field(port, sink):
