@@ -99,13 +99,16 @@ class KameleoonClient:
     async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "") -> Delivered:
         """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics."""
         started = time.perf_counter()
+        http_status = 0  # no answer: refused, timed out, or the call was cancelled (its deadline passed)
         try:
             delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action)
+            http_status = delivered.http_status
+            return delivered
         except DeliveryError as exc:
-            self._metrics.delivered(action, exc.http_status, time.perf_counter() - started)
+            http_status = exc.http_status
             raise
-        self._metrics.delivered(action, delivered.http_status, time.perf_counter() - started)
-        return delivered
+        finally:
+            self._metrics.delivered(action, http_status, time.perf_counter() - started)
 
     async def check_api_key(self, entries: list[tuple[str, str]], deadline: float | None = None) -> Delivered:
         """Segment's credential test: GET <endpoint>/getapikey?<entries>, values URL-encoded."""

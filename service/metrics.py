@@ -3,7 +3,7 @@
     kameleoon_rpc_total{method, code}                   RPCs answered, by gRPC code (refused ones too)
     kameleoon_rpc_in_flight{method}                     RPCs being served
     kameleoon_deliveries_total{action, http_status}     events that reached a final answer from Kameleoon
-                                                        (http_status "none": no answer, e.g. connection refused)
+                                                        (http_status "none": no answer: refused, timed out, cancelled)
     kameleoon_delivery_attempts_total{action, outcome}  HTTP attempts: ok, retryable, final
     kameleoon_delivery_retries_total{action}            attempts after the first
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
