@@ -177,3 +177,12 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sink):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_bad_subscriptions_file_stops_start_up_naming_the_subscription(tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text('- name: Alias as Log Event\n  subscribe: type = "alias"\n  partnerAction: logEvent\n  mapping: {nope: x}\n')
+    process = await start("serve", "--listen", f"127.0.0.1:{free_port()}", env={"KAMELEOON_MAPPINGS": str(path)})
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert "Alias as Log Event" in err.decode() and "nope" in err.decode()
