@@ -7,6 +7,7 @@ one place). One log line per RPC.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import grpc
@@ -40,12 +41,16 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         self._config = config
         self._pipeline = pipeline
         self._client = pipeline.client
+        # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
+        # a new action needs no code here.
+        for action in ACTIONS.values():
+            setattr(self, action.rpc, functools.partial(self._typed, action))
 
     # -- typed actions -------------------------------------------------------
 
     async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
         fields = {"action": action.slug, "message_id": request.message_id or None}
-        async with _rpc_log(action.title.replace(" ", ""), fields):
+        async with _rpc_log(action.rpc, fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context))
@@ -60,17 +65,6 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 duplicate=delivered.duplicate,
             )
 
-    async def LogEvent(self, request, context):
-        return await self._typed(ACTIONS["logEvent"], request, context)
-
-    async def IdentifyEvent(self, request, context):
-        return await self._typed(ACTIONS["identify"], request, context)
-
-    async def PageEvent(self, request, context):
-        return await self._typed(ACTIONS["page"], request, context)
-
-    async def GroupEvent(self, request, context):
-        return await self._typed(ACTIONS["group"], request, context)
 
     # -- raw events ----------------------------------------------------------
 

@@ -107,3 +107,11 @@ async def test_typed_rpc_matches_runtime(case, stub, sink):
 def test_payload_of_leaves_out_empty_fields():
     request = pb.PageEventRequest(timestamp="2024-01-01T00:00:00Z", user_id="", name="Home")
     assert ACTIONS["page"].payload_of(request) == {"type": "page", "name": "Home", "timestamp": "2024-01-01T00:00:00Z"}
+
+
+def test_every_action_has_its_typed_rpc():
+    service = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
+    typed = {m.name for m in service.methods if m.output_type.name == "ActionResponse"}
+    assert typed == {action.rpc for action in ACTIONS.values()}
+    for action in ACTIONS.values():
+        assert service.methods_by_name[action.rpc].input_type is action.request.DESCRIPTOR

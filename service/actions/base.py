@@ -63,6 +63,11 @@ class Action:
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
 
+    @property
+    def rpc(self) -> str:
+        """The typed RPC serving this action: its request message's name without "Request"."""
+        return self.request.DESCRIPTOR.name.removesuffix("Request")
+
     def default_mapping(self) -> dict:
         """Segment's preset mapping for this action: every field from its default source."""
         return {f.name: f.default for f in self.fields}
