@@ -214,3 +214,22 @@ async def test_batch_logs_one_line_and_each_failure(stub, sink):
     assert (summary["method"], summary["events"], summary["delivered"], summary["failed"], summary["code"]) == ("SendBatch", 4, 3, 1, "OK")
     [failure] = [r for r in records if r["event"] == "event failed"]
     assert failure["code"] == "INVALID_ARGUMENT" and "event_json" in failure["error"]
+
+
+async def test_undecodable_stream_message_gets_its_own_status(start_service, sink):
+    app, _ = await start_service()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        call = channel.stream_stream(
+            "/kameleoon.destination.v1.KameleoonDestination/SendStream",
+            request_serializer=None,
+            response_deserializer=pb.SendResponse.FromString,
+        )
+
+        async def requests():
+            yield b"\x0a\xff\xff\xff\xff\x0f"  # a length prefix running past the end: not a SendRequest
+            yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId="after-bad")).SerializeToString()
+
+        responses = [r async for r in call(requests(), timeout=10)]
+    assert [r.status.code for r in responses] == [grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert "cannot be decoded" in responses[0].status.message
+    assert [r.json()["messageId"] for r in sink.received] == ["after-bad"]
