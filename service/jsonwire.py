@@ -20,25 +20,13 @@ _SAFE_INT = 2**53
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-class OddFloat(float):
-    """A double whose JavaScript spelling differs from Python's repr.
-
-    That is |x| < 1e-4 (``0.00001`` against ``1e-05``) and integral values from
-    2**53 to 1e21 (``1152921504606847000`` against ``1152921504606846976``).
-    """
-
-
 def js_number(value: float) -> int | float | None:
-    """The Python value that prints as JavaScript prints this double."""
+    """The value JavaScript holds for this double: an int when it is a safe integer, None
+    (JSON's null) for NaN and infinities. :func:`dumps` prints any float as JavaScript does."""
     if math.isnan(value) or math.isinf(value):
         return None
-    magnitude = abs(value)
-    if magnitude >= 1e21:
-        return value
-    if value.is_integer():
-        return int(value) if magnitude <= _SAFE_INT else OddFloat(value)
-    if magnitude < 1e-4:
-        return OddFloat(value)
+    if value.is_integer() and abs(value) <= _SAFE_INT:
+        return int(value)
     return value
 
 
@@ -173,7 +161,7 @@ def _slow_dumps(value: Any) -> str:
     if isinstance(value, str):
         return _js_string(value)
     if isinstance(value, float):
-        return js_number_text(js_number(value)) if math.isfinite(value) else "null"
+        return js_number_text(value) if math.isfinite(value) else "null"
     if isinstance(value, int):
         return js_number_text(value)
     if isinstance(value, dict):
