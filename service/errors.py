@@ -170,16 +170,12 @@ def truncate(text: str, limit: int = MAX_UPSTREAM_TEXT) -> str:
     return f"Kameleoon answered: {text}"
 
 
-def to_rpc_status(code: grpc.StatusCode, message: str, details: list = ()) -> status_pb2.Status:
-    """A google.rpc.Status message, as carried per event in batches and streams."""
-    status = status_pb2.Status(code=code.value[0], message=message)
-    for detail in details:
+def status_of(exc: CallError) -> status_pb2.Status:
+    """The google.rpc.Status of ``exc``, as carried per event in batches and streams and in trailers."""
+    status = status_pb2.Status(code=exc.code.value[0], message=str(exc))
+    for detail in exc.details():
         status.details.add().Pack(detail)
     return status
-
-
-def status_of(exc: CallError) -> status_pb2.Status:
-    return to_rpc_status(exc.code, str(exc), exc.details())
 
 
 OK_STATUS = status_pb2.Status(code=code_pb2.OK)

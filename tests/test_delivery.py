@@ -211,3 +211,12 @@ async def test_deadline_cancels_the_request_in_flight(start_service, sink):
     await asyncio.sleep(0.2)
     assert app.metrics.registry.get_sample_value("kameleoon_events_in_flight") == 0, "nothing left waiting on Kameleoon"
     assert app.metrics.registry.get_sample_value("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from service.delivery import retry_after_seconds
+
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
