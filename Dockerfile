@@ -1,7 +1,7 @@
 # kameleoon-destination: the gRPC service in a slim, non-root image.
 #   docker build -t kameleoon-destination:0.1.0 .
 #   docker run --rm -p 50051:50051 -e KAMELEOON_API_KEY=... -e KAMELEOON_SITECODE=... kameleoon-destination:0.1.0
-# The generated stubs are committed in service/api, so the build needs no protoc.
+# The generated stubs are committed in clients/python, so the build needs no protoc.
 
 # Stage 1: build the project and its dependencies into a virtualenv.
 FROM python:3.11-slim-bookworm AS build
@@ -10,8 +10,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
+COPY clients/python ./clients/python
 COPY service ./service
-RUN /opt/venv/bin/pip install --no-cache-dir .
+RUN /opt/venv/bin/pip install --no-cache-dir ./clients/python .
 
 # Stage 2: the runtime, the same base image so the venv's interpreter links stay valid.
 FROM python:3.11-slim-bookworm

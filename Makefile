@@ -9,19 +9,20 @@ PROTO  := protos/kameleoon/destination/v1/destination.proto
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 
-# The one codegen command. Stubs land in service/api (committed, never edited by hand).
+# The one codegen command. Stubs land in clients/python/kameleoon/destination/v1
+# (committed, never edited by hand); the server imports them from there.
 proto: install
-	$(PY) -m tools.gen_proto service/api
+	$(PY) -m tools.gen_proto
 
 # Fails when the committed stubs differ from what protos/ generates.
 proto-check: install
-	$(PY) -m tools.gen_proto --check service/api
+	$(PY) -m tools.gen_proto --check
 
 test: install
 	$(PY) -m pytest

@@ -176,7 +176,7 @@ def length_delimited(field: int, data: bytes) -> bytes:
 
 
 def settings_bytes() -> bytes:
-    from service.api import destination_pb2 as pb
+    from kameleoon.destination.v1 import destination_pb2 as pb
 
     return pb.Settings(api_key=API_KEY, sitecode=SITECODE).SerializeToString()
 
@@ -215,7 +215,7 @@ def typed_request_parts(event: dict) -> tuple[str, bytes, bytes]:
     """(method name, request bytes without messageId, message_id tag byte)."""
     from google.protobuf import struct_pb2
 
-    from service.api import destination_pb2 as pb
+    from kameleoon.destination.v1 import destination_pb2 as pb
 
     def struct(value: dict | None):
         if value is None:

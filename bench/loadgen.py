@@ -129,7 +129,7 @@ class Target:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise Unavailable(exc.details() or "UNIMPLEMENTED") from None
             return 0, Counter({exc.code().name: self.batch_size})
-        from service.api import destination_pb2 as pb
+        from kameleoon.destination.v1 import destination_pb2 as pb
 
         response = pb.SendBatchResponse.FromString(answer)
         bad = Counter(_code_name(r.status.code) for r in response.responses if r.status.code != 0)
@@ -228,7 +228,7 @@ async def _drive_units(target: Target, meter: Meter, concurrency: int, max_event
 
 async def _drive_stream(target: Target, meter: Meter, concurrency: int, max_events: int, stop: asyncio.Event, on_progress=None):
     """One SendStream call with at most ``concurrency`` requests unanswered."""
-    from service.api import destination_pb2 as pb
+    from kameleoon.destination.v1 import destination_pb2 as pb
 
     call = target.call(timeout=None)
     window = asyncio.Semaphore(concurrency)

@@ -13,8 +13,8 @@ import grpc
 from google.protobuf import json_format
 
 from service import logs
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import Config
 from service.server import create_server
 from service.sink import KameleoonSink

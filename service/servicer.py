@@ -15,8 +15,8 @@ import structlog
 
 from service import credentials
 from service.actions import ACTIONS, Action
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import SITECODE_LENGTH, Config
 from service.decoding import Undecodable
 from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of

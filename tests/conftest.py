@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from service import jsonwire
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import Config
 from service.server import create_server
 from service.sink import KameleoonSink

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 
 from service.actions import ACTIONS
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import InvalidArgument
 from service.jsonwire import dumps
 from tests.conftest import SETTINGS, golden

@@ -13,8 +13,8 @@ import sys
 import grpc
 import pytest
 
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS
 

@@ -1,4 +1,4 @@
-"""service.client against a real server and the real sink: helpers, settings, deadlines, gRPC retries."""
+"""kameleoon.destination.client against a real server and the real sink: helpers, settings, deadlines, gRPC retries."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from service.api import destination_pb2 as pb
-from service.client import (
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.client import (
     KameleoonDestinationClient,
     KameleoonDestinationSyncClient,
     rfc3339,

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import SETTINGS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

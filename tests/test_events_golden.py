@@ -69,7 +69,7 @@ async def test_send_rpc_delivers_what_runtime_sends(suite, case, start_service, 
         mappings = tmp_path / "subscriptions.json"
         mappings.write_bytes(jsonwire.dumps(suite["subscriptions"]))
     _, stub = await start_service(mappings=str(mappings) if mappings else None)
-    from service.api import destination_pb2 as pb
+    from kameleoon.destination.v1 import destination_pb2 as pb
 
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=jsonwire.dumps(case["event"]).decode()), timeout=10)
     assert [r.subscription for r in response.results] == [r["subscription"] for r in case["results"]]

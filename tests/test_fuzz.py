@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from tests.conftest import SETTINGS
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

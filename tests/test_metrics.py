@@ -6,7 +6,7 @@ import aiohttp
 import grpc
 import pytest
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
 from tests.conftest import SETTINGS
 

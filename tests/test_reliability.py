@@ -8,7 +8,7 @@ import json
 import grpc
 import pytest
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.idempotency import MemoryStore
 from service.sink import Reply
 from tests.conftest import SETTINGS

@@ -9,8 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from tests.conftest import SETTINGS
 
 TS = "2024-03-15T12:34:56.789Z"

@@ -9,7 +9,7 @@ import grpc
 import pytest
 import yaml
 
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import SubscriptionError
 from service.sink import Reply
 from service.subscriptions import load

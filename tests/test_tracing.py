@@ -10,14 +10,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service import logs
-from service.api import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import Config
 from service.server import create_server
 from service.sink import Reply
 from tests.conftest import SETTINGS
 
 import grpc
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 
 
 async def test_spans_and_log_trace_ids(sink):

@@ -1,7 +1,7 @@
 """Kameleoon "Group Event": group membership and traits (preset: type = "group")."""
 
 from service.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action, Field, path
-from service.api.destination_pb2 import GroupEventRequest
+from kameleoon.destination.v1.destination_pb2 import GroupEventRequest
 
 ACTION = Action(
     slug="group",

@@ -1,7 +1,7 @@
 """Kameleoon "Identify Event": user traits (preset: type = "identify")."""
 
 from service.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action
-from service.api.destination_pb2 import IdentifyEventRequest
+from kameleoon.destination.v1.destination_pb2 import IdentifyEventRequest
 
 ACTION = Action(
     slug="identify",

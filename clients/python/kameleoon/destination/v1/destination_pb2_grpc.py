@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from service.api import destination_pb2 as service_dot_api_dot_destination__pb2
+from kameleoon.destination.v1 import destination_pb2 as kameleoon_dot_destination_dot_v1_dot_destination__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in service/api/destination_pb2_grpc.py depends on'
+        + ' but the generated code in kameleoon/destination/v1/destination_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,43 +36,43 @@ class KameleoonDestinationStub:
         """
         self.LogEvent = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/LogEvent',
-                request_serializer=service_dot_api_dot_destination__pb2.LogEventRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.LogEventRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
                 _registered_method=True)
         self.IdentifyEvent = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/IdentifyEvent',
-                request_serializer=service_dot_api_dot_destination__pb2.IdentifyEventRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.IdentifyEventRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
                 _registered_method=True)
         self.PageEvent = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/PageEvent',
-                request_serializer=service_dot_api_dot_destination__pb2.PageEventRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PageEventRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
                 _registered_method=True)
         self.GroupEvent = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/GroupEvent',
-                request_serializer=service_dot_api_dot_destination__pb2.GroupEventRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GroupEventRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
                 _registered_method=True)
         self.Send = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/Send',
-                request_serializer=service_dot_api_dot_destination__pb2.SendRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.SendResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.FromString,
                 _registered_method=True)
         self.SendBatch = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/SendBatch',
-                request_serializer=service_dot_api_dot_destination__pb2.SendBatchRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.SendBatchResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchResponse.FromString,
                 _registered_method=True)
         self.SendStream = channel.stream_stream(
                 '/kameleoon.destination.v1.KameleoonDestination/SendStream',
-                request_serializer=service_dot_api_dot_destination__pb2.SendRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.SendResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.FromString,
                 _registered_method=True)
         self.TestAuthentication = channel.unary_unary(
                 '/kameleoon.destination.v1.KameleoonDestination/TestAuthentication',
-                request_serializer=service_dot_api_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
-                response_deserializer=service_dot_api_dot_destination__pb2.TestAuthenticationResponse.FromString,
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.FromString,
                 _registered_method=True)
 
 
@@ -141,43 +141,43 @@ def add_KameleoonDestinationServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'LogEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.LogEvent,
-                    request_deserializer=service_dot_api_dot_destination__pb2.LogEventRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.ActionResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.LogEventRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.SerializeToString,
             ),
             'IdentifyEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.IdentifyEvent,
-                    request_deserializer=service_dot_api_dot_destination__pb2.IdentifyEventRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.ActionResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.IdentifyEventRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.SerializeToString,
             ),
             'PageEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.PageEvent,
-                    request_deserializer=service_dot_api_dot_destination__pb2.PageEventRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.ActionResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PageEventRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.SerializeToString,
             ),
             'GroupEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.GroupEvent,
-                    request_deserializer=service_dot_api_dot_destination__pb2.GroupEventRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.ActionResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GroupEventRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.SerializeToString,
             ),
             'Send': grpc.unary_unary_rpc_method_handler(
                     servicer.Send,
-                    request_deserializer=service_dot_api_dot_destination__pb2.SendRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.SendResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.SerializeToString,
             ),
             'SendBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.SendBatch,
-                    request_deserializer=service_dot_api_dot_destination__pb2.SendBatchRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.SendBatchResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchResponse.SerializeToString,
             ),
             'SendStream': grpc.stream_stream_rpc_method_handler(
                     servicer.SendStream,
-                    request_deserializer=service_dot_api_dot_destination__pb2.SendRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.SendResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.SerializeToString,
             ),
             'TestAuthentication': grpc.unary_unary_rpc_method_handler(
                     servicer.TestAuthentication,
-                    request_deserializer=service_dot_api_dot_destination__pb2.TestAuthenticationRequest.FromString,
-                    response_serializer=service_dot_api_dot_destination__pb2.TestAuthenticationResponse.SerializeToString,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -205,8 +205,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/LogEvent',
-            service_dot_api_dot_destination__pb2.LogEventRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.LogEventRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -232,8 +232,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/IdentifyEvent',
-            service_dot_api_dot_destination__pb2.IdentifyEventRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.IdentifyEventRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -259,8 +259,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/PageEvent',
-            service_dot_api_dot_destination__pb2.PageEventRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.PageEventRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -286,8 +286,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/GroupEvent',
-            service_dot_api_dot_destination__pb2.GroupEventRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.ActionResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.GroupEventRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -313,8 +313,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/Send',
-            service_dot_api_dot_destination__pb2.SendRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.SendResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,8 +340,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/SendBatch',
-            service_dot_api_dot_destination__pb2.SendBatchRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.SendBatchResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,8 +367,8 @@ class KameleoonDestination:
             request_iterator,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/SendStream',
-            service_dot_api_dot_destination__pb2.SendRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.SendResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.SendResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,8 +394,8 @@ class KameleoonDestination:
             request,
             target,
             '/kameleoon.destination.v1.KameleoonDestination/TestAuthentication',
-            service_dot_api_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
-            service_dot_api_dot_destination__pb2.TestAuthenticationResponse.FromString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ retries of ``UNAVAILABLE``, and keyword helpers that take plain dicts and
 datetimes::
 
     from datetime import datetime, timezone
-    from service.client import KameleoonDestinationClient
+    from kameleoon.destination.client import KameleoonDestinationClient
 
     async with KameleoonDestinationClient(
         "dns:///kameleoon-destination.analytics.svc.cluster.local:50051",
@@ -59,8 +59,8 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from service.api import destination_pb2 as pb
-from service.api import destination_pb2_grpc as pb_grpc
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 
 __all__ = ["KameleoonDestinationClient", "KameleoonDestinationSyncClient", "service_config", "rfc3339"]
 
