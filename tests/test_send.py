@@ -13,7 +13,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import SubscriptionError
 from service.sink import Reply
 from service.subscriptions import load
-from tests.conftest import SETTINGS
+from tests.conftest import SETTINGS, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -41,7 +41,13 @@ async def test_alias_and_screen_match_no_preset(stub, sink, kind):
 
 @pytest.mark.parametrize(
     "text, words",
-    [("", "empty"), ("{not json", "not valid JSON"), ("[1,2]", "JSON object"), ('"track"', "JSON object"), ("[" * 5000 + "]" * 5000, "")],
+    [
+        ("", "empty"),
+        ("{not json", "not valid JSON"),
+        ("[1,2]", "JSON object"),
+        ('"track"', "JSON object"),
+        ("[" * 5000 + "]" * 5000, "nests deeper than 64 levels"),
+    ],
 )
 async def test_malformed_event_json(stub, sink, text, words):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -103,13 +109,16 @@ async def test_batch_over_the_limit_is_refused(start_service, sink):
 
 async def test_batch_fans_out_concurrently_under_a_bound(start_service, sink):
     _, stub = await start_service(batch_concurrency=4)
-    sink.default = Reply(delay=0.2)
+    answer = asyncio.Event()
+    sink.default = Reply(hold=answer)  # Kameleoon holds every delivery until the test lets it answer
     requests = [pb.SendRequest(event_json=event(messageId=f"c-{i}")) for i in range(8)]
-    started = asyncio.get_running_loop().time()
-    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
-    elapsed = asyncio.get_running_loop().time() - started
+    call = asyncio.ensure_future(stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=20))
+    await sink.wait_until(lambda: sink.in_flight >= 4)  # four at once: the batch fans out
+    answer.set()
+    response = await call
     assert all(r.status.code == 0 for r in response.responses)
-    assert 0.35 < elapsed < 1.5, "8 events, 4 at a time, 0.2 s each: two waves"
+    assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"c-{i}" for i in range(8))
+    assert sink.most_in_flight == 4, "never more than batch_concurrency at once"
 
 
 async def test_stream_answers_each_request_in_order(stub, sink):
@@ -127,25 +136,57 @@ async def test_stream_answers_each_request_in_order(stub, sink):
     assert "HTTP 400" in responses[1].status.message
 
 
+class StreamReads(grpc.aio.ServerInterceptor):
+    """Counts, next to the servicer, the requests it reads from a stream and the responses it yields.
+
+    ``most_ahead`` is the most requests read and not yet answered at the moment one was read.
+    """
+
+    def __init__(self):
+        self.read = self.answered = self.most_ahead = 0
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.stream_stream is None:
+            return handler
+        behaviour = handler.stream_stream
+
+        async def counted(request_iterator):
+            async for request in request_iterator:
+                self.read += 1
+                self.most_ahead = max(self.most_ahead, self.read - self.answered)
+                yield request
+
+        async def stream(request_iterator, context):
+            async for response in behaviour(counted(request_iterator), context):
+                self.answered += 1
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 async def test_stream_applies_backpressure(start_service, sink):
-    _, stub = await start_service(stream_window=2)
-    sink.default = Reply(delay=0.5)
-    sent = 0
+    """With the window full the service stops reading the stream: it reads one request more (which
+    waits for a slot) and starts no delivery beyond the window, however many the caller has sent."""
+    reads = StreamReads()
+    _, stub = await start_service(stream_window=2, interceptors=(reads,))
+    answer = asyncio.Event()
+    sink.default = Reply(hold=answer)
 
     async def requests():
-        nonlocal sent
         for i in range(6):
-            sent += 1
             yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId=f"w-{i}"))
 
     call = stub.SendStream(requests(), timeout=20)
-    first = await call.read()
-    assert first.message_id == "w-0"
-    assert len(sink.received) <= 3, "no more than the window (and the one being answered) in flight"
-    rest = []
-    while (response := await call.read()) != grpc.aio.EOF:
-        rest.append(response)
-    assert [r.message_id for r in rest] == [f"w-{i}" for i in range(1, 6)]
+    await eventually(lambda: sink.in_flight >= 2 and reads.read >= 3, what="the window full, one more request read")
+    answer.set()
+    responses = [r async for r in call]
+    assert [r.message_id for r in responses] == [f"w-{i}" for i in range(6)]
+    assert all(r.status.code == 0 for r in responses)
+    assert reads.most_ahead == 3, "at most the window and the one request waiting for a slot read ahead"
+    assert sink.most_in_flight == 2, "never more than the window delivered at once"
 
 
 CUSTOM = [
@@ -197,19 +238,10 @@ def test_unreadable_subscription_file(tmp_path):
     assert "KAMELEOON_MAPPINGS" in str(raised.value)
 
 
-async def test_batch_logs_one_line_and_each_failure(stub, sink):
-    import io
-
-    from service import logs
-
-    lines = io.StringIO()
-    logs.configure("info", "json", stream=lines)
-    try:
-        requests = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)] + [pb.SendRequest(event_json="{bad")]
-        await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
-    finally:
-        logs.configure("info", "console")
-    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+async def test_batch_logs_one_line_and_each_failure(stub, sink, log_lines):
+    requests = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)] + [pb.SendRequest(event_json="{bad")]
+    await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    records = log_lines()
     [summary] = [r for r in records if r["event"] == "rpc"]
     assert (summary["method"], summary["events"], summary["delivered"], summary["failed"], summary["code"]) == ("SendBatch", 4, 3, 1, "OK")
     [failure] = [r for r in records if r["event"] == "event failed"]
