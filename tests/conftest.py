@@ -41,6 +41,14 @@ async def eventually(predicate, timeout: float = 10.0, what: str = "") -> None:
         await asyncio.sleep(0.005)
 
 
+@pytest.fixture(autouse=True)
+def logging_left_as_found():
+    """Every test leaves structlog's (process-wide) configuration as it found it."""
+    before = structlog.get_config()
+    yield
+    assert structlog.get_config() == before, "structlog was reconfigured and not restored: use the restore_logging fixture"
+
+
 @pytest.fixture
 def restore_logging():
     """structlog's configuration as it was before the test, put back after it."""
