@@ -28,6 +28,16 @@ def details(error: grpc.aio.AioRpcError) -> list:
     return []
 
 
+def bad_request_field(error: grpc.aio.AioRpcError) -> str:
+    """The field a BadRequest detail of ``error`` names."""
+    [detail] = details(error)
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    assert violation.description == error.details()
+    return violation.field
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 423, 429])
 async def test_retryable_status_is_retried_then_delivered_once(stub, sink, status):
     sink.script.append(Reply(status=status, body="busy"))
@@ -193,11 +203,19 @@ async def test_no_retry_starts_that_could_not_finish_before_the_deadline(start_s
     assert "after 1 attempt" in detail and "busy" in detail
 
 
-async def test_missing_settings_fail_precondition_naming_the_setting(stub, sink):
+@pytest.mark.parametrize(
+    "defaults, message",
+    [
+        ({}, "settings.api_key is missing: send settings in the request or set KAMELEOON_API_KEY on the server"),
+        ({"api_key": API_KEY}, "settings.sitecode is missing: send settings in the request or set KAMELEOON_SITECODE on the server"),
+    ],
+)
+async def test_missing_settings_fail_precondition_naming_the_setting(start_service, sink, defaults, message):
+    _, stub = await start_service(**defaults)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(track(settings=None), timeout=5)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "api_key" in raised.value.details()
+    assert raised.value.details() == message
     assert sink.received == []
 
 
@@ -218,18 +236,20 @@ async def test_request_settings_win_over_defaults(start_service, sink):
 
 
 @pytest.mark.parametrize(
-    "settings, field",
+    "settings, field, message",
     [
-        (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode"),
-        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key"),
-        (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key"),
+        (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode", "settings.sitecode must be exactly 10 characters, got 5"),
+        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key", "settings.api_key is empty and the server has no default (KAMELEOON_API_KEY)"),
+        (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key", "settings.api_key is blank"),
+        (pb.Settings(api_key=API_KEY), "settings.sitecode", "settings.sitecode is empty and the server has no default (KAMELEOON_SITECODE)"),
     ],
 )
-async def test_bad_settings_are_invalid_argument(stub, sink, settings, field):
+async def test_bad_settings_are_invalid_argument(stub, sink, settings, field, message):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(track(settings=settings), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in raised.value.details()
+    assert raised.value.details() == message
+    assert bad_request_field(raised.value) == field
     assert sink.received == []
 
 
@@ -242,10 +262,7 @@ async def test_invalid_event_names_the_field_and_sends_nothing(stub, sink, overr
         await stub.LogEvent(track(**overrides), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in raised.value.details()
-    [detail] = details(raised.value)
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    assert bad_request.field_violations[0].field == field
+    assert bad_request_field(raised.value) == field
     assert sink.received == []
 
 
