@@ -110,6 +110,22 @@ async def test_memory_store_forgets_after_the_window_and_stays_bounded():
     assert await store.seen("e"), "kept for the whole window"
 
 
+async def test_memory_store_shares_a_bucket_between_keys_of_one_span():
+    """Keys remembered within 1/8 of the window share a bucket: a key costs a hash in a set, not a bucket of its own."""
+    now = [0.0]
+    store = MemoryStore(window_s=8, max_entries=100_000, clock=lambda: now[0])
+    tracemalloc.start()
+    try:
+        for i in range(20_000):
+            now[0] += 0.00001
+            await store.remember(f"key-{i}")
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(store) == 20_000
+    assert held / 20_000 < 200, f"{held / 20_000:.0f} bytes per key"
+
+
 async def test_overload_is_refused_fast_and_nothing_accepted_is_lost(start_service, sink):
     _, stub = await start_service(max_in_flight=3)
     sink.default = Reply(delay=0.5)
