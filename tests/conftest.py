@@ -12,6 +12,7 @@ import pathlib
 import grpc
 import pytest
 import structlog
+from google.rpc import error_details_pb2, status_pb2
 
 from service import jsonwire, logs
 from kameleoon.destination.v1 import destination_pb2 as pb
@@ -40,6 +41,17 @@ LAST = ("test_actions_golden.py", "test_events_golden.py", "test_mappings.py", "
 def pytest_collection_modifyitems(items):
     if os.environ.get("MUTANT_UNDER_TEST"):
         items.sort(key=lambda item: item.path.name in LAST)
+
+
+def bad_request_field(error: grpc.aio.AioRpcError) -> str:
+    """The field named by the one BadRequest detail of ``error`` (its description is the error's text)."""
+    [(_, value)] = [item for item in error.trailing_metadata() if item[0] == "grpc-status-details-bin"]
+    [detail] = status_pb2.Status.FromString(value).details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    assert violation.description == error.details()
+    return violation.field
 
 
 async def eventually(predicate, timeout: float = 10.0, what: str = "") -> None:

@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, SITECODE, eventually
+from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -26,16 +26,6 @@ def details(error: grpc.aio.AioRpcError) -> list:
         if key == "grpc-status-details-bin":
             return list(status_pb2.Status.FromString(value).details)
     return []
-
-
-def bad_request_field(error: grpc.aio.AioRpcError) -> str:
-    """The field a BadRequest detail of ``error`` names."""
-    [detail] = details(error)
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    [violation] = bad_request.field_violations
-    assert violation.description == error.details()
-    return violation.field
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 423, 429])

@@ -10,12 +10,11 @@ import tracemalloc
 import grpc
 import pytest
 import yaml
-from google.rpc import error_details_pb2, status_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.idempotency import MemoryStore
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS
+from tests.conftest import API_KEY, SETTINGS, bad_request_field
 
 TS = "2024-03-15T12:34:56.789Z"
 OTHER_PROJECT = pb.Settings(api_key=API_KEY, sitecode="other00001")
@@ -149,38 +148,34 @@ async def test_oversized_message_is_refused(start_service, sink):
     assert (await stub.LogEvent(track(), timeout=5)).http_status == 200, "still serving"
 
 
-def nested_event(depth: int, message_id: str) -> str:
-    """A valid track event whose JSON nests ``depth`` levels, the event itself being the first
-    (its properties the second, the innermost an empty object); its context adds two more brackets
-    than levels, so the whole depth walk runs, not only the cheap count of brackets before it."""
-    return (
-        '{"type":"track","event":"Deep","timestamp":"' + TS + '","messageId":"' + message_id + '","context":{"page":{}},"properties":'
-        + '{"a":' * (depth - 2) + "{}" + "}" * (depth - 2) + "}"
-    )
+def nested_properties(depth: int, kind: str, leaf: str) -> str:
+    """Properties that make an event nest ``depth`` levels (the event is the first, its properties
+    the second): objects or arrays inside, ending in an empty one or a number (a level too)."""
+    inner = depth - 2  # the levels from the properties' own to the innermost container's
+    innermost = {"empty": "{}" if kind == "objects" else "[]", "number": "1"}[leaf]
+    if kind == "objects":
+        return '{"a":' * inner + innermost + "}" * inner
+    return '{"a":' + "[" * (inner - 1) + innermost + "]" * (inner - 1) + "}"
 
 
-def bad_request_field(error: grpc.aio.AioRpcError) -> str:
-    [(_, value)] = [item for item in error.trailing_metadata() if item[0] == "grpc-status-details-bin"]
-    [detail] = status_pb2.Status.FromString(value).details
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    return bad_request.field_violations[0].field
-
-
-async def test_send_takes_64_levels_and_refuses_65(stub, sink):
-    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=nested_event(64, "deep-64")), timeout=10)
-    assert [r.http_status for r in response.results] == [200]
-    [received] = sink.received
-    properties, levels = received.json()["properties"], 2
-    while properties:
-        properties, levels = properties["a"], levels + 1
-    assert levels == 64, "delivered whole"
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=nested_event(65, "deep-65")), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "event_json nests deeper than 64 levels" in raised.value.details()
-    assert bad_request_field(raised.value) == "event_json"
-    assert len(sink.received) == 1
+@pytest.mark.parametrize("kind", ["objects", "arrays"])
+@pytest.mark.parametrize("leaf", ["empty", "number"])
+async def test_send_takes_64_levels_and_refuses_65(stub, sink, kind, leaf):
+    for depth in (64, 65):
+        properties = nested_properties(depth, kind, leaf)
+        event = '{"type":"track","event":"Deep","timestamp":"' + TS + f'","messageId":"deep-{depth}","properties":' + properties + "}"
+        if depth == 64:
+            response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event), timeout=10)
+            assert [r.http_status for r in response.results] == [200]
+            [received] = sink.received
+            assert received.json()["properties"] == json.loads(properties), "delivered whole"
+            continue
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details() == "event_json nests deeper than 64 levels"
+        assert bad_request_field(raised.value) == "event_json"
+        assert len(sink.received) == 1
 
 
 @pytest.mark.parametrize(
