@@ -77,6 +77,7 @@ class KameleoonSink:
         self.received: list[Received] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
+        self.choose = None  # when set, choose(received) picks the reply to a POST (None: the script or default)
         self.arrived = asyncio.Condition()  # notified whenever a request arrives, is answered or is abandoned
         self.in_flight = 0  # requests being handled: arrived, neither answered nor abandoned yet
         self.most_in_flight = 0
@@ -160,7 +161,10 @@ class KameleoonSink:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = await self._record(request)
-        return await self._reply(request, received, self.script.popleft() if self.script else self.default)
+        reply = self.choose(received) if self.choose is not None else None
+        if reply is None:
+            reply = self.script.popleft() if self.script else self.default
+        return await self._reply(request, received, reply)
 
     async def _handle_getapikey(self, request: web.Request) -> web.StreamResponse:
         received = await self._record(request)

@@ -24,11 +24,15 @@ async def test_valid_credentials(stub, sink):
     assert (received.method, received.path, received.query) == ("GET", "/segmentio/getapikey", "id=demo-id&secret=demo-secret")
 
 
-async def test_values_are_url_encoded(stub, sink):
-    api_key = key({"id": "a b&c=d", "secret": "s/é?#", "n": 5})
+async def test_values_are_url_encoded(start_service, sink):
+    app, stub = await start_service()
+    api_key = key({"id": "a b&c=d", "secret": "s/é?#X", "n": 5, "k/X": "v"})
     await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=pb.Settings(api_key=api_key, sitecode=SITECODE)))
     [received] = sink.received
-    assert received.query == "id=a%20b%26c%3Dd&secret=s%2F%C3%A9%3F%23&n=5"
+    assert received.query == "id=a%20b%26c%3Dd&secret=s%2F%C3%A9%3F%23X&n=5&k%2FX=v"
+    assert received.headers["user-agent"] == "Segment (Actions)"
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_delivery_attempts_total", {"action": "getapikey", "outcome": "ok"}) == 1
 
 
 async def test_wrong_sitecode_length(stub, sink):

@@ -277,6 +277,19 @@ async def test_concurrent_calls_share_the_pool(stub, sink):
     assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"m-{i}" for i in range(50))
 
 
+@pytest.mark.parametrize("attempts, ceiling", [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (9, 0.5)])
+async def test_backoff_is_full_jitter_under_a_doubling_ceiling(attempts, ceiling):
+    """Between 0 and min(backoff_max_s, backoff_base_s * 2 ** (attempt - 1)), spread over all of it.
+    (Checked on the policy itself: through the stand-in only a wall-clock bound could see it.)"""
+    from service.config import Config
+    from service.delivery import KameleoonClient
+
+    client = KameleoonClient(Config(backoff_base_s=0.1, backoff_max_s=0.5))
+    delays = [client._backoff(attempts, None) for _ in range(2000)]
+    assert 0 <= min(delays) < ceiling * 0.05 and ceiling * 0.95 < max(delays) <= ceiling
+    assert client._backoff(attempts, 0.5) == 0.5 and client._backoff(attempts, 0.6) is None, "Retry-After up to the cap"
+
+
 def test_retry_after_reads_seconds_and_http_dates():
     from service.delivery import retry_after_seconds
 

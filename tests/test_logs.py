@@ -123,10 +123,14 @@ async def test_test_authentication_lines(start_service, sink, log_lines):
     ]
 
 
-async def test_a_call_the_caller_cancels_is_logged_cancelled(stub, sink, log_lines):
+async def test_a_call_the_caller_cancels_is_logged_cancelled(start_service, sink, log_lines):
+    app, stub = await start_service()
     sink.default = Reply(hold=asyncio.Event())
     call = stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id="c-1"), timeout=10)
     await sink.wait_for(1)
     call.cancel()
     await eventually(lambda: rpc_lines(log_lines), what="the call's line")
     assert rpc_lines(log_lines) == [{"event": "rpc", "method": "LogEvent", "action": "logEvent", "message_id": "c-1", "code": "CANCELLED"}]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
+    assert sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "CANCELLED"}) == 1, "not UNKNOWN"

@@ -134,7 +134,11 @@ async def test_overload_is_refused_fast_and_nothing_accepted_is_lost(start_servi
     refused = [r for r in results if isinstance(r, Exception)]
     assert len(accepted) == 3
     assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert {r.details() for r in refused} == {"3 events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later"}
     assert {r.json()["messageId"] for r in sink.received} == accepted, "every accepted call was delivered, no refused one was"
+    again = next(f"load-{i}" for i, r in enumerate(results) if isinstance(r, Exception))
+    response = await stub.LogEvent(track(again), timeout=10)
+    assert (response.duplicate, response.http_status) == (False, 200), "a refused messageId is delivered when sent again"
 
 
 async def test_oversized_message_is_refused(start_service, sink):

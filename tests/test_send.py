@@ -13,7 +13,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import SubscriptionError
 from service.sink import Reply
 from service.subscriptions import load
-from tests.conftest import SETTINGS, eventually
+from tests.conftest import SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -40,21 +40,99 @@ async def test_alias_and_screen_match_no_preset(stub, sink, kind):
 
 
 @pytest.mark.parametrize(
-    "text, words",
+    "text, message",
     [
-        ("", "empty"),
-        ("{not json", "not valid JSON"),
-        ("[1,2]", "JSON object"),
-        ('"track"', "JSON object"),
-        ("[" * 5000 + "]" * 5000, "nests deeper than 64 levels"),
+        ("", "event_json is empty: send one Segment event as a JSON object"),
+        (" \n", "event_json is empty: send one Segment event as a JSON object"),
+        ("{not json", "event_json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("[1,2]", "event_json must be a JSON object, got list"),
+        ('"track"', "event_json must be a JSON object, got str"),
+        ("[" * 5000 + "]" * 5000, "event_json nests deeper than 64 levels"),
     ],
 )
-async def test_malformed_event_json(stub, sink, text, words):
+async def test_malformed_event_json(stub, sink, text, message):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "event_json" in raised.value.details() and words in raised.value.details()
+    assert raised.value.details() == message
+    assert bad_request_field(raised.value) == "event_json"
     assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"properties": "x"}, "properties must be a object, got string"),
+        ({"properties": 5}, "properties must be a object, got number"),
+        ({"properties": 1.5}, "properties must be a object, got number"),
+        ({"properties": True}, "properties must be a object, got boolean"),
+        ({"properties": [1, 2]}, "properties must be a object, got array"),
+        ({"event": {"a": 1}}, "event must be a string, got object"),
+        ({"event": ["a", "b"]}, "event must be a string, got array"),
+    ],
+)
+async def test_wrong_types_are_named(stub, sink, fields, message):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(**fields)), timeout=10)
+    assert raised.value.details() == f"subscription 'Track Calls' (logEvent): invalid event: {message}"
+    assert bad_request_field(raised.value) == next(iter(fields))
+    assert sink.received == []
+
+
+@pytest.mark.parametrize("message_id, shown", [(42, "42"), (1.5, "1.5"), (None, ""), (True, "true")])
+async def test_a_message_id_that_is_not_text_is_answered_as_javascript_spells_it(stub, sink, message_id, shown):
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="page", messageId=message_id)), timeout=10)
+    assert response.message_id == shown
+    assert response.HasField("status") and response.status.code == 0
+    assert [r.json().get("messageId") for r in sink.received] == ([shown] if shown else [None])
+
+
+async def test_send_without_settings_uses_the_servers(start_service, sink):
+    _, stub = await start_service(api_key="c2VydmVyLWtleQ==", sitecode="server0001")
+    await stub.Send(pb.SendRequest(event_json=event()), timeout=10)
+    await stub.SendBatch(pb.SendBatchRequest(requests=[pb.SendRequest(event_json=event(messageId="m-2"))]), timeout=10)
+    assert [(r.headers["authorization"], r.headers["x-segment-settings"]) for r in sink.received] == [("Basic c2VydmVyLWtleQ==", "server0001")] * 2
+
+
+THROWING = [
+    {"name": "Throws on check", "subscribe": 'type = "track" and ()', "partnerAction": "logEvent", "mapping": {}},
+    {"name": "Throws on mapping", "subscribe": 'type = "track"', "partnerAction": "logEvent",
+     "mapping": {"type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"}, "messageId": {"@path": "$.messageId"},
+                 "event": {"@path": {"@path": "$.properties"}}}},
+]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (THROWING[0], "subscription 'Throws on check': its trigger cannot be evaluated on this event: Cannot read properties of undefined (reading 'type')"),
+        (THROWING[1], "subscription 'Throws on mapping': mapping failed: @path: expected string, got object"),
+    ],
+)
+async def test_a_subscription_that_throws_on_an_event_refuses_it(start_service, sink, tmp_path, spec, message):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump([spec], sort_keys=False))
+    _, stub = await start_service(mappings=str(path))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
+    assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert sink.received == []
+
+
+async def test_one_subscriptions_failure_does_not_cut_the_others_short(start_service, sink, tmp_path):
+    """Both deliveries run to their end before the call answers, and the first subscription's failure is
+    the call's: here A's, cut by the deadline, though B's 400 came back long before."""
+    specs = [{**CUSTOM[0], "name": name, "subscribe": 'type = "track"',
+              "mapping": {**CUSTOM[0]["mapping"], "event": name}} for name in ("A", "B")]
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump(specs, sort_keys=False))
+    _, stub = await start_service(mappings=str(path))
+    sink.choose = lambda received: Reply(hold=asyncio.Event()) if received.json()["event"] == "A" else Reply(status=400)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=1)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    [held] = [r for r in sink.received if r.json()["event"] == "A"]
+    await eventually(lambda: held.abandoned is not None, what="A's delivery ended by the service")
 
 
 async def test_rejected_event_names_field_and_subscription(stub, sink):
