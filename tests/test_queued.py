@@ -319,3 +319,4 @@ async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, 
     await until(lambda: value('kameleoon_outbox_delivered_total{action="logEvent"}') == 1)
     assert value('kameleoon_outbox_enqueued_total{action="logEvent"}') == 2
     assert value('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
+
