@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH / "out"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.send_events, args.sync_events, args.batch = 2000, 200, 1000, 100
+        args.events, args.send_events, args.sync_events, args.batch = 1000, 100, 500, 50
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = run(args.events, args.batch, args.concurrency, args.send_events, args.sync_events, out)
