@@ -277,12 +277,13 @@ async def test_a_file_made_read_only_refuses_queued_calls_and_sync_calls_go_on(s
         await finish(process)
 
 
-async def test_an_unusable_file_stops_start_up_naming_it(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_an_unusable_file_stops_start_up_naming_it(tmp_path, workers):
     db = tmp_path / "outbox.db"
     db.write_bytes(b"not a database, not at all" * 100)
     process = await asyncio.create_subprocess_exec(
         SCRIPT, "serve", "--listen", f"127.0.0.1:{free_port()}",
-        env={**os.environ, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}"},
+        env={**os.environ, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}", "KAMELEOON_WORKERS": workers},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 30)

@@ -38,4 +38,11 @@ def create(url: str) -> Outbox:
     raise ValueError(f"unknown outbox store {url.split(':', 1)[0]!r}: use sqlite:///path.db")
 
 
-__all__ = ["Outbox", "create", "default_url"]
+async def check(url: str) -> None:
+    """Open and close the store once: OutboxOpenError naming it when it cannot be used (before workers start)."""
+    store = create(url)
+    await store.open()
+    await store.close()
+
+
+__all__ = ["Outbox", "check", "create", "default_url"]
