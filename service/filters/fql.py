@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import FQLError
+from service.jsonwire import js_number
 from service.mapping.fql_lexer import LexError, Token, lex_positions
+from service.mapping.jsvalue import to_float, utf16_units
 
 # name -> number of arguments, as tsub's isIR() knows them
 FUNCTIONS = {"contains": 2, "match": 2, "lowercase": 1, "length": 1, "typeof": 1, "semver": 3}
@@ -86,8 +88,6 @@ def where(text: str, offset: int) -> str:
 
 
 def _units(text: str) -> str:
-    from service.mapping.jsvalue import utf16_units
-
     return "".join(utf16_units(text))
 
 
@@ -245,11 +245,12 @@ class _Parser:
         raise self.unexpected("a field, a value, a list, a function or '('")
 
     def number(self, token: Token) -> int | float:
+        """The number as tsub holds it once the compiled form is parsed: a double."""
         text = token.value
-        if _INTEGER.match(text):
-            return int(text)
-        if _DECIMAL.match(text) and any(c.isdigit() for c in text):
-            return float(text)
+        if _INTEGER.match(text) or (_DECIMAL.match(text) and any(c.isdigit() for c in text)):
+            held = js_number(to_float(int(text)) if _INTEGER.match(text) else float(text))
+            if held is not None:
+                return held
         raise self.fail(f"{text!r} is not a number")
 
     def list_(self) -> _Node:
