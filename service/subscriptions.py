@@ -109,15 +109,20 @@ def load(path: str | None) -> tuple[Subscription, ...]:
     """The subscriptions in the file at ``path`` (JSON or YAML), or the presets when None."""
     if not path:
         return compile_all(preset_specs(), "presets")
-    file = pathlib.Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: cannot read it ({exc.strerror})") from None
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str) -> tuple[Subscription, ...]:
+    """The subscriptions in ``text``, the content of the file at ``path`` (JSON when it ends in .json, else YAML)."""
+    is_json = pathlib.Path(path).suffix.lower() == ".json"
     try:
-        specs = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+        specs = json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
     if isinstance(specs, dict) and "subscriptions" in specs:
         specs = specs["subscriptions"]
     return compile_all(specs, path)

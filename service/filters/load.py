@@ -50,7 +50,7 @@ def load(path: str | None) -> FilterSet:
 
 def parse(text: str, path: str) -> FilterSet:
     """The filters in ``text``, the content of the file at ``path`` (JSON when it ends in .json, else YAML)."""
-    is_json = path.lower().endswith(".json")
+    is_json = pathlib.Path(path).suffix.lower() == ".json"
     try:
         specs = json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
