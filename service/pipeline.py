@@ -109,6 +109,7 @@ class Pipeline:
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
         self._pending: dict[str, asyncio.Future] = {}
+        self._warned: set[tuple] = set()  # (filter, reason) already logged
 
     def reconfigure(self, subscriptions: tuple[Subscription, ...] | None = None, filters: FilterSet | None = None) -> None:
         """Put new subscriptions and/or filters in force; events already started keep the ones they read."""
@@ -120,15 +121,17 @@ class Pipeline:
     def _filtered(self, verdict: Verdict) -> None:
         for title, outcome in verdict.outcomes:
             self.metrics.filtered_event(title, outcome)
-        if verdict.error is not None:
-            log.warning("filter condition cannot be evaluated: event dropped", filter=verdict.stopped_by, error=verdict.error)
+        if verdict.error is not None and (verdict.stopped_by, verdict.error) not in self._warned:
+            if len(self._warned) < 1000:  # once per filter and reason: the metric counts every event
+                self._warned.add((verdict.stopped_by, verdict.error))
+            log.warning("filter condition cannot be evaluated: events dropped", filter=verdict.stopped_by, error=verdict.error)
 
     async def deliver_payload(
         self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
     ) -> Delivered:
         """A typed request's payload: filter, validate, build Segment's body, post it (once per messageId)."""
         filters = self.filters
-        if filters:  # false when no filter is configured: nothing to do
+        if filters.steps:  # empty when no filter is configured: nothing to do (no call, a tuple test)
             verdict = filters.apply_payload(action, payload)
             self._filtered(verdict)
             if verdict.event is None:
@@ -192,7 +195,7 @@ class Pipeline:
         """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
         outcome = Outcome(message_id_of(event))
         filters, subscriptions = self.filters, self.subscriptions  # this event's configuration, whatever a reload does
-        if filters:
+        if filters.steps:
             verdict = filters.apply(event)
             self._filtered(verdict)
             if verdict.event is None:
