@@ -15,11 +15,11 @@ reload puts another in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from service.errors import FilterEvaluationError
 from service.filters.actions import DROP, DROP_PROPERTIES, ORDER, SAMPLE
-from service.filters.evaluate import matches
+from service.filters.evaluate import predicate
 from service.filters.typed import event_of, payload_from
 
 DROPPED, SAMPLED_OUT, ERROR = "dropped", "sampled_out", "error"
@@ -34,6 +34,10 @@ class Filter:
     actions: tuple  # service.filters.actions instances
     enabled: bool = True
     description: str = ""
+    test: Callable[[dict], bool] = field(init=False, repr=False, compare=False)  # the matcher, compiled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test", predicate(self.matcher))
 
 
 @dataclass
@@ -64,7 +68,7 @@ class FilterSet:
         verdict = Verdict(event)
         for flt, action in self.steps:
             try:
-                hit = matches(flt.matcher, event)
+                hit = flt.test(event)
             except FilterEvaluationError as exc:
                 verdict.outcomes.append((flt.title, ERROR))
                 verdict.stopped_by, verdict.event, verdict.error = flt.title, None, str(exc)

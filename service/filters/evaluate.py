@@ -27,8 +27,9 @@ drops the event, as Segment does when a filter cannot be evaluated.
 from __future__ import annotations
 
 import math
+import operator
 import re
-from typing import Any
+from typing import Any, Callable
 
 from service.errors import FilterEvaluationError
 from service.filters.glob import glob_matches, units
@@ -46,15 +47,27 @@ from service.mapping.jsvalue import (
 )
 
 NAN = math.nan
+_MISSING = object()
 _LEADING_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def predicate(matcher: dict) -> Callable[[dict], bool]:
+    """The matcher as a function of an event: tsub's ``matches(event, matcher)``, compiled once.
+
+    Calling it raises FilterEvaluationError where tsub throws."""
+    if matcher["type"] == "all":
+        return _always
+    condition = compile_ir(matcher["ir"])
+    return lambda event: condition(event) is True
 
 
 def matches(matcher: dict, event: dict) -> bool:
     """tsub's ``matches(event, matcher)``; FilterEvaluationError where tsub throws."""
-    if matcher["type"] == "all":
-        return True
-    result = _evaluate(matcher["ir"], event)
-    return result is True
+    return predicate(matcher)(event)
+
+
+def _always(_event: dict) -> bool:
+    return True
 
 
 def dlv(obj: Any, path: Any) -> Any:
@@ -63,8 +76,18 @@ def dlv(obj: Any, path: Any) -> Any:
         if path is None or path is UNDEFINED:
             raise FilterEvaluationError("Cannot read properties of undefined (reading 'split')")
         return obj  # a number or boolean key has no split() and no length: dlv returns the object itself
-    for key in path.split("."):
-        obj = get_prop(obj, key) if truthy(obj) else UNDEFINED
+    return _walk(obj, path.split("."))
+
+
+def _walk(obj: Any, keys) -> Any:
+    for key in keys:
+        if type(obj) is dict:  # the usual case, and always truthy
+            value = obj.get(key, _MISSING)
+            obj = value if value is not _MISSING else get_prop(obj, key)
+        elif truthy(obj):
+            obj = get_prop(obj, key)
+        else:
+            obj = UNDEFINED
     return obj
 
 
@@ -80,42 +103,76 @@ def _value(item: Any, event: dict) -> Any:
     return dlv(event, item)
 
 
-def _arg(ir: list, index: int) -> Any:
-    return ir[index] if index < len(ir) else UNDEFINED
+def _getter(item: Any) -> Callable[[dict], Any]:
+    """getValue(item, event) as a function of the event, the item being fixed."""
+    t = type(item)
+    if t is str:
+        keys = tuple(item.split("."))
+        return lambda event: _walk(event, keys)
+    if t is list or t is dict:
+        value = _value(item, {})
+        return lambda _event: value
+    return lambda event: _value(item, event)  # numbers and booleans give the event; null and a missing item throw
 
 
-def _evaluate(ir: Any, event: dict) -> Any:
+def _operand(item: Any) -> Callable[[dict], Any]:
+    """An operand of a comparison: getValue, then evaluated when it is a function call (tsub's isIR)."""
+    if type(item) is list or type(item) is dict:
+        value = _value(item, {})
+        if _is_ir(value):
+            return compile_ir(value)
+    get = _getter(item)
+
+    def operand(event: dict) -> Any:
+        value = get(event)
+        return compile_ir(value)(event) if type(value) is list and _is_ir(value) else value  # a list from the event that reads as a call
+
+    return operand
+
+
+def compile_ir(ir: Any) -> Callable[[dict], Any]:
+    """tsub's fqlEvaluate(ir, event) as a function of the event."""
     if type(ir) is not list:
-        return _value(ir, event) is True
+        get = _getter(ir)
+        return lambda event: get(event) is True
     op = ir[0] if ir else UNDEFINED
+    arg = [_getter(ir[i] if i < len(ir) else UNDEFINED) for i in (1, 2, 3)]
     if op == "!":
-        return not truthy(_evaluate(_arg(ir, 1), event))
-    if op == "or":
-        return any(truthy(_evaluate(sub, event)) for sub in ir[1:])
-    if op == "and":
-        return all(truthy(_evaluate(sub, event)) for sub in ir[1:])
-    if op == "=" or op == "!=":
-        equal = _compare_items(_value(_arg(ir, 1), event), _value(_arg(ir, 2), event), event)
-        return equal if op == "=" else not equal
-    if op in ("<", "<=", ">", ">="):
-        return _compare_numbers(_value(_arg(ir, 1), event), _value(_arg(ir, 2), event), op, event)
+        inner = compile_ir(ir[1] if len(ir) > 1 else UNDEFINED)
+        return lambda event: not truthy(inner(event))
+    if op == "or" or op == "and":
+        subs = tuple(compile_ir(sub) for sub in ir[1:])
+        if op == "or":
+            return lambda event: any(truthy(sub(event)) for sub in subs)
+        return lambda event: all(truthy(sub(event)) for sub in subs)
+    if op in ("=", "!=", "<", "<=", ">", ">="):
+        left, right = (_operand(ir[i] if i < len(ir) else UNDEFINED) for i in (1, 2))
+        if op == "=":
+            return lambda event: _equal(left(event), right(event))
+        if op == "!=":
+            return lambda event: not _equal(left(event), right(event))
+        compare = _COMPARE[op]
+        return lambda event: _compare_numbers(left(event), right(event), compare)
+    first, second, third = arg
     if op == "in":
-        return _in_list(_value(_arg(ir, 1), event), _value(_arg(ir, 2), event), event)
+        return lambda event: _in_list(first(event), second(event), event)
     if op == "contains":
-        return _contains(_value(_arg(ir, 1), event), _value(_arg(ir, 2), event))
+        return lambda event: _contains(first(event), second(event))
     if op == "match":
-        text, pattern = _value(_arg(ir, 1), event), _value(_arg(ir, 2), event)
-        return type(text) is str and type(pattern) is str and glob_matches(pattern, text)
+        return lambda event: _match(first(event), second(event))
     if op == "lowercase":
-        target = _value(_arg(ir, 1), event)
-        return js_lower(target) if type(target) is str else None
+        return lambda event: _lowercase(first(event))
     if op == "typeof":
-        return typeof(_value(_arg(ir, 1), event))
+        return lambda event: typeof(first(event))
     if op == "length":
-        return _length(_value(_arg(ir, 1), event))
+        return lambda event: _length(first(event))
     if op == "semver":
-        return _semver(_value(_arg(ir, 1), event), _value(_arg(ir, 2), event), _value(_arg(ir, 3), event))
-    raise FilterEvaluationError(f"FQL IR could not evaluate for token: {op}")
+        return lambda event: _semver(first(event), second(event), third(event))
+
+    def unknown(_event: dict) -> Any:
+        raise FilterEvaluationError(f"FQL IR could not evaluate for token: {op}")
+
+    return unknown
 
 
 _ARITY = {"lowercase": 2, "length": 2, "typeof": 2, "contains": 3, "match": 3, "semver": 4}
@@ -139,11 +196,8 @@ def strict_equals(a: Any, b: Any) -> bool:
     return a is b
 
 
-def _compare_items(first: Any, second: Any, event: dict) -> bool:
-    if _is_ir(first):
-        first = _evaluate(first, event)
-    if _is_ir(second):
-        second = _evaluate(second, event)
+def _equal(first: Any, second: Any) -> bool:
+    """compareItems' ``=``: two objects (null, lists, maps) by their JSON text, anything else by ``===``."""
     if typeof(first) == "object" and typeof(second) == "object":
         return json_stringify(first) == json_stringify(second)
     return strict_equals(first, second)
@@ -154,21 +208,21 @@ def _is_number(v: Any) -> bool:
     return t is int or t is float
 
 
-def _compare_numbers(first: Any, second: Any, op: str, event: dict) -> bool:
-    if _is_ir(first):
-        first = _evaluate(first, event)
-    if _is_ir(second):
-        second = _evaluate(second, event)
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _compare_numbers(first: Any, second: Any, compare) -> bool:
     if not (_is_number(first) and _is_number(second)):
         return False
-    a, b = to_float(first), to_float(second)
-    if op == "<=":
-        return a <= b
-    if op == ">=":
-        return a >= b
-    if op == "<":
-        return a < b
-    return a > b
+    return compare(to_float(first), to_float(second))
+
+
+def _match(text: Any, pattern: Any) -> bool:
+    return type(text) is str and type(pattern) is str and glob_matches(pattern, text)
+
+
+def _lowercase(target: Any) -> Any:
+    return js_lower(target) if type(target) is str else None
 
 
 def _in_list(item: Any, items: Any, event: dict) -> bool:
@@ -224,4 +278,4 @@ def _parse_semver(version: str) -> tuple[float, float, float]:
     return numbers[0], numbers[1], numbers[2]
 
 
-__all__ = ["dlv", "matches", "strict_equals"]
+__all__ = ["compile_ir", "dlv", "matches", "predicate", "strict_equals"]

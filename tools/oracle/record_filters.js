@@ -151,6 +151,8 @@ const CONDITIONS = [
   'event.length > 5', 'properties.email.length = 16', 'properties.product\\ 1.price = "19.99"', 'properties.constructor = "own"',
   'typeof(properties.constructor) = "function"', 'properties.nums.1 = 2', 'properties.10 = null', 'properties.0 = 1',
   'properties.products.0.name = "A"', 'context.library.name.length = 8',
+  'properties.nothing.deep = null', 'properties.zero.x = 0', 'properties.empty.length = 0', 'properties.flag.x = null',
+  'properties.tags.1.length = 1', 'traits.vip.valueOf = null', 'properties.total.toFixed = null', 'properties.__proto__ = null',
   // numbers
   'properties.total > 40', 'properties.total >= 42', 'properties.total < 42', 'properties.total <= 42', 'properties.total > -5',
   'properties.total > "40"', 'properties.count > 40', 'properties.revenue < 20', 'properties.missing < 1', 'properties.missing >= 0',
