@@ -21,12 +21,10 @@ naming the filter and the problem (FQL errors with their line and column).
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any
 
-import yaml
-
+from service import specfile
 from service.errors import FilterError, FQLError
 from service.filters.actions import ALLOW_PROPERTIES, DROP, DROP_PROPERTIES, SAMPLE, AllowProperties, Drop, DropProperties, Sample, fields_of
 from service.filters.engine import NO_FILTERS, Filter, FilterSet
@@ -50,11 +48,7 @@ def load(path: str | None) -> FilterSet:
 
 def parse(text: str, path: str) -> FilterSet:
     """The filters in ``text``, the content of the file at ``path`` (JSON when it ends in .json, else YAML)."""
-    is_json = pathlib.Path(path).suffix.lower() == ".json"
-    try:
-        specs = json.loads(text) if is_json else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise FilterError(f"KAMELEOON_FILTERS={path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
+    specs = specfile.read(text, path, "KAMELEOON_FILTERS", FilterError)
     if isinstance(specs, dict) and isinstance(specs.get("data"), dict):
         specs = specs["data"]
     if isinstance(specs, dict) and "filters" in specs:
@@ -66,31 +60,11 @@ def parse(text: str, path: str) -> FilterSet:
 
 def compile_all(specs: Any, origin: str = "filters") -> FilterSet:
     """Check and compile a list of filters; FilterError names the one at fault."""
-    if not isinstance(specs, list):
-        raise FilterError(f"{origin}: expected a list of filters, got {type(specs).__name__}")
-    filters = []
-    titles: set[str] = set()
-    for index, spec in enumerate(specs):
-        label = f"{origin}: filter #{index + 1}"
-        if isinstance(spec, dict) and isinstance(spec.get("title"), str) and spec["title"].strip():
-            label = f"{label} {spec['title']!r}"
-        compiled = compile_one(spec, label)
-        if compiled.title in titles:
-            raise FilterError(f"{label}: the title is used twice (titles name filters in responses and metrics)")
-        titles.add(compiled.title)
-        filters.append(compiled)
-    return FilterSet(tuple(filters))
+    return FilterSet(tuple(specfile.compile_each(specs, origin, "filter", "title", compile_one, FilterError)))
 
 
 def compile_one(spec: Any, label: str = "filter") -> Filter:
-    if not isinstance(spec, dict):
-        raise FilterError(f"{label}: expected an object with {', '.join(sorted(REQUIRED))}")
-    missing = REQUIRED - spec.keys()
-    if missing:
-        raise FilterError(f"{label}: missing {', '.join(sorted(missing))}")
-    unknown = spec.keys() - REQUIRED - OPTIONAL
-    if unknown:
-        raise FilterError(f"{label}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    specfile.check_keys(spec, label, REQUIRED, OPTIONAL, FilterError)
     title, enabled, condition, actions = spec["title"], spec["enabled"], spec["if"], spec["actions"]
     description = spec.get("description") or ""
     if not isinstance(title, str) or not title.strip():
