@@ -4,8 +4,8 @@ gRPC binds with SO_REUSEPORT on Linux, so N processes can listen on the same
 address and the kernel spreads connections among them. The parent starts the
 workers, forwards SIGTERM/SIGINT to them (each drains its own calls) and
 SIGHUP (each reloads its configuration), and exits with the worst of their
-exit codes. Worker i serves metrics, when on,
-on KAMELEOON_METRICS_LISTEN's port + i.
+exit codes. Worker i serves metrics, when on, on KAMELEOON_METRICS_LISTEN's
+port + i.
 """
 
 from __future__ import annotations

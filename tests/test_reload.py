@@ -9,7 +9,6 @@ import os
 import signal
 
 import grpc
-import pytest
 import structlog
 
 from kameleoon.destination.v1 import destination_pb2 as pb

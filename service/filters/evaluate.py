@@ -1,7 +1,8 @@
 """tsub's evaluation of a compiled filter condition on an event.
 
-A port of ``@segment/tsub``'s matchers (2.0.1), JavaScript semantics kept,
-because they decide which events a filter catches:
+A port of ``@segment/tsub``'s matchers (2.0.1), turned into closures built
+once per condition (:func:`predicate`), JavaScript semantics kept, because
+they decide which events a filter catches:
 
 - a condition is true only when it evaluates to the boolean ``true``: a
   lone path is true when it holds ``true``, a lone ``lowercase(x)`` never;

@@ -1,19 +1,20 @@
 """Noticing that a configuration file changed: polling, no dependency.
 
-Every ``interval`` seconds each file is stat()ed through its symlinks. Its
-signature (the path it resolves to, device, inode, size, modification and
-change times) changing means the file may have changed: written in place,
-replaced by a rename, or, as a Kubernetes ConfigMap update does, reached
-through a ``..data`` symlink that now points to a new directory. The
-callback then decides (the reloader compares content hashes). A few stat()
-calls a second cost nothing; inotify would miss the ConfigMap swap unless the
-directory were watched, and needs a dependency.
+Every ``interval`` seconds each file is read through its symlinks. Its
+signature (the path it resolves to, its inode, size and times, and a hash of
+its bytes) changing means the file changed: written in place, replaced by a
+rename, or, as a Kubernetes ConfigMap update does, reached through a ``..data``
+symlink that now points to a new directory. The bytes are hashed because two
+writes within one tick of the file system's clock leave the times alike.
+Reading a configuration file a second costs microseconds; inotify would miss
+the ConfigMap swap unless the directory were watched, and needs a dependency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from typing import Callable
 
@@ -21,14 +22,16 @@ from typing import Callable
 def signature(path: str) -> tuple | None:
     """What changes when the file behind ``path`` does; None when it cannot be read."""
     try:
-        st = os.stat(path)
+        with open(path, "rb") as file:
+            st = os.fstat(file.fileno())
+            digest = hashlib.sha256(file.read()).digest()
     except OSError:
         return None
-    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
 
 
 class Watcher:
-    """Calls ``on_change(name)`` when the file of ``name`` changes; files are polled every ``interval`` seconds."""
+    """Calls ``on_change(name)`` when the file of ``name`` changes; files are read every ``interval`` seconds."""
 
     def __init__(self, files: dict[str, str], interval: float, on_change: Callable[[str], None]):
         self._files = files
