@@ -117,6 +117,7 @@ class Config:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     metrics_listen: tuple[str, int] | None = None
+    health_listen: tuple[str, int] | None = None
     tracing: str = "off"
     workers: int = 1
     max_batch: int = 1000
@@ -151,6 +152,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
     ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
     ("metrics_listen", "KAMELEOON_METRICS_LISTEN", host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("health_listen", "KAMELEOON_HEALTH_LISTEN", host_port, "HOST:PORT of a plaintext gRPC port serving grpc.health.v1 only, for probes (unset: off)"),
     ("workers", "KAMELEOON_WORKERS", _positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
     ("tracing", "KAMELEOON_TRACING", _choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)"),
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),

@@ -5,6 +5,8 @@
     kameleoon_deliveries_total{action, http_status}     events that reached a final answer from Kameleoon
                                                         (http_status "none": no answer: refused, timed out, cancelled)
     kameleoon_delivery_attempts_total{action, outcome}  HTTP attempts: ok, retryable, final
+    kameleoon_http_attempts_total{action, http_status}  HTTP attempts by Kameleoon's answer ("none": no answer), so a
+                                                        503 retried into a 200 shows as one of each
     kameleoon_delivery_retries_total{action}            attempts after the first
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
     kameleoon_events_in_flight                          events being delivered now
@@ -14,6 +16,10 @@
                                                         properties_allowed
     kameleoon_config_reloads_total{config, result}      reloads of subscriptions / filters: applied, unchanged, refused
     kameleoon_config_version_info{config, version}      1 for the loaded version (a content hash) of each configuration
+
+``http_status`` labels are bounded (:func:`status_label`): every status the service
+treats in its own way keeps its number, any other folds into its class
+(``4xx_other``...), so a proxy answering odd codes cannot grow the series.
 
 A grpc.aio server interceptor of our own counts RPCs (py-grpc-prometheus has no
 asyncio support). Every metric lives in the registry of one :class:`Metrics`,
@@ -27,6 +33,29 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
+# Statuses that mean something of their own here: success, the errors mapped to their own gRPC
+# code or message (service/errors.py), and the retried ones (service/delivery.py).
+KNOWN_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 408, 413, 422, 423, 429, 500, 501, 502, 503, 504})
+
+
+def _label(status: int) -> str:
+    if not status:
+        return "none"
+    if status in KNOWN_STATUSES:
+        return str(status)
+    if 100 <= status <= 599:
+        return f"{status // 100}xx_other"
+    return "other"
+
+
+_STATUS_LABELS = tuple(_label(status) for status in range(1000))
+
+
+def status_label(status: int) -> str:
+    """Kameleoon's HTTP status as a metric label: "none" (0: no answer), a known status, or its class."""
+    return _STATUS_LABELS[status] if 0 <= status < 1000 else "other"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -37,6 +66,12 @@ class Metrics:
             "kameleoon_deliveries_total", "Events with a final answer from Kameleoon", ("action", "http_status"), registry=r
         )
         self.attempts = Counter("kameleoon_delivery_attempts_total", "HTTP attempts to Kameleoon", ("action", "outcome"), registry=r)
+        self.http_attempts = Counter(
+            "kameleoon_http_attempts_total",
+            "HTTP attempts to Kameleoon by its HTTP status (none: no answer)",
+            ("action", "http_status"),
+            registry=r,
+        )
         self.retries = Counter("kameleoon_delivery_retries_total", "HTTP attempts after the first", ("action",), registry=r)
         self.delivery_seconds = Histogram(
             "kameleoon_delivery_seconds",
@@ -71,13 +106,15 @@ class Metrics:
 
     # -- what delivery, the pipeline and the interceptor report ---------------
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
+        """One HTTP attempt, the ``number``-th of its delivery; ``http_status`` 0: no answer."""
         self.child(self.attempts, action, outcome).inc()
+        self.child(self.http_attempts, action, status_label(http_status)).inc()
         if number > 1:
             self.child(self.retries, action).inc()
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
-        self.child(self.deliveries, action, str(http_status) if http_status else "none").inc()
+        self.child(self.deliveries, action, status_label(http_status)).inc()
         self.child(self.delivery_seconds, action).observe(seconds)
 
     def duplicate(self, action: str) -> None:
@@ -190,7 +227,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 class NoMetrics:
     """Stands in when metrics are off: every report is dropped."""
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
         pass
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
@@ -203,4 +240,4 @@ class NoMetrics:
         pass
 
 
-__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics"]
+__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics", "status_label"]

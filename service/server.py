@@ -48,12 +48,16 @@ class App:
     reloader: Reloader
     metrics_runner: web.AppRunner | None = None
     metrics_port: int | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.reloader.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.client.close()
+        if self.health_server is not None:  # answered NOT_SERVING through the drain
+            await self.health_server.stop(0)
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
 
@@ -71,6 +75,23 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(read(config.tls_key), read(config.tls_cert))], root_certificates=ca, require_client_auth=ca is not None
     )
+
+
+async def serve_health(servicer: health.aio.HealthServicer, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """A plaintext gRPC server with grpc.health.v1 only (KAMELEOON_HEALTH_LISTEN), answering what ``servicer``
+    says: probes and the image's HEALTHCHECK keep working when the main port speaks TLS."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)  # grpc raises RuntimeError when it cannot bind
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        await server.stop(0)
+        raise OSError(f"cannot listen on {address} (KAMELEOON_HEALTH_LISTEN)")
+    await server.start()
+    return server, bound
 
 
 async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer_provider=None) -> App:
@@ -117,6 +138,12 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     app = App(server, port, client, health_servicer, metrics, reloader)
+    if config.health_listen is not None:
+        try:
+            app.health_server, app.health_port = await serve_health(health_servicer, *config.health_listen)
+        except OSError:
+            await app.stop(0)
+            raise
     if config.metrics_listen is not None:
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
     reloader.start_watching()
@@ -137,6 +164,7 @@ async def serve(config: Config, address: str, worker: int | None = None) -> None
         kameleoon=config.base_url,
         max_attempts=config.max_attempts,
         metrics=f"{config.metrics_listen[0]}:{app.metrics_port}" if config.metrics_listen else None,
+        health=f"{config.health_listen[0]}:{app.health_port}" if config.health_listen else None,
         tls=bool(config.tls_cert),
         auth=bool(config.auth_tokens),
         subscriptions_version=app.reloader.versions["subscriptions"],
