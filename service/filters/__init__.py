@@ -13,6 +13,6 @@ payload)``, false when there is nothing to apply); one module per job:
 """
 
 from service.filters.engine import NO_FILTERS, Filter, FilterSet, Verdict
-from service.filters.load import load, parse
+from service.filters.load import parse
 
-__all__ = ["NO_FILTERS", "Filter", "FilterSet", "Verdict", "load", "parse"]
+__all__ = ["NO_FILTERS", "Filter", "FilterSet", "Verdict", "parse"]

@@ -21,29 +21,17 @@ naming the filter and the problem (FQL errors with their line and column).
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 from service import specfile
 from service.errors import FilterError, FQLError
 from service.filters.actions import ALLOW_PROPERTIES, DROP, DROP_PROPERTIES, SAMPLE, AllowProperties, Drop, DropProperties, Sample, fields_of
-from service.filters.engine import NO_FILTERS, Filter, FilterSet
+from service.filters.engine import Filter, FilterSet
 from service.filters.fql import compile_fql, where
 
 REQUIRED = frozenset({"title", "enabled", "if", "actions"})
 OPTIONAL = frozenset({"description", "id", "sourceId", "destinationId", "createdAt", "updatedAt"})
 ACTION_KEYS = {DROP: frozenset(), SAMPLE: frozenset({"percent", "path"}), DROP_PROPERTIES: frozenset({"fields"}), ALLOW_PROPERTIES: frozenset({"fields"})}
-
-
-def load(path: str | None) -> FilterSet:
-    """The filters in the file at ``path``; no filters when None."""
-    if not path:
-        return NO_FILTERS
-    try:
-        text = pathlib.Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FilterError(f"KAMELEOON_FILTERS={path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
-    return parse(text, path)
 
 
 def parse(text: str, path: str) -> FilterSet:
