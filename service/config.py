@@ -107,6 +107,8 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_connection_age_s: float = 300.0
     mappings: str | None = None
+    filters: str | None = None
+    config_poll_s: float = 1.0
     max_in_flight: int = 2000
     idempotency_window_s: float = 86400.0
     idempotency_max_entries: int = 500_000
@@ -157,6 +159,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
+    ("filters", "KAMELEOON_FILTERS", _text, "JSON or YAML file of destination filters in Segment's shape, applied before subscriptions (unset: none)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", _non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
 )
 
 

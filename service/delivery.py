@@ -37,6 +37,7 @@ class Delivered:
     http_status: int
     attempts: int
     duplicate: bool = False  # already delivered within the idempotency window: not sent again
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

@@ -2,9 +2,12 @@
 
     DestinationError
     ├── ConfigError                  bad start-up configuration (names the key)
-    │   └── SubscriptionError        bad subscriptions file (names the subscription)
+    │   ├── SubscriptionError        bad subscriptions file (names the subscription)
+    │   └── FilterError              bad filters file (names the filter and the problem)
     ├── MappingError                 a mapping directive or trigger that cannot be compiled
     │   └── TriggerError             a subscription trigger that does not parse
+    ├── FQLError                     a destination filter's condition that does not compile (has a position)
+    ├── FilterEvaluationError        a filter condition that throws on an event, as tsub would: the event is dropped
     └── CallError                    anything that ends an RPC; each has a gRPC code
         ├── InvalidArgument          bad input, names the field; nothing was sent
         ├── MissingSetting           no apiKey/sitecode in the request nor the config
@@ -43,6 +46,22 @@ class ConfigError(DestinationError):
 
 class SubscriptionError(ConfigError):
     """The subscriptions file is wrong; the message names the subscription."""
+
+
+class FilterError(ConfigError):
+    """The filters file is wrong; the message names the filter and the problem."""
+
+
+class FQLError(DestinationError):
+    """Destination-filter FQL that does not compile; ``offset`` is where (UTF-16 units into the text)."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
+
+
+class FilterEvaluationError(DestinationError):
+    """A filter condition that cannot be evaluated on an event (where Segment's tsub throws)."""
 
 
 class MappingError(DestinationError):

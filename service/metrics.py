@@ -11,6 +11,11 @@
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
     kameleoon_events_in_flight                          events being delivered now
     kameleoon_duplicates_total{action}                  events not sent again: delivered within the idempotency window
+    kameleoon_filtered_events_total{filter, outcome}    events a destination filter acted on: dropped, sampled_out,
+                                                        error (condition not evaluable: dropped), properties_dropped,
+                                                        properties_allowed
+    kameleoon_config_reloads_total{config, result}      reloads of subscriptions / filters: applied, unchanged, refused
+    kameleoon_config_version_info{config, version}      1 for the loaded version (a content hash) of each configuration
 
 ``http_status`` labels are bounded (:func:`status_label`): every status the service
 treats in its own way keeps its number, any other folds into its class
@@ -79,6 +84,15 @@ class Metrics:
         self.duplicates = Counter(
             "kameleoon_duplicates_total", "Events not sent again: already delivered within the idempotency window", ("action",), registry=r
         )
+        self.filtered = Counter(
+            "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
+        )
+        self.config_reloads = Counter(
+            "kameleoon_config_reloads_total", "Configuration reloads, by configuration and result", ("config", "result"), registry=r
+        )
+        self.config_version = Gauge(
+            "kameleoon_config_version_info", "1 for the configuration version in force (a content hash)", ("config", "version"), registry=r
+        )
 
         self._children: dict[tuple, object] = {}
 
@@ -105,6 +119,20 @@ class Metrics:
 
     def duplicate(self, action: str) -> None:
         self.child(self.duplicates, action).inc()
+
+    def filtered_event(self, title: str, outcome: str) -> None:
+        self.child(self.filtered, title, outcome).inc()
+
+    def config_reload(self, config: str, result: str) -> None:
+        self.config_reloads.labels(config, result).inc()
+
+    def config_in_force(self, config: str, version: str, previous: str | None = None) -> None:
+        if previous is not None and previous != version:
+            try:
+                self.config_version.remove(config, previous)
+            except KeyError:
+                pass
+        self.config_version.labels(config, version).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -206,6 +234,9 @@ class NoMetrics:
         pass
 
     def duplicate(self, action: str) -> None:
+        pass
+
+    def filtered_event(self, title: str, outcome: str) -> None:
         pass
 
 

@@ -4,7 +4,10 @@ Typed requests arrive as payloads; raw Segment events are parsed, matched
 against the subscriptions and mapped into payloads. Both then go the same
 way: Segment's validation, Segment's ``perform`` body, one HTTP delivery.
 Raw events are validated for every matching subscription before anything is
-sent, so a rejected event sends nothing.
+sent, so a rejected event sends nothing. Destination filters come first, on
+both: an event they drop answers OK with ``filtered_by`` and sends nothing.
+Each event reads the filters and subscriptions in force once, when it
+starts, so a reload never changes an event half way.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import structlog
+
 from service import jsonwire
 from service.actions import Action
 from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
 from service.errors import InvalidArgument, MappingError, Overloaded
+from service.filters import NO_FILTERS, FilterSet, Verdict
 from service.idempotency import DeliveredStore, NoStore
 from service.metrics import NoMetrics
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
+log = structlog.get_logger("kameleoon.filters")
 
 
 @dataclass
@@ -30,6 +37,7 @@ class Outcome:
 
     message_id: str
     results: list[tuple[Subscription, Delivered]] = field(default_factory=list)
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
 
 
 @dataclass(frozen=True)
@@ -91,19 +99,44 @@ class Pipeline:
         store: DeliveredStore | None = None,
         max_in_flight: int = 2000,
         metrics=None,
+        filters: FilterSet = NO_FILTERS,
     ):
         self.client = client
         self.subscriptions = subscriptions
+        self.filters = filters
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
         self._pending: dict[str, asyncio.Future] = {}
+        self._warned: set[tuple] = set()  # (filter, reason) already logged
+
+    def reconfigure(self, subscriptions: tuple[Subscription, ...] | None = None, filters: FilterSet | None = None) -> None:
+        """Put new subscriptions and/or filters in force; events already started keep the ones they read."""
+        if subscriptions is not None:
+            self.subscriptions = subscriptions
+        if filters is not None:
+            self.filters = filters
+
+    def _filtered(self, verdict: Verdict) -> None:
+        for title, outcome in verdict.outcomes:
+            self.metrics.filtered_event(title, outcome)
+        if verdict.error is not None and (verdict.stopped_by, verdict.error) not in self._warned:
+            if len(self._warned) < 1000:  # once per filter and reason: the metric counts every event
+                self._warned.add((verdict.stopped_by, verdict.error))
+            log.warning("filter condition cannot be evaluated: events dropped", filter=verdict.stopped_by, error=verdict.error)
 
     async def deliver_payload(
         self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
     ) -> Delivered:
-        """A typed request's payload: validate, build Segment's body, post it (once per messageId)."""
+        """A typed request's payload: filter, validate, build Segment's body, post it (once per messageId)."""
+        filters = self.filters
+        if filters.steps:  # empty when no filter is configured: nothing to do (no call, a tuple test)
+            verdict = filters.apply_payload(action, payload)
+            self._filtered(verdict)
+            if verdict.event is None:
+                return Delivered(http_status=0, attempts=0, filtered_by=verdict.stopped_by or "")
+            payload = verdict.event
         valid = action.validate(payload)
         body = jsonwire.dumps(action.body(valid))
         key = _key(credentials, action.slug, valid.get("messageId"))
@@ -139,10 +172,10 @@ class Pipeline:
             if pending is not None and not pending.done():
                 pending.set_result(None)
 
-    def plan(self, event: dict) -> list[Planned]:
+    def plan(self, event: dict, subscriptions: tuple[Subscription, ...] | None = None) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
         planned = []
-        for subscription in self.subscriptions:
+        for subscription in self.subscriptions if subscriptions is None else subscriptions:
             try:
                 if not subscription.matches(event):
                     continue
@@ -161,7 +194,14 @@ class Pipeline:
     async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
         """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
         outcome = Outcome(message_id_of(event))
-        planned = self.plan(event)
+        filters, subscriptions = self.filters, self.subscriptions  # this event's configuration, whatever a reload does
+        if filters.steps:
+            verdict = filters.apply(event)
+            self._filtered(verdict)
+            if verdict.event is None:
+                outcome.filtered_by = verdict.stopped_by or ""
+                return outcome
+        planned = self.plan(event, subscriptions)
         if not planned:
             return outcome
         deliveries = [

@@ -3,7 +3,8 @@
 ``create_server(config, address)`` returns a started-ready server and the port
 it bound (tests pass port 0). ``serve`` runs until SIGTERM or SIGINT, then
 stops taking calls, lets those in flight finish within the grace period and
-closes the HTTP session.
+closes the HTTP session. SIGHUP reloads the subscriptions and filters files
+(they are also watched for changes: :mod:`service.reload`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from service.auth import BearerTokenInterceptor
 from service.idempotency import MemoryStore, NoStore
 from service.metrics import Metrics, MetricsInterceptor
 from service.pipeline import Pipeline
+from service.reload import Reloader, sources_for
 from service.servicer import Servicer
-from service.subscriptions import load as load_subscriptions
 
 log = structlog.get_logger("kameleoon.server")
 
@@ -44,12 +45,14 @@ class App:
     client: KameleoonClient
     health: health.aio.HealthServicer
     metrics: Metrics
+    reloader: Reloader
     metrics_runner: web.AppRunner | None = None
     metrics_port: int | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
 
     async def stop(self, grace: float | None) -> None:
+        await self.reloader.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.client.close()
@@ -96,8 +99,10 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
 
     ``tracer_provider`` overrides the one KAMELEOON_TRACING would make (tests pass an in-memory one).
     """
-    subscriptions = load_subscriptions(config.mappings)
     metrics = Metrics()
+    # the pipeline is made below; a reload puts the new subscriptions or filters in it
+    reloader = Reloader(sources_for(config), lambda name, value: pipeline.reconfigure(**{name: value}), metrics, config.config_poll_s)
+    loaded = reloader.load_initial()  # a bad file stops the start here, naming the problem
     provider = tracer_provider or tracing.provider_for(config.tracing)
     trace_configs = (tracing.client_trace_config(provider),) if provider else ()
     client = KameleoonClient(config, metrics, trace_configs)
@@ -115,7 +120,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
         )
     )
     store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries) if config.idempotency_window_s else NoStore()
-    pipeline = Pipeline(client, subscriptions, store, config.max_in_flight, metrics)
+    pipeline = Pipeline(client, loaded["subscriptions"], store, config.max_in_flight, metrics, filters=loaded["filters"])
     metrics.events_in_flight.set_function(lambda: pipeline.in_flight)
     servicer = Servicer(config, pipeline)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
@@ -132,7 +137,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    app = App(server, port, client, health_servicer, metrics)
+    app = App(server, port, client, health_servicer, metrics, reloader)
     if config.health_listen is not None:
         try:
             app.health_server, app.health_port = await serve_health(health_servicer, *config.health_listen)
@@ -141,6 +146,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             raise
     if config.metrics_listen is not None:
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
+    reloader.start_watching()
     return app
 
 
@@ -148,6 +154,8 @@ async def serve(config: Config, address: str, worker: int | None = None) -> None
     """Run until SIGTERM or SIGINT, then drain gracefully. ``worker`` numbers the process among KAMELEOON_WORKERS."""
     if worker is not None:
         structlog.contextvars.bind_contextvars(worker=worker)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # not yet: the files are about to be read anyway
     app = await create_server(config, address)
     host = address.rsplit(":", 1)[0]
     log.info(
@@ -159,9 +167,11 @@ async def serve(config: Config, address: str, worker: int | None = None) -> None
         health=f"{config.health_listen[0]}:{app.health_port}" if config.health_listen else None,
         tls=bool(config.tls_cert),
         auth=bool(config.auth_tokens),
+        subscriptions_version=app.reloader.versions["subscriptions"],
+        filters_version=app.reloader.versions["filters"],
     )
+    loop.add_signal_handler(signal.SIGHUP, app.reloader.reload)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()

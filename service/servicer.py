@@ -58,11 +58,14 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 _record_failure(fields, exc)
                 await abort(context, exc)
             fields.update(http_status=delivered.http_status, attempts=delivered.attempts, duplicate=delivered.duplicate)
+            if delivered.filtered_by:
+                fields["filtered_by"] = delivered.filtered_by
             return pb.ActionResponse(
                 http_status=delivered.http_status,
                 attempts=delivered.attempts,
                 message_id=request.message_id,
                 duplicate=delivered.duplicate,
+                filtered_by=delivered.filtered_by,
             )
 
 
@@ -87,6 +90,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 for sub, done in outcome.results
             ],
             status=OK_STATUS,
+            filtered_by=outcome.filtered_by,
         )
 
     async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict) -> pb.SendResponse:
@@ -100,6 +104,8 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 exc = error
             else:
                 tally["delivered"] += sum(1 for result in response.results if not result.duplicate)
+                if response.filtered_by:
+                    tally["filtered"] = tally.get("filtered", 0) + 1
                 return response
         tally["failed"] += 1
         message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
@@ -209,6 +215,8 @@ def _record_results(fields: dict, response: pb.SendResponse) -> None:
     fields["matched"] = [result.action for result in response.results]
     fields["http_status"] = [result.http_status for result in response.results]
     fields["attempts"] = sum(result.attempts for result in response.results)
+    if response.filtered_by:
+        fields["filtered_by"] = response.filtered_by
 
 
 def _auth_message(exc: CallError) -> str:

@@ -39,8 +39,6 @@ NOT_YET_EXPOSED = {
     "kameleoon_outbox_enqueued_total",
     "kameleoon_outbox_delivered_total",
     "kameleoon_outbox_dead_lettered_total",
-    # issue-12, filters
-    "kameleoon_filtered_events_total",
     # issue-11, the connection pool
     "kameleoon_pool_wait_seconds",
 }
@@ -56,6 +54,7 @@ DRIVEN = {
     "kameleoon_delivery_seconds",
     "kameleoon_events_in_flight",
     "kameleoon_duplicates_total",
+    "kameleoon_filtered_events_total",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -198,10 +197,16 @@ async def drive_traffic(stub, sink) -> None:
     sink.script.append(Reply(status=400, body="bad"))
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.LogEvent(log("rejected"), timeout=10)
+    dropped = pb.LogEventRequest(settings=SETTINGS, event="dropped", timestamp=TS, message_id="filtered")
+    assert (await stub.LogEvent(dropped, timeout=10)).filtered_by == "Drop"  # FILTERS below
 
 
-async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(start_service, sink):
-    app, stub = await start_service(metrics_listen=("127.0.0.1", 0), max_attempts=3)
+FILTERS = '[{"title": "Drop", "enabled": true, "if": "event = \\"dropped\\"", "actions": [{"type": "DROP"}]}]'
+
+
+async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(start_service, sink, tmp_path):
+    (tmp_path / "filters.json").write_text(FILTERS)
+    app, stub = await start_service(metrics_listen=("127.0.0.1", 0), max_attempts=3, filters=str(tmp_path / "filters.json"))
     await drive_traffic(stub, sink)
     text = await scrape_text(app.metrics_port)
     declared = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))  # what exists, samples or not
@@ -248,7 +253,7 @@ async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(sta
 
     legends = legend_labels() - TARGET_LABELS - {"le"}
     all_labels = set().union(*labels.values())
-    assert legends - all_labels <= {"filter", "outcome"}, "legend labels no metric has"  # filters: issue-12
+    assert legends <= all_labels, "legend labels no metric has"
 
     assert DRIVEN <= {family_of(name) for name in labels}, "the traffic left families without samples"
     assert DRIVEN <= {family_of(name) for name in named}, "the kit no longer names a family this test drives"
