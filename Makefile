@@ -35,7 +35,8 @@ demo: install
 	$(BIN)/kameleoon-destination demo
 
 # Side-by-side benchmark: the service against Segment's runtime (when tools/oracle is installed)
-# and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run.
+# and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run;
+# BENCH_ARGS=--queued for queued delivery (accepting into the outbox, draining a backlog: bench/queued.py).
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
@@ -48,7 +49,7 @@ mutate: install
 # Re-records tests/goldens from Segment's runtime (needs Node.js and npm).
 goldens: install
 	tools/oracle/install.sh
-	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js
+	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js && node record_filters.js
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache mutants

@@ -49,6 +49,7 @@ class Received:
     arrived: float = 0.0  # time.monotonic() once the whole request was read
     answered: float | None = None  # time.monotonic() when the sink began its answer
     abandoned: float | None = None  # time.monotonic() when the caller closed the connection before an answer
+    status: int | None = None  # what the sink answered; None while unanswered, or when the connection was dropped
 
     def json(self):
         return json.loads(self.body)
@@ -156,8 +157,13 @@ class KameleoonSink:
             request.transport.abort()
             raise asyncio.CancelledError
         received.answered = time.monotonic()
+        received.status = reply.status
         await self._changed()
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers, content_type="application/json")
+
+    def accepted(self) -> list[Received]:
+        """The events the sink answered with a 2xx: what Kameleoon would have taken."""
+        return [r for r in self.received if r.method == "POST" and r.status is not None and 200 <= r.status < 300]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = await self._record(request)
