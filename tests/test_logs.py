@@ -94,7 +94,7 @@ async def test_batch_and_stream_lines(stub, sink, log_lines, method):
         [_ async for _ in stub.SendStream(stream(), timeout=5)]
     await eventually(lambda: rpc_lines(log_lines), what="the call's line")
     # One of the two raw-1 is a duplicate: 2 delivered, 2 failed of 5.
-    assert rpc_lines(log_lines) == [{"event": "rpc", "method": method, "code": "OK", "events": 5, "delivered": 2, "failed": 2}]
+    assert rpc_lines(log_lines) == [{"event": "rpc", "method": method, "code": "OK", "events": 5, "delivered": 2, "queued": 0, "failed": 2}]
     failures = [line for line in log_lines() if line["event"] == "event failed"]
     assert [(line["level"], line["method"], line["message_id"], line["code"]) for line in failures] == [
         ("info", method, "bad-1", "INVALID_ARGUMENT"), ("info", method, None, "INVALID_ARGUMENT")]
