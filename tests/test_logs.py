@@ -107,11 +107,13 @@ async def test_test_authentication_lines(start_service, sink, log_lines):
     sink.script.append(Reply(status=401, body="unknown key"))
     await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
     await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=pb.Settings(api_key="bad", sitecode="0123456789")), timeout=5)
-    with pytest.raises(grpc.aio.AioRpcError):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.TestAuthentication(pb.TestAuthenticationRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     await sink.stop()
-    with pytest.raises(grpc.aio.AioRpcError):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     common = {"event": "rpc", "method": "TestAuthentication"}
     assert rpc_lines(log_lines) == [
         {**common, "code": "OK", "ok": True, "http_status": 200, "attempts": 1},

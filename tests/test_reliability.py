@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.idempotency import MemoryStore
+from service.errors import OutboxUnavailable
+from service.idempotency import MemoryStore, OutboxStore
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, bad_request_field
 
@@ -216,3 +217,31 @@ async def test_huge_flat_array_is_delivered_whole(stub, sink):
     assert [r.http_status for r in response.results] == [200]
     [received] = sink.received
     assert received.json()["properties"]["list"] == [1] * 200_000
+
+
+class _BrokenOutbox:
+    """An outbox whose database cannot be reached."""
+
+    async def seen(self, key, now, window_s):
+        raise OutboxUnavailable("database is locked")
+
+    async def remember(self, key, now):
+        raise OutboxUnavailable("database is locked")
+
+
+class _Lines:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, event, **fields):
+        self.lines.append((event, fields))
+
+
+async def test_an_unreachable_outbox_window_counts_as_not_seen_and_is_logged():
+    """At least once: when the shared window cannot be read the event is sent, not dropped as a duplicate."""
+    log = _Lines()
+    store = OutboxStore(_BrokenOutbox(), window_s=60, log=log)
+    assert await store.seen("k") is False
+    await store.remember("k")
+    assert log.lines == [("idempotency look-up failed", {"error": "database is locked"}),
+                         ("idempotency record failed", {"error": "database is locked"})]

@@ -343,3 +343,33 @@ async def test_undecodable_stream_message_gets_its_own_status(start_service, sin
     assert [r.status.code for r in responses] == [grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
     assert "cannot be decoded" in responses[0].status.message
     assert [r.json()["messageId"] for r in sink.received] == ["after-bad"]
+
+
+async def test_a_stream_the_caller_cancels_cancels_its_deliveries(start_service, sink):
+    _, stub = await start_service(stream_window=2)
+    sink.default = Reply(hold=asyncio.Event())  # Kameleoon never answers
+
+    async def requests():
+        for i in range(2):
+            yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId=f"x-{i}"))
+        await asyncio.Event().wait()  # the caller keeps the stream open
+
+    call = stub.SendStream(requests(), timeout=20)
+    await sink.wait_until(lambda: sink.in_flight == 2)
+    call.cancel()
+    await eventually(lambda: all(r.abandoned is not None for r in sink.received), what="both deliveries cancelled")
+
+
+async def test_queued_events_a_filter_drops_are_not_enqueued(start_service, sink, tmp_path):
+    filters = tmp_path / "filters.yaml"
+    filters.write_text(yaml.safe_dump([{"title": "Test events", "enabled": True, "if": 'contains(event, "Test")', "actions": [{"type": "DROP"}]}]))
+    _, stub = await start_service(delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters),
+                                  retry_max_backoff_s=0.05, api_key=SETTINGS.api_key, sitecode=SETTINGS.sitecode)
+    typed = await stub.LogEvent(pb.LogEventRequest(event="A Test", timestamp=TS, message_id="q-1"), timeout=10)
+    assert (typed.filtered_by, typed.http_status, typed.attempts, typed.queued, typed.message_id) == ("Test events", 0, 0, False, "q-1")
+    raw = await stub.Send(pb.SendRequest(event_json=event(event="Test", messageId="q-2")), timeout=10)
+    assert (raw.filtered_by, list(raw.results), raw.message_id) == ("Test events", [], "q-2")
+    kept = await stub.Send(pb.SendRequest(event_json=event(messageId="q-3")), timeout=10)
+    assert [(r.queued, r.http_status) for r in kept.results] == [(True, 0)]
+    await sink.wait_for(1)
+    assert [r.json()["messageId"] for r in sink.received] == ["q-3"], "only the kept event was enqueued and delivered"

@@ -26,14 +26,14 @@ MUTANTS = ROOT / "mutants"
 REPORT = MUTANTS / "report.json"
 
 
-def run(modules: list[str], workers: int) -> None:
+def run(modules: list[str], workers: int, names: list[str]) -> None:
     from mutmut import configuration
     from mutmut.__main__ import cli
 
     config = configuration.config()
     config.only_mutate = modules
     try:
-        cli.main(["run", "--max-children", str(workers)], prog_name="mutmut", standalone_mode=False)
+        cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
     except SystemExit as exc:
         if exc.code:
             raise
@@ -87,14 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "2")),
                         help="mutants tested at once (default 2, or MUTATE_WORKERS)")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
+    parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
+                        help="with --keep: test these mutants again (names or globs, e.g. 'service.pipeline.*')")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     missing = [module for module in args.modules if not pathlib.Path(module).is_file()]
     if missing:
         parser.error(f"no such file: {', '.join(missing)}")
+    if args.retest and not args.keep:
+        parser.error("--retest goes with --keep")
     if not args.keep and MUTANTS.exists():
         shutil.rmtree(MUTANTS)
-    run(args.modules, args.workers)
+    run(args.modules, args.workers, args.retest)
     summary = report(verdicts(args.modules))
     REPORT.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nreport: {REPORT.relative_to(ROOT)}")
