@@ -136,3 +136,17 @@ async def test_a_call_the_caller_cancels_is_logged_cancelled(start_service, sink
     sample = app.metrics.registry.get_sample_value
     assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
     assert sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "CANCELLED"}) == 1, "not UNKNOWN"
+
+
+async def test_a_filter_that_cannot_be_evaluated_is_logged_once_per_reason(start_service, sink, log_lines, tmp_path):
+    spec = [{"title": "Broken", "enabled": True, "if": '"x" in properties.tags', "actions": [{"type": "DROP"}]}]
+    path = tmp_path / "filters.json"
+    path.write_text(json.dumps(spec))
+    _, stub = await start_service(filters=str(path))
+    for i in range(3):
+        event = {"type": "track", "event": "E", "timestamp": TS, "messageId": f"f-{i}", "properties": {"tags": 5}}
+        response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps(event)), timeout=5)
+        assert response.filtered_by == "Broken"
+    warnings = [line for line in log_lines() if line["level"] == "warning"]
+    assert [(line["event"], line["filter"]) for line in warnings] == [("filter condition cannot be evaluated: events dropped", "Broken")]
+    assert warnings[0]["error"]

@@ -181,8 +181,12 @@ async def test_batch_over_the_limit_is_refused(start_service, sink):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "limit of 3" in raised.value.details()
+    assert raised.value.details() == "requests holds 4 events, more than the limit of 3 (KAMELEOON_MAX_BATCH): split the batch"
+    assert bad_request_field(raised.value) == "requests"
     assert sink.received == []
+    at_the_limit = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)]
+    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=at_the_limit), timeout=10)
+    assert [r.status.code for r in response.responses] == [0, 0, 0]
 
 
 async def test_batch_fans_out_concurrently_under_a_bound(start_service, sink):
