@@ -42,7 +42,7 @@ bench: install
 
 # Mutation testing (mutmut): how many small breakages of $(MUTATE) the tests catch, with the
 # survivors listed (tests/MUTANTS.md says why the remaining ones are harmless). Reports only;
-# not part of `make test` or CI (about half an hour on 2 cores). MUTATE_WORKERS=N runs N at once.
+# not part of `make test` or CI (over an hour on 2 shared cores for ~1,800 mutants). MUTATE_WORKERS=N runs N at once.
 mutate: install
 	$(PY) -m tools.mutate $(MUTATE)
 
