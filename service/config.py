@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
-SECRET_SETTINGS = frozenset({"api_key", "auth_tokens"})
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key"})
 # What Segment's request client sends with every request (actions-core's create-request-client).
 USER_AGENT = "Segment (Actions)"
 SITECODE_LENGTH = 10
@@ -89,6 +89,25 @@ def _readable_file(text: str) -> str:
     return text
 
 
+def _outbox_url(text: str) -> str:
+    if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
+        raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return text
+
+
+def _outbox_key(text: str) -> bytes:
+    from service.outbox.sealing import parse_key
+
+    return parse_key(text)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting, with its default. ``metadata`` names the variable and the parser."""
@@ -120,6 +139,25 @@ class Config:
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
+    delivery: str = "sync"
+    outbox: str | None = None
+    outbox_key: bytes | None = None
+    outbox_concurrency: int = 64
+    outbox_lease_s: float = 60.0
+    retry_window_s: float = 14400.0
+    retry_max_backoff_s: float = 600.0
+    dead_letter_retention_s: float = 604800.0
+    outbox_max_pending: int = 1_000_000
+
+    def outbox_url(self) -> str | None:
+        """The outbox in use: KAMELEOON_OUTBOX, else the default location when queued is the default; None: no outbox."""
+        if self.outbox:
+            return self.outbox
+        if self.delivery == "queued":
+            from service.outbox import default_url
+
+            return default_url()
+        return None
 
     def __repr__(self) -> str:  # never print the apiKey or the tokens
         shown = {f.name: "<secret>" if f.name in SECRET_SETTINGS and getattr(self, f.name) else getattr(self, f.name) for f in fields(self)}
@@ -155,6 +193,15 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
+    ("delivery", "KAMELEOON_DELIVERY", _choice("sync", "queued"), "delivery of requests that do not choose: sync or queued (outbox)"),
+    ("outbox", "KAMELEOON_OUTBOX", _outbox_url, "the outbox of queued delivery: sqlite:///relative.db or sqlite:////absolute.db"),
+    ("outbox_key", "KAMELEOON_OUTBOX_KEY", _outbox_key, "base64 of 32 bytes: seals per-request apiKeys in the outbox (AES-GCM; secret)"),
+    ("outbox_concurrency", "KAMELEOON_OUTBOX_CONCURRENCY", _positive_int, "queued events being posted at once, per process"),
+    ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", _positive_float, "a claimed event is claimed again after this long if its process died"),
+    ("retry_window_s", "KAMELEOON_RETRY_WINDOW_S", _positive_float, "queued events are retried this long after acceptance, then dead letters"),
+    ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", _positive_float, "largest wait between two attempts of a queued event"),
+    ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", _positive_float, "dead letters are kept this long"),
+    ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", _count, "undelivered events the outbox holds at most (0: no limit); past it RESOURCE_EXHAUSTED"),
 )
 
 

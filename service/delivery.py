@@ -96,12 +96,18 @@ class KameleoonClient:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
-    async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "") -> Delivered:
-        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics."""
+    async def post(
+        self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "", max_attempts: int | None = None
+    ) -> Delivered:
+        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics.
+
+        ``max_attempts`` overrides KAMELEOON_MAX_ATTEMPTS (the outbox posts once and schedules its own retries:
+        a retryable failure then raises Unavailable with Kameleoon's Retry-After, if any).
+        """
         started = time.perf_counter()
         http_status = 0  # no answer: refused, timed out, or the call was cancelled (its deadline passed)
         try:
-            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action)
+            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, max_attempts)
             http_status = delivered.http_status
             return delivered
         except DeliveryError as exc:
@@ -117,10 +123,12 @@ class KameleoonClient:
         return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey")
 
     async def _send(
-        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str
+        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str,
+        max_attempts: int | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
         loop = asyncio.get_running_loop()
+        max_attempts = max_attempts or self._config.max_attempts
         attempts = 0
         while True:
             attempts += 1
@@ -141,7 +149,7 @@ class KameleoonClient:
                         f"the call's deadline passed while Kameleoon was answering (attempt {attempts})", attempts=attempts
                     ) from None
                 delay = self._backoff(attempts, exc.retry_after)
-                give_up = attempts >= self._config.max_attempts or delay is None
+                give_up = attempts >= max_attempts or delay is None
                 if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline:
                     give_up = True
                 log.debug("attempt failed", method=method, attempt=attempts, reason=str(exc), http_status=exc.http_status)

@@ -9,6 +9,13 @@
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
     kameleoon_events_in_flight                          events being delivered now
     kameleoon_duplicates_total{action}                  events not sent again: delivered within the idempotency window
+    kameleoon_outbox_pending                            queued events waiting for an attempt (the whole outbox)
+    kameleoon_outbox_in_flight                          queued events being attempted (the whole outbox)
+    kameleoon_outbox_oldest_pending_age_seconds         age of the oldest undelivered queued event
+    kameleoon_outbox_dead_letters                       dead letters kept
+    kameleoon_outbox_enqueued_total{action}             events committed to the outbox by this process
+    kameleoon_outbox_delivered_total{action}            queued events Kameleoon took, delivered by this process
+    kameleoon_outbox_dead_lettered_total{action}        queued events that became dead letters in this process
 
 A grpc.aio server interceptor of our own counts RPCs (py-grpc-prometheus has no
 asyncio support). Every metric lives in the registry of one :class:`Metrics`,
@@ -44,6 +51,21 @@ class Metrics:
         self.duplicates = Counter(
             "kameleoon_duplicates_total", "Events not sent again: already delivered within the idempotency window", ("action",), registry=r
         )
+        self.outbox_pending = Gauge("kameleoon_outbox_pending", "Queued events waiting for an attempt", registry=r)
+        self.outbox_in_flight = Gauge("kameleoon_outbox_in_flight", "Queued events being attempted now", registry=r)
+        self.outbox_oldest_age = Gauge(
+            "kameleoon_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered queued event", registry=r
+        )
+        self.outbox_dead = Gauge("kameleoon_outbox_dead_letters", "Dead letters kept in the outbox", registry=r)
+        self.outbox_enqueued = Counter(
+            "kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r
+        )
+        self.outbox_delivered = Counter(
+            "kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r
+        )
+        self.outbox_dead_lettered = Counter(
+            "kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r
+        )
 
         self._children: dict[tuple, object] = {}
 
@@ -68,6 +90,16 @@ class Metrics:
 
     def duplicate(self, action: str) -> None:
         self.child(self.duplicates, action).inc()
+
+    def outbox_event(self, counter: str, action: str) -> None:
+        """One queued event ``enqueued``, ``delivered`` or ``dead_lettered``."""
+        self.child(getattr(self, f"outbox_{counter}"), action).inc()
+
+    def outbox_stats(self, stats) -> None:
+        self.outbox_pending.set(stats.pending)
+        self.outbox_in_flight.set(stats.in_flight)
+        self.outbox_oldest_age.set(stats.oldest_pending_age_s)
+        self.outbox_dead.set(stats.dead)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -169,6 +201,12 @@ class NoMetrics:
         pass
 
     def duplicate(self, action: str) -> None:
+        pass
+
+    def outbox_event(self, counter: str, action: str) -> None:
+        pass
+
+    def outbox_stats(self, stats) -> None:
         pass
 
 

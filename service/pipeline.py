@@ -5,20 +5,28 @@ against the subscriptions and mapped into payloads. Both then go the same
 way: Segment's validation, Segment's ``perform`` body, one HTTP delivery.
 Raw events are validated for every matching subscription before anything is
 sent, so a rejected event sends nothing.
+
+Queued delivery takes the same way up to the body, then commits the rendered
+request to the outbox instead of posting it (``queue_payload``,
+``queue_events``); the deliverer (service.outbox.deliverer) posts it later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from service import jsonwire
 from service.actions import Action
 from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
-from service.errors import InvalidArgument, MappingError, Overloaded
+from service.errors import CallError, InvalidArgument, MappingError, MissingSetting, Overloaded
 from service.idempotency import DeliveredStore, NoStore
 from service.metrics import NoMetrics
+from service.outbox.base import NewEvent, Outbox
+from service.outbox.sealing import Sealer
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
@@ -30,6 +38,29 @@ class Outcome:
 
     message_id: str
     results: list[tuple[Subscription, Delivered]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A queued event: committed to the outbox under ``outbox_id`` (or a duplicate, not stored again)."""
+
+    outbox_id: str
+    duplicate: bool = False
+    http_status: int = 0  # nothing was sent during the call
+    attempts: int = 0
+
+    @property
+    def queued(self) -> bool:
+        return not self.duplicate
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """What queued acceptance needs besides the store (from KAMELEOON_* settings)."""
+
+    window_s: float = 14400.0
+    idempotency_window_s: float = 86400.0
+    max_pending: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,8 +122,15 @@ class Pipeline:
         store: DeliveredStore | None = None,
         max_in_flight: int = 2000,
         metrics=None,
+        outbox: Outbox | None = None,
+        sealer: Sealer | None = None,
+        queue_settings: QueueSettings = QueueSettings(),
     ):
         self.client = client
+        self.outbox = outbox
+        self.sealer = sealer or Sealer(None, None)
+        self.queue_settings = queue_settings
+        self.on_enqueued: Callable[[], None] = lambda: None  # the deliverer's wake-up
         self.subscriptions = subscriptions
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
@@ -183,3 +221,71 @@ class Pipeline:
                 raise result
             outcome.results.append((item.subscription, result))
         return outcome
+
+    # -- queued delivery ----------------------------------------------------------
+
+    async def queue_payload(self, action: Action, payload: dict, credentials: Credentials) -> Queued:
+        """A typed request's payload: validate, build the body, commit it to the outbox."""
+        valid = action.validate(payload)
+        body = jsonwire.dumps(action.body(valid))
+        message_id = valid.get("messageId") or ""
+        event = self._new_event(action.slug, action.slug, message_id, body, credentials, self.sealer.reference(credentials))
+        [queued] = await self._enqueue([event])
+        return queued
+
+    async def queue_events(self, items: list[tuple[dict, Credentials]]) -> list[Outcome | CallError]:
+        """Raw events, each through the subscriptions; every body of every event committed in one transaction.
+
+        One entry per item, in order: its Outcome (results hold Queued), or the CallError refusing it.
+        """
+        results: list[Outcome | CallError] = []
+        events: list[NewEvent] = []
+        owners: list[tuple[Outcome, Subscription]] = []
+        for event, credentials in items:
+            try:
+                planned = self.plan(event)
+                reference = self.sealer.reference(credentials) if planned else ""
+            except CallError as exc:
+                results.append(exc)
+                continue
+            outcome = Outcome(message_id_of(event))
+            results.append(outcome)
+            for item in planned:
+                sub = item.subscription
+                events.append(self._new_event(sub.action.slug, sub.name, outcome.message_id, item.body, credentials, reference))
+                owners.append((outcome, sub))
+        if not events:
+            return results
+        try:
+            accepted = await self._enqueue(events)
+        except CallError as exc:
+            failed = {id(outcome) for outcome, _ in owners}
+            return [exc if id(result) in failed else result for result in results]
+        for (outcome, sub), queued in zip(owners, accepted):
+            outcome.results.append((sub, queued))
+        return results
+
+    def _new_event(self, action: str, route: str, message_id: str, body: bytes, credentials: Credentials, reference: str) -> NewEvent:
+        key = _key(credentials, route, message_id) if self.queue_settings.idempotency_window_s else None
+        return NewEvent(action, route, credentials.sitecode, message_id, body, reference, key)
+
+    async def _enqueue(self, events: list[NewEvent]) -> list[Queued]:
+        if self.outbox is None:
+            raise MissingSetting(
+                "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)"
+            )
+        settings = self.queue_settings
+        accepted = await self.outbox.enqueue(
+            events,
+            now=time.time(),
+            window_s=settings.window_s,
+            idempotency_window_s=settings.idempotency_window_s,
+            max_pending=settings.max_pending,
+        )
+        for event, result in zip(events, accepted):
+            if result.duplicate:
+                self.metrics.duplicate(event.action)
+            else:
+                self.metrics.outbox_event("enqueued", event.action)
+        self.on_enqueued()
+        return [Queued(result.id or "", result.duplicate) for result in accepted]

@@ -4,6 +4,12 @@
 it bound (tests pass port 0). ``serve`` runs until SIGTERM or SIGINT, then
 stops taking calls, lets those in flight finish within the grace period and
 closes the HTTP session.
+
+With an outbox (KAMELEOON_OUTBOX, or KAMELEOON_DELIVERY=queued and the default
+location) the server opens it at start-up (a file it cannot use stops start-up,
+named), runs the deliverer beside the gRPC server, keeps the idempotency
+window in it, and serves OutboxAdmin; on stop the deliverer gets the same
+grace as the calls in flight, then the outbox is closed.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import Config
 from service.delivery import KameleoonClient
 from service.auth import BearerTokenInterceptor
-from service.idempotency import MemoryStore, NoStore
+from service.idempotency import MemoryStore, NoStore, OutboxStore
 from service.metrics import Metrics, MetricsInterceptor
-from service.pipeline import Pipeline
+from service.outbox import Outbox, create as create_outbox
+from service.outbox.admin import OutboxAdminServicer
+from service.outbox.deliverer import Deliverer
+from service.outbox.sealing import Sealer
+from service.pipeline import Pipeline, QueueSettings
 from service.servicer import Servicer
 from service.subscriptions import load as load_subscriptions
 
@@ -33,6 +43,8 @@ log = structlog.get_logger("kameleoon.server")
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
+ADMIN_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["OutboxAdmin"]
+ADMIN_NAME = ADMIN_DESCRIPTOR.full_name
 
 
 @dataclass
@@ -46,11 +58,18 @@ class App:
     metrics: Metrics
     metrics_runner: web.AppRunner | None = None
     metrics_port: int | None = None
+    outbox: Outbox | None = None
+    deliverer: Deliverer | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if self.deliverer is not None:
+            await asyncio.gather(self.server.stop(grace), self.deliverer.stop(grace))
+        else:
+            await self.server.stop(grace)
         await self.client.close()
+        if self.outbox is not None:
+            await self.outbox.close()
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
 
@@ -76,6 +95,10 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     ``tracer_provider`` overrides the one KAMELEOON_TRACING would make (tests pass an in-memory one).
     """
     subscriptions = load_subscriptions(config.mappings)
+    outbox_url = config.outbox_url()
+    outbox = create_outbox(outbox_url) if outbox_url else None
+    if outbox is not None:
+        await outbox.open()  # OutboxOpenError (a ConfigError) names the file
     metrics = Metrics()
     provider = tracer_provider or tracing.provider_for(config.tracing)
     trace_configs = (tracing.client_trace_config(provider),) if provider else ()
@@ -93,25 +116,41 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
         )
     )
-    store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries) if config.idempotency_window_s else NoStore()
-    pipeline = Pipeline(client, subscriptions, store, config.max_in_flight, metrics)
+    if not config.idempotency_window_s:
+        store = NoStore()
+    elif outbox is not None:
+        store = OutboxStore(outbox, config.idempotency_window_s, log)
+    else:
+        store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries)
+    sealer = Sealer(config.outbox_key, config.api_key)
+    queue_settings = QueueSettings(config.retry_window_s, config.idempotency_window_s, config.outbox_max_pending)
+    pipeline = Pipeline(client, subscriptions, store, config.max_in_flight, metrics, outbox, sealer, queue_settings)
     metrics.events_in_flight.set_function(lambda: pipeline.in_flight)
     servicer = Servicer(config, pipeline)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
+    admin = OutboxAdminServicer(outbox, config.retry_window_s)
+    server.add_generic_rpc_handlers((decoding.handlers(ADMIN_DESCRIPTOR, admin),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, ADMIN_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     credentials = server_credentials(config)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         await client.close()
+        if outbox is not None:
+            await outbox.close()
         raise OSError(f"cannot listen on {address}")
     await server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, ADMIN_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    app = App(server, port, client, health_servicer, metrics)
+    deliverer = None
+    if outbox is not None:
+        deliverer = Deliverer(outbox, client, sealer, config, metrics)
+        pipeline.on_enqueued = deliverer.wake
+        await deliverer.start()
+    app = App(server, port, client, health_servicer, metrics, outbox=outbox, deliverer=deliverer)
     if config.metrics_listen is not None:
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
     return app
@@ -131,6 +170,8 @@ async def serve(config: Config, address: str, worker: int | None = None) -> None
         metrics=f"{config.metrics_listen[0]}:{app.metrics_port}" if config.metrics_listen else None,
         tls=bool(config.tls_cert),
         auth=bool(config.auth_tokens),
+        delivery=config.delivery,
+        outbox=app.outbox.location if app.outbox is not None else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
