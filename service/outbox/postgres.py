@@ -58,12 +58,13 @@ import hashlib
 import random
 import secrets
 from typing import Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import structlog
 
 from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
+from service.outbox import check_url, redact_url
 from service.outbox.base import (
     Accepted,
     ActionStats,
@@ -79,7 +80,6 @@ from service.outbox.base import (
 
 log = structlog.get_logger("kameleoon.outbox")
 
-SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 30.0
 DURABLE_POOL = (1, 10)  # (min, max) connections: enqueues, dead letters, operators
@@ -293,29 +293,6 @@ DELETE FROM outbox_dead_letters WHERE id IN (
 _STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError)
 
 
-def check_url(url: str) -> str:
-    """``url`` if it is a PostgreSQL URL this store can use, else ValueError (never quoting the password)."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise ValueError("must be postgresql://user@host:port/database")
-    if not parts.netloc and not parts.query:
-        raise ValueError("must name the server: postgresql://user@host:port/database")
-    return url
-
-
-def redact(url: str) -> str:
-    """``url`` fit for logs and errors: the password, in the userinfo or in the query, becomes ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    query = "&".join(
-        "password=***" if pair.split("=", 1)[0].lower() == "password" else pair for pair in parts.query.split("&")
-    ) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _passwords(url: str) -> tuple[str, ...]:
     """Every spelling of the URL's password, to scrub from driver messages."""
     parts = urlsplit(url)
@@ -390,10 +367,12 @@ def _safe_text(text: str) -> str:
 
 
 class PostgresOutbox(Outbox):
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, health_interval_s: float = HEALTH_INTERVAL_S, cleanup_batch: int = CLEANUP_BATCH):
         check_url(url)
         self._url = url
-        self.location = redact(url)
+        self._health_interval_s = health_interval_s
+        self._cleanup_batch = cleanup_batch
+        self.location = redact_url(url)
         self._secrets = _passwords(url)
         self._durable: asyncpg.Pool | None = None
         self._relaxed: asyncpg.Pool | None = None
@@ -451,7 +430,7 @@ class PostgresOutbox(Outbox):
     async def _check_health(self) -> None:
         """Every few seconds: is the database answering? Replace every connection when it is not."""
         while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+            await asyncio.sleep(self._health_interval_s)
             try:
                 for pool in (self._durable, self._relaxed):
                     await pool.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
@@ -643,9 +622,9 @@ class PostgresOutbox(Outbox):
     async def _forget(self, sql: str, cut: float) -> int:
         total = 0
         while True:
-            done = _count(await self._call(False, "execute", sql, cut, CLEANUP_BATCH))
+            done = _count(await self._call(False, "execute", sql, cut, self._cleanup_batch))
             total += done
-            if done < CLEANUP_BATCH:
+            if done < self._cleanup_batch:
                 return total
             await asyncio.sleep(0)  # let enqueues and deliveries of this process run between batches
 
@@ -676,4 +655,4 @@ async def migrate(conn: asyncpg.Connection, target: int = SCHEMA_VERSION) -> int
     return found
 
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresOutbox", "check_url", "digest", "migrate", "redact"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresOutbox", "digest", "migrate"]
