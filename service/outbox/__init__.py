@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from service.outbox.base import Outbox
 
@@ -48,6 +48,8 @@ def check_url(url: str) -> str:
 def redact_url(url: str) -> str:
     """``url`` fit for logs, errors and metrics: a password (userinfo or ``password=`` in the query) becomes ``***``."""
     parts = urlsplit(url)
+    if not url.startswith(f"{parts.scheme}://"):  # not a URL we can read: whatever follows may be a password
+        return f"{parts.scheme}:..." if parts.scheme else "..."
     netloc = parts.netloc
     userinfo, at, hosts = netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -55,7 +57,7 @@ def redact_url(url: str) -> str:
     query = "&".join(
         "password=***" if pair.split("=", 1)[0].lower() == "password" else pair for pair in parts.query.split("&")
     ) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def create(url: str) -> Outbox:

@@ -1,0 +1,211 @@
+"""What only the PostgreSQL store promises: its schema and migrations, connection loss, the URL's password.
+
+The store contract (tests/outbox/test_store_contract.py) runs on PostgreSQL too;
+these are the rest. A server of the test's own is started where the test stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+from service.config import from_env
+from service.errors import ConfigError, OutboxOpenError, OutboxUnavailable
+from service.outbox import create, redact_url
+from service.outbox.base import Dead, DeadLetterFilter
+from service.outbox.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresOutbox, digest
+from tests.outbox import pg
+from tests.outbox.conftest import postgres_or_skip
+from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
+
+
+@pytest.fixture
+def own_postgres():
+    """A server of this test's own, to stop and start."""
+    server = pg.PostgresServer(postgres_or_skip())
+    try:
+        server.init().start()
+        yield server
+    finally:
+        server.destroy()
+
+
+async def opened(url: str, **options) -> PostgresOutbox:
+    store = PostgresOutbox(url, **options)
+    await store.open()
+    return store
+
+
+async def eventually(attempt, timeout: float = 60.0):
+    """``await attempt()`` until it stops raising OutboxUnavailable (the database is back)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await attempt()
+        except OutboxUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+# -- schema -------------------------------------------------------------------
+
+
+async def test_replicas_starting_together_create_the_schema_once(postgres_url):
+    stores = await asyncio.gather(*(opened(postgres_url) for _ in range(6)))
+    try:
+        conn = await asyncpg.connect(postgres_url)
+        versions = [row[0] for row in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")]
+        await conn.close()
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+        await put(stores[0], [event(1)])
+        assert (await stores[5].stats(now=T0)).pending == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_schema_from_a_newer_release_stops_start_up(postgres_url):
+    await (await opened(postgres_url)).close()
+    conn = await asyncpg.connect(postgres_url)
+    await conn.execute("INSERT INTO outbox_schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1)
+    await conn.close()
+    with pytest.raises(OutboxOpenError) as raised:
+        await PostgresOutbox(postgres_url).open()
+    assert "KAMELEOON_OUTBOX=" in str(raised.value) and "newer" in str(raised.value)
+
+
+async def test_text_from_callers_keeps_every_character(store_factory):
+    store = await store_factory()
+    odd = "m-\x00-é-\U0001F600"
+    await put(store, [event(1, message_id=odd, sitecode="01234\x0056789", route="sub\x00name")])
+    [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
+    assert (claimed.message_id, claimed.sitecode, claimed.route) == (odd, "01234\x0056789", "sub\x00name")
+    await store.mark_dead([Dead(claimed.id, claimed.lease, 400, "Kameleoon said \x00")], now=T0)
+    [letter], _ = await store.list_dead_letters(DeadLetterFilter(), limit=1)
+    assert letter.message_id == odd and letter.last_error.startswith("Kameleoon said")
+
+
+# -- cleanup ----------------------------------------------------------------------
+
+
+async def test_cleanup_goes_in_small_batches_and_never_waits_for_a_held_key(postgres_url):
+    store = await opened(postgres_url, cleanup_batch=100)
+    other = await asyncpg.connect(postgres_url)
+    try:
+        await put(store, [event(n) for n in range(250)], now=T0)
+        held = digest(event(7).dedupe_key)
+        transaction = other.transaction()
+        await transaction.start()
+        await other.fetch("SELECT key FROM outbox_keys WHERE key = $1 FOR UPDATE", held)
+        # Someone holds one key (a replica refreshing it): cleanup takes the others and goes on.
+        letters, keys = await asyncio.wait_for(
+            store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM), 60
+        )
+        assert (letters, keys) == (0, 249)
+        await transaction.rollback()
+        assert await store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM) == (0, 1)
+    finally:
+        await other.close()
+        await store.close()
+
+
+# -- connection loss --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_postgres, mode):
+    store = await opened(own_postgres.create_database(), health_interval_s=0.1)
+    oks: list[str] = []
+    refused = 0
+    stopped = asyncio.Event()
+
+    async def load():
+        nonlocal refused
+        n = 0
+        while not stopped.is_set() or refused == 0:
+            n += 1
+            try:
+                accepted = await put(store, [event(n)], now=T0)
+            except OutboxUnavailable:
+                refused += 1
+                await asyncio.sleep(0.01)
+            else:
+                oks.append(accepted[0].id)
+
+    try:
+        with capture_logs() as logs:
+            loader = asyncio.ensure_future(load())
+            while len(oks) < 20:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(own_postgres.stop, mode)
+            stopped.set()
+            await loader
+            with pytest.raises(OutboxUnavailable):
+                await store.claim(10, now=T0, lease_s=LEASE)
+            await asyncio.to_thread(own_postgres.start)
+            # No reopening: the pools reconnect by themselves.
+            await eventually(lambda: put(store, [event(0, key=False)], now=T0))
+            claimed = await eventually(lambda: store.claim(100_000, now=T0, lease_s=LEASE))
+            while not any(entry["event"] == "outbox database reachable again" for entry in logs):
+                await asyncio.sleep(0.05)
+        assert refused > 0
+        # Every OK was committed (an UNAVAILABLE may have been committed too: at least once).
+        assert set(oks) <= {c.id for c in claimed}
+        assert any(entry["event"] == "outbox database unreachable" for entry in logs)
+    finally:
+        await store.close()
+
+
+# -- the URL and its password -----------------------------------------------------------
+
+
+def test_the_url_is_checked_and_shown_without_its_password():
+    assert redact_url("postgresql://kd:pa%40ss@db:5432/kd?sslmode=require") == "postgresql://kd:***@db:5432/kd?sslmode=require"
+    assert redact_url("postgres://db/kd?user=kd&password=hunter2") == "postgres://db/kd?user=kd&password=***"
+    assert redact_url("postgresql://kd@db/kd") == "postgresql://kd@db/kd"
+    assert redact_url("postgresql:///kd?host=/run/postgresql&password=x") == "postgresql:///kd?host=/run/postgresql&password=***"
+    assert redact_url("postgresql:kd:hunter2@db") == "postgresql:..."
+    assert isinstance(create("postgresql://kd@db/kd"), PostgresOutbox)
+    assert create("postgres://kd:hunter2@db/kd").location == "postgres://kd:***@db/kd"
+    config = from_env({"KAMELEOON_OUTBOX": "postgresql://kd:hunter2@db:5432/kd"})
+    assert "hunter2" not in repr(config) and "postgresql://kd:***@db:5432/kd" in repr(config)
+    for bad in ("postgresql://", "mysql://kd:hunter2@db/kd", "postgresql:kd:hunter2"):
+        with pytest.raises(ConfigError) as raised:
+            from_env({"KAMELEOON_OUTBOX": bad})
+        assert "KAMELEOON_OUTBOX" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+async def test_a_database_that_cannot_be_reached_stops_start_up_naming_the_variable(postgres):
+    unreachable = f"postgresql://kd:{pg.PASSWORD}@127.0.0.1:{pg.free_port()}/kd"
+    missing = postgres.url("no_such_database")
+    postgres.create_password_user()
+    wrong_password = postgres.url("postgres", pg.PASSWORD_USER, "wrong-" + pg.PASSWORD)
+    for url, reason in ((unreachable, "Connect"), (missing, "does not exist"), (wrong_password, "password authentication failed")):
+        with pytest.raises(OutboxOpenError) as raised:
+            await PostgresOutbox(url).open()
+        text = str(raised.value)
+        assert text.startswith("KAMELEOON_OUTBOX=postgresql://") and reason in text, text
+        assert pg.PASSWORD not in text and raised.value.__cause__ is None
+
+
+async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own_postgres):
+    own_postgres.create_password_user()
+    url = own_postgres.url("postgres", pg.PASSWORD_USER, pg.PASSWORD)
+    store = await opened(url, health_interval_s=0.05)
+    try:
+        assert pg.PASSWORD not in store.location
+        with capture_logs() as logs:
+            await asyncio.to_thread(own_postgres.stop, "fast")
+            with pytest.raises(OutboxUnavailable) as raised:
+                await put(store, [event(1)])
+            while not any(entry["event"] == "outbox database unreachable" for entry in logs):
+                await asyncio.sleep(0.05)
+        assert "cannot" in str(raised.value) and pg.PASSWORD not in str(raised.value)
+        assert pg.PASSWORD not in repr(logs)
+    finally:
+        await store.close()
