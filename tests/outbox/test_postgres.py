@@ -126,9 +126,10 @@ async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_p
 
     async def load():
         nonlocal refused
-        n = 0
-        while not stopped.is_set() or refused == 0:
+        n = after_stop = 0
+        while not stopped.is_set() or (refused == 0 and after_stop < 100):
             n += 1
+            after_stop += stopped.is_set()
             try:
                 accepted = await put(store, [event(n)], now=T0)
             except OutboxUnavailable:
