@@ -31,7 +31,8 @@ demo: install
 	$(BIN)/kameleoon-destination demo
 
 # Side-by-side benchmark: the service against Segment's runtime (when tools/oracle is installed)
-# and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run.
+# and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run;
+# BENCH_ARGS=--queued for queued delivery (accepting into the outbox, draining a backlog: bench/queued.py).
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 

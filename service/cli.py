@@ -1,4 +1,4 @@
-"""The command line: ``kameleoon-destination serve | sink | demo``."""
+"""The command line: ``kameleoon-destination serve | sink | demo | outbox ...``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     sink.add_argument("--listen", default=DEFAULT_SINK_LISTEN, type=_host_port, help=f"HOST:PORT (default {DEFAULT_SINK_LISTEN})")
     sink.add_argument("--path", default="/segmentio", help="endpoint path (default /segmentio)")
     commands.add_parser("demo", help="run the service and a sink, send one event per action, show what Kameleoon received")
+    from service.outbox.commands import add_parser as add_outbox_parser
+
+    add_outbox_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(run_sink(*args.listen, args.path))
             except KeyboardInterrupt:
                 pass
+        elif args.command == "outbox":
+            from service.outbox.commands import run as run_outbox
+
+            return asyncio.run(run_outbox(args, config_module.from_env()))
         else:
             from service.demo import run_demo
 

@@ -148,7 +148,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     deliverer = None
     if outbox is not None:
         deliverer = Deliverer(outbox, client, sealer, config, metrics)
-        pipeline.on_enqueued = deliverer.wake
+        pipeline.on_enqueued = admin.on_retried = deliverer.wake
         await deliverer.start()
     app = App(server, port, client, health_servicer, metrics, outbox=outbox, deliverer=deliverer)
     if config.metrics_listen is not None:

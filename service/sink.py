@@ -40,6 +40,7 @@ class Received:
     query: str
     headers: dict  # lower-case names; every header as sent
     body: str
+    status: int | None = None  # what the sink answered; None while unanswered, or when the connection was dropped
 
     def json(self):
         return json.loads(self.body)
@@ -117,18 +118,24 @@ class KameleoonSink:
             self.arrived.notify_all()
         return received
 
-    async def _reply(self, request: web.Request) -> web.StreamResponse:
+    async def _reply(self, request: web.Request, received: Received | None = None) -> web.StreamResponse:
         reply = self.script.popleft() if self.script else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.drop:
             request.transport.abort()
             raise asyncio.CancelledError
+        if received is not None:
+            received.status = reply.status
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers, content_type="application/json")
 
+    def accepted(self) -> list[Received]:
+        """The events the sink answered with a 2xx: what Kameleoon would have taken."""
+        return [r for r in self.received if r.method == "POST" and r.status is not None and 200 <= r.status < 300]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
-        return await self._reply(request)
+        received = await self._record(request)
+        return await self._reply(request, received)
 
     async def _handle_getapikey(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

@@ -147,6 +147,7 @@ async def test_demo_shows_four_deliveries():
     assert process.returncode == 0, err.decode()
     text = out.decode()
     assert "4 of 4 events delivered" in text
+    assert "4 of 4 queued events delivered after the outage" in text
     for method in ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent"):
         assert f"{method} -> http_status=200" in text
 

@@ -87,9 +87,10 @@ def acting_filter(request) -> DeadLetterFilter:
 
 
 class OutboxAdminServicer(pb_grpc.OutboxAdminServicer):
-    def __init__(self, outbox: Outbox | None, retry_window_s: float):
+    def __init__(self, outbox: Outbox | None, retry_window_s: float, on_retried=lambda: None):
         self._outbox = outbox
         self._window = retry_window_s
+        self.on_retried = on_retried  # the local deliverer's wake-up
 
     def _store(self) -> Outbox:
         if self._outbox is None:
@@ -120,6 +121,7 @@ class OutboxAdminServicer(pb_grpc.OutboxAdminServicer):
         except CallError as exc:
             await abort(context, exc)
         log.info("dead letters retried", count=count)
+        self.on_retried()
         return pb.RetryDeadLettersResponse(retried=count)
 
     async def PurgeDeadLetters(self, request, context):

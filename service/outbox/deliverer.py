@@ -49,6 +49,7 @@ STATS_EVERY = 5  # ticks between two refreshes of the gauges
 FORGET_EVERY = 60  # ticks between two deletions of old dead letters and idempotency keys
 EXPIRE_BATCH = 1000
 ERROR_TEXT = 500  # stored error text, characters
+WINDOW_ENDED = "the retry window ended"
 
 
 class Circuit:
@@ -266,7 +267,7 @@ class Deliverer:
             delay = max(delay, exc.retry_after)
         at = time.time() + delay
         if at >= item.expires_at:
-            self._note_dead(item, exc.http_status, f"the retry window ended; last error: {exc}")
+            self._note_dead(item, exc.http_status, f"{WINDOW_ENDED}; last error: {exc}")
             return
         self._retries.append(Retry(item.id, item.lease, at, exc.http_status, str(exc)[:ERROR_TEXT]))
         self._dirty.set()

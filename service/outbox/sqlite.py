@@ -403,6 +403,7 @@ class SqliteOutbox(Outbox):
             conn.execute(
                 f"INSERT INTO dead_letters ({_MOVED}, dead_at, last_status, last_error) "
                 f"SELECT {_MOVED}, ?, last_status, CASE WHEN last_error = '' THEN 'the retry window ended before any attempt' "
+                "WHEN last_error LIKE 'the retry window ended%' THEN last_error "
                 "ELSE 'the retry window ended; last error: ' || last_error END "
                 "FROM events WHERE id IN (SELECT value FROM json_each(?))",
                 (now, marks),
