@@ -14,7 +14,7 @@ SQL statement (data-modifying CTEs), sent in autocommit. An enqueue of a whole
 SendBatch takes its idempotency keys, checks the limit, inserts the events and
 counts them in one statement whose parameters are arrays (``unnest``).
 
-Claims: ``SELECT ... ORDER BY due_at LIMIT n FOR UPDATE SKIP LOCKED`` then an
+Claims: ``SELECT ... ORDER BY due_at, id LIMIT n FOR UPDATE SKIP LOCKED`` then an
 UPDATE that moves ``due_at`` to the end of the lease (the same trick as the
 SQLite store): replicas never wait for one another's claims nor take the same
 event, and a claim whose holder died becomes due again when its lease ends.
@@ -152,6 +152,11 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # 2: events due at the same moment are claimed in acceptance order (id), deterministically.
+    """
+    CREATE INDEX outbox_events_due_id ON outbox_events (due_at, id);
+    DROP INDEX outbox_events_due;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -195,7 +200,7 @@ CLAIM = """
 WITH picked AS (
     SELECT id FROM outbox_events
     WHERE due_at <= $1::float8 AND expires_at > $1::float8
-    ORDER BY due_at
+    ORDER BY due_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )

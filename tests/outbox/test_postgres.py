@@ -10,28 +10,21 @@ import asyncio
 import time
 
 import asyncpg
+import grpc
 import pytest
 from structlog.testing import capture_logs
 
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import from_env
 from service.errors import ConfigError, OutboxOpenError, OutboxUnavailable
 from service.outbox import create, redact_url
 from service.outbox.base import Dead, DeadLetterFilter
-from service.outbox.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresOutbox, digest
-from tests.outbox import pg
-from tests.outbox.conftest import postgres_or_skip
+from service.outbox.postgres import SCHEMA_VERSION, PostgresOutbox, digest
+from tests.conftest import API_KEY, SITECODE
+from tests.test_queued import until
+from tools import postgres_server as pg
 from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
-
-
-@pytest.fixture
-def own_postgres():
-    """A server of this test's own, to stop and start."""
-    server = pg.PostgresServer(postgres_or_skip())
-    try:
-        server.init().start()
-        yield server
-    finally:
-        server.destroy()
 
 
 async def opened(url: str, **options) -> PostgresOutbox:
@@ -210,3 +203,71 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
         assert pg.PASSWORD not in repr(logs)
     finally:
         await store.close()
+
+
+# -- migrations ---------------------------------------------------------------------
+
+# The schema as release 1 wrote it (migration 1, word for word), to upgrade from.
+SCHEMA_1 = """
+CREATE TABLE outbox_schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE outbox_events (
+    id bigserial PRIMARY KEY, action text NOT NULL, route bytea NOT NULL, sitecode bytea NOT NULL, message_id bytea NOT NULL,
+    body bytea NOT NULL, credentials text NOT NULL, accepted_at double precision NOT NULL, expires_at double precision NOT NULL,
+    due_at double precision NOT NULL, lease bigint, attempts integer NOT NULL DEFAULT 0, first_attempt_at double precision,
+    last_attempt_at double precision, last_status integer NOT NULL DEFAULT 0, last_error text NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_events_due ON outbox_events (due_at);
+CREATE INDEX outbox_events_expires ON outbox_events (expires_at);
+CREATE TABLE outbox_dead_letters (
+    id bigint PRIMARY KEY, action text NOT NULL, route bytea NOT NULL, sitecode bytea NOT NULL, message_id bytea NOT NULL,
+    body bytea NOT NULL, credentials text NOT NULL, accepted_at double precision NOT NULL, attempts integer NOT NULL,
+    first_attempt_at double precision, last_attempt_at double precision, last_status integer NOT NULL, last_error text NOT NULL,
+    dead_at double precision NOT NULL
+);
+CREATE INDEX outbox_dead_letters_dead_at ON outbox_dead_letters (dead_at);
+CREATE TABLE outbox_keys (key bytea PRIMARY KEY, at double precision NOT NULL);
+CREATE INDEX outbox_keys_at ON outbox_keys (at);
+CREATE TABLE outbox_counters (slot smallint PRIMARY KEY, live bigint NOT NULL);
+INSERT INTO outbox_counters (slot, live) SELECT slot, 0 FROM generate_series(0, 31) AS slot;
+CREATE FUNCTION outbox_refuse(live bigint, adding bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the outbox is full' USING ERRCODE = 'KD001', DETAIL = live || ' ' || adding;
+END
+$$;
+INSERT INTO outbox_schema_version (version) VALUES (1);
+"""
+
+
+async def test_a_database_at_the_previous_schema_version_is_upgraded_at_start_up(postgres_url, start_service, sink):
+    assert SCHEMA_VERSION == 2  # a new migration: this test starts from the version before it
+    now = time.time()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(SCHEMA_1)
+        # What release 1 left behind: a pending event, a taken messageId, a dead letter.
+        body = b'{"type":"track","event":"Old","messageId":"old-1","timestamp":"2024-01-01T00:00:00Z","properties":{}}'
+        await conn.execute(
+            "INSERT INTO outbox_events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
+            "VALUES ('logEvent', 'logEvent', '0123456789', 'old-1', $1, 'server', $2::float8, $2::float8 + 3600, $2::float8)", body, now)
+        await conn.execute("UPDATE outbox_counters SET live = 1 WHERE slot = 0")
+        await conn.execute("INSERT INTO outbox_keys (key, at) VALUES ($1, $2)", digest(f"{SITECODE}\x1flogEvent\x1fold-2"), now)
+        await conn.execute(
+            "INSERT INTO outbox_dead_letters VALUES (777, 'identify', 'identify', '0123456789', 'old-3', '{}', 'server', $1, 1, $1, $1, 400, 'no', $1)",
+            now)
+    finally:
+        await conn.close()
+
+    app, stub = await start_service(delivery="queued", outbox=postgres_url, api_key=API_KEY, sitecode=SITECODE)
+    await until(lambda: [r.json()["messageId"] for r in sink.accepted()] == ["old-1"])
+    again = await stub.LogEvent(pb.LogEventRequest(timestamp="2024-01-01T00:00:00Z", message_id="old-2"), timeout=10)
+    assert again.duplicate
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        listed = await pb_grpc.OutboxAdminStub(channel).ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
+    assert [(d.id, d.message_id) for d in listed.dead_letters] == [("777", "old-3")]
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2]
+        indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events'")}
+        assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
+    finally:
+        await conn.close()
