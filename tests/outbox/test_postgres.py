@@ -7,6 +7,7 @@ these are the rest. A server of the test's own is started where the test stops i
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import asyncpg
@@ -22,6 +23,8 @@ from service.outbox import create, redact_url
 from service.outbox.base import Dead, DeadLetterFilter
 from service.outbox.postgres import SCHEMA_VERSION, PostgresOutbox, digest
 from tests.conftest import API_KEY, SITECODE
+from tests.test_cli import SCRIPT
+from tests.test_outbox_cli import outbox as outbox_command
 from tests.test_queued import until
 from tools import postgres_server as pg
 from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
@@ -271,3 +274,17 @@ async def test_a_database_at_the_previous_schema_version_is_upgraded_at_start_up
         assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
     finally:
         await conn.close()
+
+
+async def test_serve_and_the_outbox_command_stop_naming_the_variable_when_the_database_is_unreachable():
+    url = f"postgresql://kd:{pg.PASSWORD}@127.0.0.1:{pg.free_port()}/kd"
+    code, _, err = await outbox_command(url, "stats")
+    assert code == 2 and "KAMELEOON_OUTBOX=postgresql://kd:***@127.0.0.1" in err and pg.PASSWORD not in err
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT, "serve", "--listen", f"127.0.0.1:{pg.free_port()}",
+        env={**os.environ, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": url},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert "KAMELEOON_OUTBOX=postgresql://kd:***@127.0.0.1" in err.decode() and pg.PASSWORD not in err.decode()
