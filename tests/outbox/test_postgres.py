@@ -292,12 +292,13 @@ async def test_serve_and_the_outbox_command_stop_naming_the_variable_when_the_da
 
 async def test_the_password_shows_nowhere_in_a_running_service(postgres, start_service, sink):
     postgres.create_password_user()
-    url = postgres.url("postgres", pg.PASSWORD_USER, pg.PASSWORD)
+    database = postgres.create_database().rsplit("/", 1)[1]
+    url = postgres.url(database, pg.PASSWORD_USER, pg.PASSWORD)
     app, stub = await start_service(delivery="queued", outbox=url, api_key=API_KEY, sitecode=SITECODE)
     response = await stub.LogEvent(pb.LogEventRequest(timestamp="2024-01-01T00:00:00Z", message_id="pw-1"), timeout=10)
     assert response.queued
     await until(lambda: [r.json()["messageId"] for r in sink.accepted()] == ["pw-1"])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stats = await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
-    assert stats.location == f"postgresql://{pg.PASSWORD_USER}:***@127.0.0.1:{postgres.port}/postgres"
+    assert stats.location == f"postgresql://{pg.PASSWORD_USER}:***@127.0.0.1:{postgres.port}/{database}"
     assert pg.PASSWORD not in app.metrics.exposition().decode()
