@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from service.outbox.base import Dead
 from service.outbox import create
+from service.outbox.base import Dead
 from tests.outbox.test_store_contract import event
 from tests.test_cli import SCRIPT
 

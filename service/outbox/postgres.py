@@ -87,7 +87,7 @@ RELAXED_POOL = (1, 4)  # claims, marks, sync-mode keys, cleanup
 HEALTH_INTERVAL_S = 5.0
 HEALTH_TIMEOUT_S = 3.0
 CLEANUP_BATCH = 2000
-COUNTER_SLOTS = 32
+COUNTER_SLOTS = 32  # rows of outbox_counters (migration 1 made them)
 APPLICATION_NAME = "kameleoon-destination"
 # pg_advisory_xact_lock key of schema migrations: b"kdoutbox" as a big-endian bigint.
 MIGRATION_LOCK = int.from_bytes(b"kdoutbox", "big")
@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS outbox_schema_version (
 # released migration is never edited; a change is one more entry.
 MIGRATIONS: tuple[str, ...] = (
     # 1: the queue, dead letters, the idempotency window and the counters of undelivered events.
-    f"""
+    """
     CREATE TABLE outbox_events (
         id bigserial PRIMARY KEY,
         action text NOT NULL,
@@ -145,10 +145,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE outbox_keys (key bytea PRIMARY KEY, at double precision NOT NULL);
     CREATE INDEX outbox_keys_at ON outbox_keys (at);
     CREATE TABLE outbox_counters (slot smallint PRIMARY KEY, live bigint NOT NULL);
-    INSERT INTO outbox_counters (slot, live) SELECT slot, 0 FROM generate_series(0, {COUNTER_SLOTS - 1}) AS slot;
+    INSERT INTO outbox_counters (slot, live) SELECT slot, 0 FROM generate_series(0, 31) AS slot;
     CREATE FUNCTION outbox_refuse(live bigint, adding bigint) RETURNS boolean LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION 'the outbox is full' USING ERRCODE = '{FULL_SQLSTATE}', DETAIL = live || ' ' || adding;
+        RAISE EXCEPTION 'the outbox is full' USING ERRCODE = 'KD001', DETAIL = live || ' ' || adding;
     END
     $$;
     """,
