@@ -11,7 +11,8 @@ fsync on; or ``BENCH_POSTGRES_URL`` to use a server of yours, its CPU then not m
 3. PostgreSQL: the backlog again, drained by two service processes on the one database.
 
 Drain rates are measured between 10% and 90% of the backlog delivered (start-up and the
-tail left out); CPU over the same stretch. Targets (issue 10): two processes drain at least
+tail left out); CPU over the same stretch; during the PostgreSQL drains pg_stat_activity is
+sampled for the service's connections waiting on a lock (replicas queuing on each other). Targets (issue 10): two processes drain at least
 1.6x one; queued SendBatch accepts at least 10,000 events/s on PostgreSQL. They are
 reported as PASS / FAIL with the cores the machine gave (a CPU probe), never asserted.
 Writes bench/out/postgres.json.
@@ -80,6 +81,49 @@ class Database:
             return tree_cpu_seconds(int(pidfile.readline()))
 
 
+class LockWaits:
+    """Samples pg_stat_activity every 0.1 s in a thread: how often the service's busy connections wait for a lock.
+
+    Near 0: replicas do not queue on one another in the database (claims skip locked rows,
+    counters are spread); the database is not what limits the drain.
+    """
+
+    QUERY = ("SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock') "
+             "FROM pg_stat_activity WHERE application_name = 'kameleoon-destination' AND pid <> pg_backend_pid()")
+
+    def __init__(self, url: str):
+        import threading
+
+        self.url = url
+        self.active = self.waiting = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._sample()), daemon=True)
+
+    async def _sample(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            while not self._stop.is_set():
+                active, waiting = await conn.fetchrow(self.QUERY)
+                self.active += active
+                self.waiting += waiting
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    def start(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def share(self) -> float:
+        return round(self.waiting / self.active, 3) if self.active else 0.0
+
+
 def _accept(out: Path, name: str, outbox: str, requests: Requests, events: int, batch: int, concurrency: int, db: Database | None) -> dict:
     down = f"http://127.0.0.1:{_free_port()}/segmentio"  # nothing listens there: everything stays in the outbox
     env = {"KAMELEOON_BASE_URL": down, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": outbox}
@@ -102,6 +146,7 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
     before = standin_stats(standin_port)["posts"]
     with ThreadPoolExecutor(processes) as pool:  # all start together
         services = list(pool.map(lambda i: _start_service(out, f"{name}-{i}", env), range(processes)))
+    waits = LockWaits(outbox).start() if outbox.startswith("postgres") else None
     def sample(done: int) -> tuple[float, float, float | None, int]:
         cpu = sum(tree_cpu_seconds(svc.pid) or 0.0 for svc, _, _ in services)
         return time.perf_counter(), cpu, db.cpu() if db else None, done
@@ -118,6 +163,8 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
             time.sleep(0.05)
         marks[100] = sample(done)
     finally:
+        if waits:
+            waits.stop()
         for svc, _, svc_log in services:
             stop(svc, grace=15)
             svc_log.close()
@@ -131,6 +178,8 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
               "events_per_s": round(steady / (t90 - t10)), "service_cpu_us_per_event": round((cpu90 - cpu10) / steady * 1e6, 1)}
     if db10 is not None:
         result["database_cpu_us_per_event"] = round((db90 - db10) / steady * 1e6, 1)
+    if waits:
+        result["lock_wait_share"] = waits.share()
     return result
 
 
@@ -189,7 +238,9 @@ def markdown(report: dict) -> str:
         row(f"PostgreSQL: drain of {n:,}, one process", report["postgresql_drain_1"]),
         row(f"PostgreSQL: drain of {n:,}, two processes", report["postgresql_drain_2"]),
         "",
-        f"two processes / one on PostgreSQL: {report['postgresql_drain_2_vs_1']}x; cores the machine gave "
+        f"two processes / one on PostgreSQL: {report['postgresql_drain_2_vs_1']}x; the service's busy database connections "
+        f"waiting for a lock: {report['postgresql_drain_1']['lock_wait_share']:.1%} (one process), "
+        f"{report['postgresql_drain_2']['lock_wait_share']:.1%} (two); cores the machine gave "
         f"(CPU probe, before / after): {report['cores_available_before']} / {report['cores_available_after']}"
         + ("" if report["postgres_measured"] else " (BENCH_POSTGRES_URL: the database's CPU is not measured)"),
         "",
