@@ -8,7 +8,9 @@ fsync on; or ``BENCH_POSTGRES_URL`` to use a server of yours, its CPU then not m
    port): events/s accepted, the service's CPU microseconds per event, and the database
    server's (PostgreSQL: every process of the cluster);
 2. for each store: the drain of that backlog by one service process, Kameleoon up;
-3. PostgreSQL: the backlog again, drained by two service processes on the one database.
+3. PostgreSQL: the backlog again, drained by two service processes on the one database;
+4. PostgreSQL alone: the same backlog drained by one and by two processes that only claim and
+   mark delivered (no HTTP): what the database can take, beside what the service asks of it.
 
 Drain rates are measured between 10% and 90% of the backlog delivered (start-up and the
 tail left out); CPU over the same stretch; during the PostgreSQL drains pg_stat_activity is
@@ -30,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import cpu_capacity, tree_cpu_seconds
+from bench.common import CLOCK_TICKS, cpu_capacity, tree_cpu_seconds
 from bench.queued import Requests, _drive, _free_port, _start_service
 from bench.run import BENCH, log, standin_stats, start_standin, stop
 
@@ -75,10 +77,15 @@ class Database:
         return self.base_url
 
     def cpu(self) -> float | None:
+        """CPU seconds of the server so far: its living processes, and the backends that exited (the postmaster reaped them)."""
         if self.server is None:
             return None
         with open(os.path.join(self.server.datadir, "postmaster.pid")) as pidfile:
-            return tree_cpu_seconds(int(pidfile.readline()))
+            postmaster = int(pidfile.readline())
+        with open(f"/proc/{postmaster}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS  # cutime + cstime
+        return (tree_cpu_seconds(postmaster) or 0.0) + reaped
 
 
 class LockWaits:
@@ -183,6 +190,63 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
     return result
 
 
+async def _fill(url: str, events: int) -> None:
+    """``events`` due events straight into the store, 1,000 a statement."""
+    from service.outbox.base import NewEvent
+    from service.outbox.postgres import PostgresOutbox
+
+    store = PostgresOutbox(url)
+    await store.open()
+    try:
+        body = b'{"type":"track","event":"Bench","timestamp":"2024-01-01T00:00:00Z","properties":{}}'
+        now = time.time()
+        for start in range(0, events, 1000):
+            batch = [NewEvent("logEvent", "logEvent", "0123456789", f"c-{n}", body, "server") for n in range(start, min(events, start + 1000))]
+            await store.enqueue(batch, now=now, window_s=14400, idempotency_window_s=0, max_pending=0)
+    finally:
+        await store.close()
+
+
+async def _claim_loop(url: str, limit: int, workers: int) -> None:
+    """One drainer process without HTTP: claims and marks delivered until nothing is due; prints start, end, count."""
+    from service.outbox.postgres import PostgresOutbox
+
+    store = PostgresOutbox(url)
+    await store.open()
+    done, start = 0, time.time()
+
+    async def worker() -> None:
+        nonlocal done
+        while claimed := await store.claim(limit, now=time.time(), lease_s=60):
+            await store.mark_delivered(claimed, now=time.time())
+            done += len(claimed)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    finally:
+        await store.close()
+    print(json.dumps({"start": start, "end": time.time(), "events": done}), flush=True)
+
+
+def _database_ceiling(db: Database, events: int, processes: int) -> dict:
+    """The database's own drain rate: ``processes`` drainers that only claim and mark (claims of 100, 4 at once each)."""
+    import subprocess
+    import sys
+
+    url = db.fresh()
+    asyncio.run(_fill(url, events))
+    cpu0 = db.cpu()
+    drainers = [subprocess.Popen([sys.executable, "-m", "bench.postgres", "--claim-loop", url], stdout=subprocess.PIPE, text=True)
+                for _ in range(processes)]
+    results = [json.loads(drainer.communicate(timeout=900)[0].strip().splitlines()[-1]) for drainer in drainers]
+    elapsed = max(r["end"] for r in results) - min(r["start"] for r in results)
+    done = sum(r["events"] for r in results)
+    result = {"processes": processes, "events": done, "events_per_s": round(done / elapsed)}
+    if cpu0 is not None:
+        result["database_cpu_us_per_event"] = round((db.cpu() - cpu0) / done * 1e6, 1)
+    return result
+
+
 def run(events: int, batch: int, concurrency: int, out: Path) -> dict:
     report: dict = {"settings": {"backlog_events": events, "batch": batch, "concurrency": concurrency}}
     log("CPU probe: the cores this machine gives right now")
@@ -205,6 +269,9 @@ def run(events: int, batch: int, concurrency: int, out: Path) -> dict:
                     log(f"{store}: the backlog again, drained by two processes")
                     report[f"{store}_accept_again"] = _accept(out, f"{store}-accept2", outbox, requests, events, batch, concurrency, database)
                     report[f"{store}_drain_2"] = _drain(out, f"{store}-drain2", outbox, 2, standin_port, events, database)
+            log("postgresql: the database's own drain ceiling, one and two drainers without HTTP")
+            report["postgresql_ceiling_1"] = _database_ceiling(db, events, 1)
+            report["postgresql_ceiling_2"] = _database_ceiling(db, events, 2)
     finally:
         stop(standin)
         standin_log.close()
@@ -237,6 +304,10 @@ def markdown(report: dict) -> str:
         row(f"SQLite: drain of {n:,}, one process", report["sqlite_drain_1"]),
         row(f"PostgreSQL: drain of {n:,}, one process", report["postgresql_drain_1"]),
         row(f"PostgreSQL: drain of {n:,}, two processes", report["postgresql_drain_2"]),
+        f"| PostgreSQL alone: claim + mark delivered, no HTTP, one drainer | {report['postgresql_ceiling_1']['events_per_s']:,} | - | "
+        f"{report['postgresql_ceiling_1'].get('database_cpu_us_per_event', '-')} |",
+        f"| PostgreSQL alone: claim + mark delivered, no HTTP, two drainers | {report['postgresql_ceiling_2']['events_per_s']:,} | - | "
+        f"{report['postgresql_ceiling_2'].get('database_cpu_us_per_event', '-')} |",
         "",
         f"two processes / one on PostgreSQL: {report['postgresql_drain_2_vs_1']}x; the service's busy database connections "
         f"waiting for a lock: {report['postgresql_drain_1']['lock_wait_share']:.1%} (one process), "
@@ -256,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="SendBatch calls in flight (default 4)")
     parser.add_argument("--quick", action="store_true", help="small counts, a smoke run")
     parser.add_argument("--out", default=str(BENCH / "out"))
+    parser.add_argument("--claim-loop", metavar="URL", help=argparse.SUPPRESS)  # one drainer of _database_ceiling
     args = parser.parse_args(argv)
+    if args.claim_loop:
+        asyncio.run(_claim_loop(args.claim_loop, 100, 4))
+        return 0
     if args.quick:
         args.events = 2000
     out = Path(args.out)
