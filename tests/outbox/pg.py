@@ -9,6 +9,7 @@ ask for ``postgres`` or ``postgres_url``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -31,15 +32,22 @@ def postgres_or_skip() -> str:
     return bindir
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server for the session (started on first use)."""
+@contextlib.contextmanager
+def throwaway_server():
+    """A server started in a fresh directory, destroyed on leaving."""
     server = postgres_server.PostgresServer(postgres_or_skip())
     try:
         server.init().start()
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (started on first use)."""
+    with throwaway_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -51,12 +59,8 @@ def postgres_url(postgres) -> str:
 @pytest.fixture
 def own_postgres():
     """A server of the test's own, to stop and start."""
-    server = postgres_server.PostgresServer(postgres_or_skip())
-    try:
-        server.init().start()
+    with throwaway_server() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
