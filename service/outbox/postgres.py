@@ -295,6 +295,13 @@ DELETE FROM outbox_dead_letters WHERE id IN (
 )
 """
 
+# The server went away or is going: every pooled connection is suspect (a cancelled statement is not).
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
 _STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError)
 
 
@@ -474,7 +481,7 @@ class PostgresOutbox(Outbox):
                     f"the outbox holds {live} undelivered events; {adding} more would pass "
                     f"KAMELEOON_OUTBOX_MAX_PENDING: retry later"
                 ) from None
-            if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)):
+            if isinstance(exc, _CONNECTION_LOST):
                 await self._lost(exc)
             raise OutboxUnavailable(f"the outbox {self.location} cannot be used: {self._reason(exc)}") from None
         except _STORE_ERRORS as exc:
