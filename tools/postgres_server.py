@@ -6,7 +6,7 @@ password never shows). PostgreSQL refuses to run as root: as root, every
 server command runs as the unprivileged ``postgres`` user (``runuser -u
 postgres --``), and the directory is handed to that user.
 
-Binaries: $KAMELEOON_TEST_PG_BINDIR, else the newest /usr/lib/postgresql/<v>/bin
+Binaries: $KAMELEOON_TEST_PG_BINDIR when set, else the newest /usr/lib/postgresql/<v>/bin
 (Debian's ``postgresql`` package), else ``pg_ctl`` on PATH. None found: tests
 that need a server skip, or fail when CI=true (see tests/outbox/pg.py).
 
@@ -38,22 +38,22 @@ SETTINGS = {
 }
 
 
+def _version(bindir: str) -> float:
+    try:
+        return float(bindir.split("/")[-2])
+    except ValueError:
+        return 0.0
+
+
 def find_bindir() -> str | None:
     """Where initdb and pg_ctl are, or None."""
-    candidates = []
-    if os.environ.get("KAMELEOON_TEST_PG_BINDIR"):
-        candidates.append(os.environ["KAMELEOON_TEST_PG_BINDIR"])
-
-    def version(path: str) -> float:
-        try:
-            return float(path.split("/")[-2])
-        except ValueError:
-            return 0.0
-
-    candidates.extend(sorted(glob.glob(DEBIAN_BINDIRS), key=version, reverse=True))
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(os.path.dirname(on_path))
+    if os.environ.get("KAMELEOON_TEST_PG_BINDIR"):  # when set, the only place looked at
+        candidates = [os.environ["KAMELEOON_TEST_PG_BINDIR"]]
+    else:
+        candidates = sorted(glob.glob(DEBIAN_BINDIRS), key=_version, reverse=True)
+        on_path = shutil.which("pg_ctl")
+        if on_path:
+            candidates.append(os.path.dirname(on_path))
     for directory in candidates:
         if all(os.access(os.path.join(directory, tool), os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
             return directory
