@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import CLOCK_TICKS, cpu_capacity, tree_cpu_seconds
-from bench.queued import Requests, _drive, _free_port, _start_service
-from bench.run import BENCH, log, standin_stats, start_standin, stop
+from bench.queued import Requests, _drive, _start_service
+from bench.run import BENCH, free_port, log, standin_stats, start_standin, stop
 
 TARGET_SCALE = 1.6  # two processes' drain / one process's
 TARGET_ACCEPT = 10_000  # queued SendBatch events/s on PostgreSQL
@@ -132,9 +132,9 @@ class LockWaits:
 
 
 def _accept(out: Path, name: str, outbox: str, requests: Requests, events: int, batch: int, concurrency: int, db: Database | None) -> dict:
-    down = f"http://127.0.0.1:{_free_port()}/segmentio"  # nothing listens there: everything stays in the outbox
-    env = {"KAMELEOON_BASE_URL": down, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": outbox}
-    svc, port, svc_log = _start_service(out, name, env)
+    down = f"http://127.0.0.1:{free_port()}/segmentio"  # nothing listens there: everything stays in the outbox
+    env = {"KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": outbox}
+    svc, port, svc_log = _start_service(out, name, down, env)
     try:
         db_cpu0 = db.cpu() if db else None
         result = asyncio.run(_drive(port, "SendBatch", lambda: requests.batch(batch, True), events // batch, batch, concurrency, svc.pid))
@@ -149,10 +149,10 @@ def _accept(out: Path, name: str, outbox: str, requests: Requests, events: int, 
 def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int, backlog: int, db: Database | None) -> dict:
     """Start ``processes`` services on ``outbox`` with Kameleoon up; rates and CPU between 10% and 90% delivered."""
     url = f"http://127.0.0.1:{standin_port}/segmentio"
-    env = {"KAMELEOON_BASE_URL": url, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": outbox}
+    env = {"KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": outbox}
     before = standin_stats(standin_port)["posts"]
     with ThreadPoolExecutor(processes) as pool:  # all start together
-        services = list(pool.map(lambda i: _start_service(out, f"{name}-{i}", env), range(processes)))
+        services = list(pool.map(lambda i: _start_service(out, f"{name}-{i}", url, env), range(processes)))
     waits = LockWaits(outbox).start() if outbox.startswith("postgres") else None
     def sample(done: int) -> tuple[float, float, float | None, int]:
         cpu = sum(tree_cpu_seconds(svc.pid) or 0.0 for svc, _, _ in services)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import grpc
 
 from bench import events as ev
 from bench.common import tree_cpu_seconds, tree_memory_kb
-from bench.run import BENCH, log, service_argv, standin_stats, start_standin, stop
+from bench.run import BENCH, free_port, log, standin_stats, start_service, start_standin, stop
 
 SERVICE = "/kameleoon.destination.v1.KameleoonDestination/"
 QUEUED = 2
@@ -62,32 +60,9 @@ class Requests:
         return items + (b"\xa0\x01" + _varint(QUEUED) if queued else b"")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_service(out: Path, name: str, env: dict) -> tuple:
-    import subprocess
-
-    port = _free_port()
-    full = {**os.environ, "KAMELEOON_LOG_LEVEL": "warning", "KAMELEOON_LOG_FORMAT": "json", "KAMELEOON_API_KEY": ev.API_KEY,
-            "KAMELEOON_SITECODE": ev.SITECODE, **env}
-    err = open(out / f"queued-{name}.log", "wb")
-    proc = subprocess.Popen([*service_argv(), "serve", "--listen", f"127.0.0.1:{port}"], env=full, stdin=subprocess.DEVNULL,
-                            stdout=err, stderr=err)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service {name} exited; see {err.name}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port, err
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"service {name} did not listen; see {err.name}")
+def _start_service(out: Path, name: str, url: str, env: dict) -> tuple:
+    """bench.run's service start, holding the apiKey (so queued requests store a reference, not a key)."""
+    return start_service(out, url, f"queued-{name}.log", {"KAMELEOON_API_KEY": ev.API_KEY, "KAMELEOON_SITECODE": ev.SITECODE, **env})
 
 
 async def _drive(port: int, method: str, make, calls: int, per_call: int, concurrency: int, pid: int) -> dict:
@@ -134,7 +109,7 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
         requests = Requests(500, "q")
 
         log("sync SendBatch (the yardstick)")
-        svc, port, svc_log = _start_service(out, "sync", {"KAMELEOON_BASE_URL": url})
+        svc, port, svc_log = _start_service(out, "sync", url, {})
         report["sync_batch"] = asyncio.run(_drive(port, "SendBatch", lambda: requests.batch(batch, False), sync_events // batch, batch,
                                                   concurrency, svc.pid))
         report["sync_batch"]["peak_rss_kb"] = tree_memory_kb(svc.pid).get("VmHWM")
@@ -142,10 +117,9 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
         svc_log.close()
 
         log(f"queued SendBatch: {events} events into the outbox while Kameleoon is down")
-        down = f"http://127.0.0.1:{_free_port()}/segmentio"  # nothing listens there
-        env = {"KAMELEOON_BASE_URL": down, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}",
-               "KAMELEOON_IDEMPOTENCY_WINDOW_S": os.environ.get("KAMELEOON_IDEMPOTENCY_WINDOW_S", "86400")}
-        svc, port, svc_log = _start_service(out, "accept", env)
+        down = f"http://127.0.0.1:{free_port()}/segmentio"  # nothing listens there
+        env = {"KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}"}
+        svc, port, svc_log = _start_service(out, "accept", down, env)
         report["queued_batch"] = asyncio.run(_drive(port, "SendBatch", lambda: requests.batch(batch, True), events // batch, batch,
                                                     concurrency, svc.pid))
         log(f"queued unary Send: {send_events} events, 32 in flight")
@@ -159,7 +133,7 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
 
         log(f"drain: {backlog} events, Kameleoon up")
         before = standin_stats(standin_port)["posts"]
-        svc, port, svc_log = _start_service(out, "drain", {**env, "KAMELEOON_BASE_URL": url})
+        svc, port, svc_log = _start_service(out, "drain", url, env)
         cpu0, t0 = tree_cpu_seconds(svc.pid), time.perf_counter()
         marks, rss = [], []
         while True:
@@ -225,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH / "out"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.send_events, args.sync_events, args.batch = 2000, 200, 1000, 100
+        args.events, args.send_events, args.sync_events, args.batch = 1000, 100, 500, 50
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = run(args.events, args.batch, args.concurrency, args.send_events, args.sync_events, out)

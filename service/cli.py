@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if cfg.workers > 1:
                 load_subscriptions(cfg.mappings)  # a bad file fails here, once, before any worker starts
+                if cfg.outbox_url():
+                    from service.outbox import check as check_outbox
+
+                    asyncio.run(check_outbox(cfg.outbox_url()))  # so does an outbox file that cannot be used
                 return run_workers(cfg, args.listen, cfg.workers)
             run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":

@@ -168,7 +168,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
             async def worker() -> None:  # batch_concurrency of these share the events
                 for index, item in pending:
-                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields)
+                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery)
 
             await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(sync)))))
             return pb.SendBatchResponse(responses=responses)

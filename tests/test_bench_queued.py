@@ -22,6 +22,6 @@ def test_quick_queued_bench_writes_a_report(tmp_path):
     for phase in ("sync_batch", "queued_batch", "queued_send", "drain"):
         assert report[phase]["events_per_s"] > 0, phase
         assert report[phase].get("failed_calls", 0) == 0, phase
-    assert report["drain"]["events"] >= report["backlog"] >= 2000 + 200
+    assert report["drain"]["events"] >= report["backlog"] >= 1000 + 100
     assert set(report["targets"].values()) <= {"PASS", "FAIL"}
     assert "drain of a" in done.stdout

@@ -307,6 +307,13 @@ async def test_streams_and_batches_choose_their_mode(queued, sink):
     assert len(set(delivered_ids(sink))) == 24
 
 
+async def test_a_sync_batch_on_a_queued_server_is_delivered_during_the_call(queued, sink):
+    app, stub, admin = await queued()  # queued by default
+    batch = await stub.SendBatch(pb.SendBatchRequest(delivery=SYNC, requests=[track("sb-1"), track("sb-2")]), timeout=10)
+    assert [(r.results[0].queued, r.results[0].http_status) for r in batch.responses] == [(False, 200), (False, 200)]
+    assert sorted(delivered_ids(sink)) == ["sb-1", "sb-2"]
+
+
 async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, sink):
     app, stub = await start_service()  # sync by default, no KAMELEOON_OUTBOX
     assert app.outbox is None

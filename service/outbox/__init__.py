@@ -72,4 +72,11 @@ def create(url: str) -> Outbox:
     return SqliteOutbox(path_of(url))
 
 
-__all__ = ["Outbox", "check_url", "create", "default_url", "redact_url"]
+async def check(url: str) -> None:
+    """Open and close the store once: OutboxOpenError naming it when it cannot be used (before workers start)."""
+    store = create(url)
+    await store.open()
+    await store.close()
+
+
+__all__ = ["Outbox", "check", "check_url", "create", "default_url", "redact_url"]
