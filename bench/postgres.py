@@ -317,6 +317,8 @@ def markdown(report: dict) -> str:
         "",
     ]
     lines += [f"- {name}: **{verdict}**" for name, verdict in report["targets"].items()]
+    if n < 20_000:
+        lines.append(f"\n(a smoke run: {n:,} events are too few for the rates to mean anything)")
     return "\n".join(lines)
 
 
