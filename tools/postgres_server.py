@@ -107,6 +107,8 @@ class PostgresServer:
         settings = dict(SETTINGS, port=str(self.port), unix_socket_directories=f"'{self.root}'")
         if not self.fsync:  # tests do not survive power loss; a crash of PostgreSQL alone they do
             settings.update(fsync="off", full_page_writes="off")
+        if self.has_statement_stats():  # statements counted (pg_stat_statements): what the store sends, per call
+            settings.update(shared_preload_libraries="'pg_stat_statements'")
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as conf:
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
         with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as hba:
@@ -116,6 +118,11 @@ class PostgresServer:
                 "host all all 127.0.0.1/32 trust\n"
             )
         return self
+
+    def has_statement_stats(self) -> bool:
+        """Whether the contrib module pg_stat_statements is installed with these binaries."""
+        result = subprocess.run([os.path.join(self.bindir, "pg_config"), "--pkglibdir"], capture_output=True, text=True)
+        return result.returncode == 0 and os.path.exists(os.path.join(result.stdout.strip(), "pg_stat_statements.so"))
 
     def start(self) -> PostgresServer:
         result = self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60", "start", check=False)

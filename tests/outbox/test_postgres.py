@@ -302,3 +302,26 @@ async def test_the_password_shows_nowhere_in_a_running_service(postgres, start_s
         stats = await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
     assert stats.location == f"postgresql://{pg.PASSWORD_USER}:***@127.0.0.1:{postgres.port}/{database}"
     assert pg.PASSWORD not in app.metrics.exposition().decode()
+
+
+async def test_a_batch_is_accepted_in_one_statement_and_claimed_in_one(postgres, postgres_url):
+    if not postgres.has_statement_stats():
+        pytest.skip("pg_stat_statements is not installed with these PostgreSQL binaries")
+    store = await opened(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+        accepted = await put(store, [event(n) for n in range(500)] + [event(7)], max_pending=10_000)
+        assert sum(not a.duplicate for a in accepted) == 500
+        claimed = await store.claim(500, now=T0, lease_s=LEASE)
+        assert await store.mark_delivered(claimed, now=T0) == 500
+        calls = await conn.fetch(
+            "SELECT calls, rows FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query LIKE '%outbox_events%' ORDER BY query"
+        )
+    finally:
+        await conn.close()
+        await store.close()
+    # One enqueue, one claim, one mark: three statements for 500 events, each its own transaction.
+    assert [row["calls"] for row in calls] == [1, 1, 1]
