@@ -130,6 +130,9 @@ class PostgresServer:
             raise RuntimeError(f"pg_ctl start failed: {result.stderr or result.stdout}\n{self.log()}")
         return self
 
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", self.datadir, "status", check=False).returncode == 0
+
     def stop(self, mode: str = "fast") -> None:
         """``fast``: clean shutdown, connections closed; ``immediate``: a crash, recovered from WAL on start."""
         self._run("pg_ctl", "-D", self.datadir, "-m", mode, "-w", "-t", "60", "stop", check=False)

@@ -56,11 +56,19 @@ def postgres_url(postgres) -> str:
     return postgres.create_database()
 
 
-@pytest.fixture
-def own_postgres():
-    """A server of the test's own, to stop and start."""
+@pytest.fixture(scope="module")
+def postgres_apart():
+    """A second server, for the tests of one module that stop and start it (see own_postgres)."""
     with throwaway_server() as server:
         yield server
+
+
+@pytest.fixture
+def own_postgres(postgres_apart):
+    """A server apart from the session's, for tests that stop and start it (shared by the tests of a module; running)."""
+    if not postgres_apart.running():
+        postgres_apart.start()
+    return postgres_apart
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
