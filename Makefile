@@ -39,7 +39,7 @@ bench: install
 # Re-records tests/goldens from Segment's runtime (needs Node.js and npm).
 goldens: install
 	tools/oracle/install.sh
-	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js
+	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js && node record_filters.js
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -40,12 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             _host_port(args.listen)
             cfg = config_module.from_env()
             logs.configure(cfg.log_level, cfg.log_format, trace_ids=cfg.tracing != "off")
+            from service.reload import sources_for
             from service.server import serve as run_server
-            from service.subscriptions import load as load_subscriptions
             from service.workers import run_loop, run_workers
 
             if cfg.workers > 1:
-                load_subscriptions(cfg.mappings)  # a bad file fails here, once, before any worker starts
+                for source in sources_for(cfg):
+                    source.load()  # a bad file fails here, once, before any worker starts
                 if cfg.outbox_url():
                     from service.outbox import check as check_outbox
 

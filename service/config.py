@@ -137,6 +137,8 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_connection_age_s: float = 300.0
     mappings: str | None = None
+    filters: str | None = None
+    config_poll_s: float = 1.0
     max_in_flight: int = 2000
     idempotency_window_s: float = 86400.0
     idempotency_max_entries: int = 500_000
@@ -145,6 +147,7 @@ class Config:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     metrics_listen: tuple[str, int] | None = None
+    health_listen: tuple[str, int] | None = None
     tracing: str = "off"
     workers: int = 1
     max_batch: int = 1000
@@ -198,6 +201,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
     ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
     ("metrics_listen", "KAMELEOON_METRICS_LISTEN", host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("health_listen", "KAMELEOON_HEALTH_LISTEN", host_port, "HOST:PORT of a plaintext gRPC port serving grpc.health.v1 only, for probes (unset: off)"),
     ("workers", "KAMELEOON_WORKERS", _positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
     ("tracing", "KAMELEOON_TRACING", _choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)"),
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
@@ -213,6 +217,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", _positive_float, "largest wait between two attempts of a queued event"),
     ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", _positive_float, "dead letters are kept this long"),
     ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", _count, "undelivered events the outbox holds at most (0: no limit); past it RESOURCE_EXHAUSTED"),
+    ("filters", "KAMELEOON_FILTERS", _text, "JSON or YAML file of destination filters in Segment's shape, applied before subscriptions (unset: none)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", _non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
 )
 
 

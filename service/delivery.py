@@ -37,6 +37,7 @@ class Delivered:
     http_status: int
     attempts: int
     duplicate: bool = False  # already delivered within the idempotency window: not sent again
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -143,7 +144,7 @@ class KameleoonClient:
             try:
                 status, text = await self._attempt(method, url, headers, body, timeout)
             except _Retryable as exc:
-                self._metrics.attempt(action, "retryable", attempts)
+                self._metrics.attempt(action, "retryable", attempts, exc.http_status)
                 if bound_by_deadline and exc.timed_out:
                     raise DeadlineExceeded(
                         f"the call's deadline passed while Kameleoon was answering (attempt {attempts})", attempts=attempts
@@ -162,7 +163,7 @@ class KameleoonClient:
                     ) from None
                 await asyncio.sleep(delay)
                 continue
-            self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts)
+            self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts, status)
             if 200 <= status < 300:
                 return Delivered(status, attempts)
             raise for_http_status(status, text, attempts)

@@ -3,9 +3,12 @@
     DestinationError
     ├── ConfigError                  bad start-up configuration (names the key)
     │   ├── SubscriptionError        bad subscriptions file (names the subscription)
-    │   └── OutboxOpenError          the outbox cannot be opened (names the file or store)
+    │   ├── OutboxOpenError          the outbox cannot be opened (names the file or store)
+    │   └── FilterError              bad filters file (names the filter and the problem)
     ├── MappingError                 a mapping directive or trigger that cannot be compiled
     │   └── TriggerError             a subscription trigger that does not parse
+    ├── FQLError                     a destination filter's condition that does not compile (has a position)
+    ├── FilterEvaluationError        a filter condition that throws on an event, as tsub would: the event is dropped
     └── CallError                    anything that ends an RPC; each has a gRPC code
         ├── InvalidArgument          bad input, names the field; nothing was sent
         ├── MissingSetting           no apiKey/sitecode in the request nor the config
@@ -50,6 +53,22 @@ class SubscriptionError(ConfigError):
 
 class OutboxOpenError(ConfigError):
     """The outbox cannot be opened or used at start-up; the message names the file or store."""
+
+
+class FilterError(ConfigError):
+    """The filters file is wrong; the message names the filter and the problem."""
+
+
+class FQLError(DestinationError):
+    """Destination-filter FQL that does not compile; ``offset`` is where (UTF-16 units into the text)."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
+
+
+class FilterEvaluationError(DestinationError):
+    """A filter condition that cannot be evaluated on an event (where Segment's tsub throws)."""
 
 
 class MappingError(DestinationError):

@@ -5,6 +5,8 @@
     kameleoon_deliveries_total{action, http_status}     events that reached a final answer from Kameleoon
                                                         (http_status "none": no answer: refused, timed out, cancelled)
     kameleoon_delivery_attempts_total{action, outcome}  HTTP attempts: ok, retryable, final
+    kameleoon_http_attempts_total{action, http_status}  HTTP attempts by Kameleoon's answer ("none": no answer), so a
+                                                        503 retried into a 200 shows as one of each
     kameleoon_delivery_retries_total{action}            attempts after the first
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
     kameleoon_events_in_flight                          events being delivered now
@@ -16,6 +18,15 @@
     kameleoon_outbox_enqueued_total{action}             events committed to the outbox by this process
     kameleoon_outbox_delivered_total{action}            queued events Kameleoon took, delivered by this process
     kameleoon_outbox_dead_lettered_total{action}        queued events that became dead letters in this process
+    kameleoon_filtered_events_total{filter, outcome}    events a destination filter acted on: dropped, sampled_out,
+                                                        error (condition not evaluable: dropped), properties_dropped,
+                                                        properties_allowed
+    kameleoon_config_reloads_total{config, result}      reloads of subscriptions / filters: applied, unchanged, refused
+    kameleoon_config_version_info{config, version}      1 for the loaded version (a content hash) of each configuration
+
+``http_status`` labels are bounded (:func:`status_label`): every status the service
+treats in its own way keeps its number, any other folds into its class
+(``4xx_other``...), so a proxy answering odd codes cannot grow the series.
 
 A grpc.aio server interceptor of our own counts RPCs (py-grpc-prometheus has no
 asyncio support). Every metric lives in the registry of one :class:`Metrics`,
@@ -29,6 +40,29 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
+# Statuses that mean something of their own here: success, the errors mapped to their own gRPC
+# code or message (service/errors.py), and the retried ones (service/delivery.py).
+KNOWN_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 408, 413, 422, 423, 429, 500, 501, 502, 503, 504})
+
+
+def _label(status: int) -> str:
+    if not status:
+        return "none"
+    if status in KNOWN_STATUSES:
+        return str(status)
+    if 100 <= status <= 599:
+        return f"{status // 100}xx_other"
+    return "other"
+
+
+_STATUS_LABELS = tuple(_label(status) for status in range(1000))
+
+
+def status_label(status: int) -> str:
+    """Kameleoon's HTTP status as a metric label: "none" (0: no answer), a known status, or its class."""
+    return _STATUS_LABELS[status] if 0 <= status < 1000 else "other"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -39,6 +73,12 @@ class Metrics:
             "kameleoon_deliveries_total", "Events with a final answer from Kameleoon", ("action", "http_status"), registry=r
         )
         self.attempts = Counter("kameleoon_delivery_attempts_total", "HTTP attempts to Kameleoon", ("action", "outcome"), registry=r)
+        self.http_attempts = Counter(
+            "kameleoon_http_attempts_total",
+            "HTTP attempts to Kameleoon by its HTTP status (none: no answer)",
+            ("action", "http_status"),
+            registry=r,
+        )
         self.retries = Counter("kameleoon_delivery_retries_total", "HTTP attempts after the first", ("action",), registry=r)
         self.delivery_seconds = Histogram(
             "kameleoon_delivery_seconds",
@@ -66,6 +106,15 @@ class Metrics:
         self.outbox_dead_lettered = Counter(
             "kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r
         )
+        self.filtered = Counter(
+            "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
+        )
+        self.config_reloads = Counter(
+            "kameleoon_config_reloads_total", "Configuration reloads, by configuration and result", ("config", "result"), registry=r
+        )
+        self.config_version = Gauge(
+            "kameleoon_config_version_info", "1 for the configuration version in force (a content hash)", ("config", "version"), registry=r
+        )
 
         self._children: dict[tuple, object] = {}
 
@@ -79,13 +128,15 @@ class Metrics:
 
     # -- what delivery, the pipeline and the interceptor report ---------------
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
+        """One HTTP attempt, the ``number``-th of its delivery; ``http_status`` 0: no answer."""
         self.child(self.attempts, action, outcome).inc()
+        self.child(self.http_attempts, action, status_label(http_status)).inc()
         if number > 1:
             self.child(self.retries, action).inc()
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
-        self.child(self.deliveries, action, str(http_status) if http_status else "none").inc()
+        self.child(self.deliveries, action, status_label(http_status)).inc()
         self.child(self.delivery_seconds, action).observe(seconds)
 
     def duplicate(self, action: str) -> None:
@@ -100,6 +151,20 @@ class Metrics:
         self.outbox_in_flight.set(stats.in_flight)
         self.outbox_oldest_age.set(stats.oldest_pending_age_s)
         self.outbox_dead.set(stats.dead)
+
+    def filtered_event(self, title: str, outcome: str) -> None:
+        self.child(self.filtered, title, outcome).inc()
+
+    def config_reload(self, config: str, result: str) -> None:
+        self.config_reloads.labels(config, result).inc()
+
+    def config_in_force(self, config: str, version: str, previous: str | None = None) -> None:
+        if previous is not None and previous != version:
+            try:
+                self.config_version.remove(config, previous)
+            except KeyError:
+                pass
+        self.config_version.labels(config, version).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -194,7 +259,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 class NoMetrics:
     """Stands in when metrics are off: every report is dropped."""
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
         pass
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
@@ -209,5 +274,8 @@ class NoMetrics:
     def outbox_stats(self, stats) -> None:
         pass
 
+    def filtered_event(self, title: str, outcome: str) -> None:
+        pass
 
-__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics"]
+
+__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics", "status_label"]

@@ -4,7 +4,10 @@ Typed requests arrive as payloads; raw Segment events are parsed, matched
 against the subscriptions and mapped into payloads. Both then go the same
 way: Segment's validation, Segment's ``perform`` body, one HTTP delivery.
 Raw events are validated for every matching subscription before anything is
-sent, so a rejected event sends nothing.
+sent, so a rejected event sends nothing. Destination filters come first, on
+both: an event they drop answers OK with ``filtered_by`` and sends nothing.
+Each event reads the filters and subscriptions in force once, when it
+starts, so a reload never changes an event half way.
 
 Queued delivery takes the same way up to the body, then commits the rendered
 request to the outbox instead of posting it (``queue_payload``,
@@ -18,11 +21,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import structlog
+
 from service import jsonwire
 from service.actions import Action
 from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
 from service.errors import CallError, InvalidArgument, MappingError, MissingSetting, Overloaded
+from service.filters import NO_FILTERS, FilterSet, Verdict
 from service.idempotency import DeliveredStore, NoStore
 from service.metrics import NoMetrics
 from service.outbox.base import NewEvent, Outbox
@@ -30,6 +36,7 @@ from service.outbox.sealing import Sealer
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
+log = structlog.get_logger("kameleoon.filters")
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Outcome:
 
     message_id: str
     results: list[tuple[Subscription, Delivered]] = field(default_factory=list)
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Queued:
     duplicate: bool = False
     http_status: int = 0  # nothing was sent during the call
     attempts: int = 0
+    filtered_by: str = ""
 
     @property
     def queued(self) -> bool:
@@ -122,6 +131,7 @@ class Pipeline:
         store: DeliveredStore | None = None,
         max_in_flight: int = 2000,
         metrics=None,
+        filters: FilterSet = NO_FILTERS,
         outbox: Outbox | None = None,
         sealer: Sealer | None = None,
         queue_settings: QueueSettings = QueueSettings(),
@@ -132,16 +142,55 @@ class Pipeline:
         self.queue_settings = queue_settings
         self.on_enqueued: Callable[[], None] = lambda: None  # the deliverer's wake-up
         self.subscriptions = subscriptions
+        self.filters = filters
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
         self._pending: dict[str, asyncio.Future] = {}
+        self._warned: set[tuple] = set()  # (filter, reason) already logged
+
+    def reconfigure(self, subscriptions: tuple[Subscription, ...] | None = None, filters: FilterSet | None = None) -> None:
+        """Put new subscriptions and/or filters in force; events already started keep the ones they read."""
+        if subscriptions is not None:
+            self.subscriptions = subscriptions
+        if filters is not None:
+            self.filters = filters
+
+    def _filtered(self, verdict: Verdict) -> None:
+        for title, outcome in verdict.outcomes:
+            self.metrics.filtered_event(title, outcome)
+        if verdict.error is not None and (verdict.stopped_by, verdict.error) not in self._warned:
+            if len(self._warned) < 1000:  # once per filter and reason: the metric counts every event
+                self._warned.add((verdict.stopped_by, verdict.error))
+            log.warning("filter condition cannot be evaluated: events dropped", filter=verdict.stopped_by, error=verdict.error)
+
+    def _filter_payload(self, action: Action, payload: dict) -> tuple[dict | None, str]:
+        """The payload the filters let through (None: dropped) and the filter that dropped it."""
+        filters = self.filters
+        if not filters.steps:  # empty when no filter is configured: nothing to do (no call, a tuple test)
+            return payload, ""
+        verdict = filters.apply_payload(action, payload)
+        self._filtered(verdict)
+        return verdict.event, verdict.stopped_by or ""
+
+    def _filter_event(self, event: dict, outcome: Outcome, filters: FilterSet) -> dict | None:
+        """The raw event the filters let through; None (and ``outcome.filtered_by`` set) when dropped."""
+        if not filters.steps:
+            return event
+        verdict = filters.apply(event)
+        self._filtered(verdict)
+        if verdict.event is None:
+            outcome.filtered_by = verdict.stopped_by or ""
+        return verdict.event
 
     async def deliver_payload(
         self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
     ) -> Delivered:
-        """A typed request's payload: validate, build Segment's body, post it (once per messageId)."""
+        """A typed request's payload: filter, validate, build Segment's body, post it (once per messageId)."""
+        payload, filtered_by = self._filter_payload(action, payload)
+        if payload is None:
+            return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
         valid = action.validate(payload)
         body = jsonwire.dumps(action.body(valid))
         key = _key(credentials, action.slug, valid.get("messageId"))
@@ -177,10 +226,10 @@ class Pipeline:
             if pending is not None and not pending.done():
                 pending.set_result(None)
 
-    def plan(self, event: dict) -> list[Planned]:
+    def plan(self, event: dict, subscriptions: tuple[Subscription, ...] | None = None) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
         planned = []
-        for subscription in self.subscriptions:
+        for subscription in self.subscriptions if subscriptions is None else subscriptions:
             try:
                 if not subscription.matches(event):
                     continue
@@ -199,7 +248,11 @@ class Pipeline:
     async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
         """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
         outcome = Outcome(message_id_of(event))
-        planned = self.plan(event)
+        filters, subscriptions = self.filters, self.subscriptions  # this event's configuration, whatever a reload does
+        event = self._filter_event(event, outcome, filters)
+        if event is None:
+            return outcome
+        planned = self.plan(event, subscriptions)
         if not planned:
             return outcome
         deliveries = [
@@ -224,8 +277,11 @@ class Pipeline:
 
     # -- queued delivery ----------------------------------------------------------
 
-    async def queue_payload(self, action: Action, payload: dict, credentials: Credentials) -> Queued:
-        """A typed request's payload: validate, build the body, commit it to the outbox."""
+    async def queue_payload(self, action: Action, payload: dict, credentials: Credentials) -> Queued | Delivered:
+        """A typed request's payload: filter, validate, build the body, commit it to the outbox."""
+        payload, filtered_by = self._filter_payload(action, payload)
+        if payload is None:
+            return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
         valid = action.validate(payload)
         body = jsonwire.dumps(action.body(valid))
         message_id = valid.get("messageId") or ""
@@ -234,21 +290,23 @@ class Pipeline:
         return queued
 
     async def queue_events(self, items: list[tuple[dict, Credentials]]) -> list[Outcome | CallError]:
-        """Raw events, each through the subscriptions; every body of every event committed in one transaction.
+        """Raw events, each through the filters and subscriptions; every body of every event committed in one transaction.
 
         One entry per item, in order: its Outcome (results hold Queued), or the CallError refusing it.
         """
+        filters, subscriptions = self.filters, self.subscriptions  # one configuration for the whole call
         results: list[Outcome | CallError] = []
         events: list[NewEvent] = []
         owners: list[tuple[Outcome, Subscription]] = []
         for event, credentials in items:
+            outcome = Outcome(message_id_of(event))
             try:
-                planned = self.plan(event)
+                event = self._filter_event(event, outcome, filters)
+                planned = self.plan(event, subscriptions) if event is not None else []
                 reference = self.sealer.reference(credentials) if planned else ""
             except CallError as exc:
                 results.append(exc)
                 continue
-            outcome = Outcome(message_id_of(event))
             results.append(outcome)
             for item in planned:
                 sub = item.subscription

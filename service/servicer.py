@@ -84,9 +84,11 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 await abort(context, exc)
             result = _result_fields(done)
             fields.update(http_status=done.http_status, attempts=done.attempts, duplicate=done.duplicate)
+            if done.filtered_by:
+                fields["filtered_by"] = done.filtered_by
             if result["queued"]:
                 fields.update(queued=True, outbox_id=result["outbox_id"])
-            return pb.ActionResponse(message_id=request.message_id, **result)
+            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, **result)
 
 
     # -- raw events ----------------------------------------------------------
@@ -235,6 +237,7 @@ def _send_response(outcome: Outcome) -> pb.SendResponse:
             for sub, done in outcome.results
         ],
         status=OK_STATUS,
+        filtered_by=outcome.filtered_by,
     )
 
 
@@ -244,6 +247,8 @@ def _tally(tally: dict, response: pb.SendResponse) -> None:
             tally["queued"] += 1
         elif not result.duplicate:
             tally["delivered"] += 1
+    if response.filtered_by:
+        tally["filtered"] = tally.get("filtered", 0) + 1
 
 
 def _failed(method: str, request, exc: CallError, tally: dict) -> pb.SendResponse:
@@ -271,6 +276,8 @@ def _record_results(fields: dict, response: pb.SendResponse) -> None:
     fields["attempts"] = sum(result.attempts for result in response.results)
     if any(result.queued for result in response.results):
         fields["outbox_id"] = [result.outbox_id for result in response.results]
+    if response.filtered_by:
+        fields["filtered_by"] = response.filtered_by
 
 
 def _auth_message(exc: CallError) -> str:

@@ -99,6 +99,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._closing = False  # stop(): the flusher ends after the flush under way
         self._delivered: list[Claimed] = []
         self._retries: list[Retry] = []
         self._dead: list[tuple[Dead, Claimed]] = []
@@ -140,10 +141,11 @@ class Deliverer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._flush()  # the last marks, once more on failure is not tried: leases run out instead
+        if self._flusher is not None:  # never cancelled mid-flush: marks taken out of the lists would be lost
+            self._closing = True
+            self._dirty.set()
+            await self._flusher
+        await self._flush()  # the last marks; if the outbox fails now, the leases run out and the events come back
 
     # -- claiming -------------------------------------------------------------
 
@@ -282,8 +284,11 @@ class Deliverer:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            if not await self._flush():
-                await asyncio.sleep(POLL_S)
+            flushed = await self._flush()
+            if self._closing:
+                return
+            if not flushed:
+                await asyncio.sleep(POLL_S)  # the outbox failed: try again soon (stop() waits this long at most)
                 self._dirty.set()
 
     async def _flush(self) -> bool:

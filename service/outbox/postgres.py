@@ -191,7 +191,7 @@ _GUARD = """, refused AS (
     SELECT outbox_refuse(live, adding) FROM (
         SELECT (SELECT coalesce(sum(live), 0)::bigint FROM outbox_counters) AS live, (SELECT count(*) FROM chosen) AS adding
     ) AS s
-    WHERE live + adding > $12::bigint
+    WHERE adding > 0 AND live + adding > $12::bigint
 )"""
 ENQUEUE = _ENQUEUE.format(guard="", unless_refused="")
 ENQUEUE_LIMITED = _ENQUEUE.format(guard=_GUARD, unless_refused=" WHERE NOT EXISTS (SELECT 1 FROM refused)")

@@ -299,6 +299,8 @@ class SqliteOutbox(Outbox):
                 elif key in fresh:
                     fresh.discard(key)  # a second one of the same key in this call is a duplicate
                     stored.append(index)
+            if not stored:
+                return [Accepted(None, duplicate=True)] * len(events)
             if max_pending:
                 live = conn.execute("SELECT value FROM counters WHERE name = 'live'").fetchone()[0]
                 if live + len(stored) > max_pending:
@@ -306,8 +308,6 @@ class SqliteOutbox(Outbox):
                         f"the outbox holds {live} undelivered events; {len(stored)} more would pass "
                         f"KAMELEOON_OUTBOX_MAX_PENDING ({max_pending}): retry later"
                     )
-            if not stored:
-                return [Accepted(None, duplicate=True)] * len(events)
             conn.executemany(
                 "INSERT INTO events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -216,6 +216,7 @@ async def test_max_pending_refuses_and_stores_nothing(store_factory):
     with pytest.raises(OutboxFull):
         await put(store, [event(3), event(4)], max_pending=3)
     assert (await store.stats(now=T0)).pending == 2
+    assert (await put(store, [event(1)], max_pending=1))[0].duplicate  # nothing to store: never refused
     # Nothing of the refused call was kept, not even its idempotency keys.
     claimed = await store.claim(1, now=T0, lease_s=LEASE)
     await store.mark_delivered(claimed, now=T0)

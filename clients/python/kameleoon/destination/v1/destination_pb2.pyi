@@ -128,20 +128,22 @@ class GroupEventRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[Settings, _Mapping]] = ..., anonymous_id: _Optional[str] = ..., user_id: _Optional[str] = ..., type: _Optional[str] = ..., group_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., kameleoon_visitor_code: _Optional[str] = ..., timestamp: _Optional[str] = ..., message_id: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ...) -> None: ...
 
 class ActionResponse(_message.Message):
-    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id")
+    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id", "filtered_by")
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTERED_BY_FIELD_NUMBER: _ClassVar[int]
     http_status: int
     attempts: int
     message_id: str
     duplicate: bool
     queued: bool
     outbox_id: str
-    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
+    filtered_by: str
+    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., filtered_by: _Optional[str] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("settings", "event_json", "delivery")
@@ -172,14 +174,16 @@ class SubscriptionResult(_message.Message):
     def __init__(self, subscription: _Optional[str] = ..., action: _Optional[str] = ..., http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class SendResponse(_message.Message):
-    __slots__ = ("message_id", "results", "status")
+    __slots__ = ("message_id", "results", "status", "filtered_by")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    FILTERED_BY_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     results: _containers.RepeatedCompositeFieldContainer[SubscriptionResult]
     status: _status_pb2.Status
-    def __init__(self, message_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SubscriptionResult, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    filtered_by: str
+    def __init__(self, message_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SubscriptionResult, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., filtered_by: _Optional[str] = ...) -> None: ...
 
 class SendBatchRequest(_message.Message):
     __slots__ = ("settings", "requests", "delivery")
