@@ -1,7 +1,7 @@
 """What only the PostgreSQL store promises: its schema and migrations, connection loss, the URL's password.
 
 The store contract (tests/outbox/test_store_contract.py) runs on PostgreSQL too;
-these are the rest. A server of the test's own is started where the test stops it.
+these are the rest. Tests that stop the server use one apart from the session's (own_postgres).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from service.outbox import create, redact_url
 from service.outbox.base import Dead, DeadLetterFilter
 from service.outbox.postgres import SCHEMA_VERSION, PostgresOutbox, digest
 from tests.conftest import API_KEY, SITECODE
+from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
 from tests.test_cli import SCRIPT
 from tests.test_outbox_cli import outbox as outbox_command
 from tests.test_queued import until
 from tools import postgres_server as pg
-from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
 
 
 async def opened(url: str, **options) -> PostgresOutbox:
@@ -137,8 +137,7 @@ async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_p
     try:
         with capture_logs() as logs:
             loader = asyncio.ensure_future(load())
-            while len(oks) < 20:
-                await asyncio.sleep(0.01)
+            await until(lambda: len(oks) >= 20)
             await asyncio.to_thread(own_postgres.stop, mode)
             stopped.set()
             await loader
@@ -148,8 +147,7 @@ async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_p
             # No reopening: the pools reconnect by themselves.
             await eventually(lambda: put(store, [event(0, key=False)], now=T0))
             claimed = await eventually(lambda: store.claim(100_000, now=T0, lease_s=LEASE))
-            while not any(entry["event"] == "outbox database reachable again" for entry in logs):
-                await asyncio.sleep(0.05)
+            await until(lambda: any(entry["event"] == "outbox database reachable again" for entry in logs))
         assert refused > 0
         # Every OK was committed (an UNAVAILABLE may have been committed too: at least once).
         assert set(oks) <= {c.id for c in claimed}
@@ -200,8 +198,7 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
             await asyncio.to_thread(own_postgres.stop, "fast")
             with pytest.raises(OutboxUnavailable) as raised:
                 await put(store, [event(1)])
-            while not any(entry["event"] == "outbox database unreachable" for entry in logs):
-                await asyncio.sleep(0.05)
+            await until(lambda: any(entry["event"] == "outbox database unreachable" for entry in logs))
         assert "cannot" in str(raised.value) and pg.PASSWORD not in str(raised.value)
         assert pg.PASSWORD not in repr(logs)
     finally:
