@@ -135,6 +135,7 @@ async def test_kill_9_during_an_outage_and_during_the_drain_loses_nothing(sink, 
         assert process.returncode == 0
     finally:
         await finish(process)
+    print(f"in flight at the kills: {in_flight}; duplicates delivered: {duplicates(sink)}; delivered {len(set(ids))}")
     assert duplicates(sink) <= sum(in_flight), (duplicates(sink), in_flight)
     stats = await outbox_stats(db)
     assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 0)
