@@ -46,14 +46,17 @@ RUN groupadd --system --gid 10001 kameleoon \
 COPY --from=build /opt/venv /opt/venv
 # Bytecode was compiled at install time; nothing is written at run time but the
 # outbox, so the root filesystem can be mounted read-only (deploy/ does).
-# KAMELEOON_OUTBOX is used only when queued delivery is on (KAMELEOON_DELIVERY).
+# XDG_STATE_HOME=/var/lib: queued delivery's default outbox is then
+# /var/lib/kameleoon-destination/outbox.db, on the volume. It is opened only when
+# queued delivery is the default (KAMELEOON_DELIVERY=queued) or KAMELEOON_OUTBOX is
+# set, so a sync-only container writes nothing and runs on a read-only root.
 # KAMELEOON_HEALTH_LISTEN: plaintext grpc.health.v1 for HEALTHCHECK and probes, TLS or not.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     KAMELEOON_LOG_FORMAT=json \
     KAMELEOON_HEALTH_LISTEN=0.0.0.0:50052 \
-    KAMELEOON_OUTBOX=sqlite:////var/lib/kameleoon-destination/outbox.db
+    XDG_STATE_HOME=/var/lib
 VOLUME ["/var/lib/kameleoon-destination"]
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001

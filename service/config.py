@@ -90,9 +90,20 @@ def _readable_file(text: str) -> str:
 
 
 def _outbox_url(text: str) -> str:
-    if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
-        raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    return text
+    from service.outbox import check_url
+
+    return check_url(text)
+
+
+def _shown(attribute: str, value: Any) -> Any:
+    """A setting's value as logs and errors may show it: secrets hidden, the outbox URL's password too."""
+    if attribute in SECRET_SETTINGS and value:
+        return "<secret>"
+    if attribute == "outbox" and isinstance(value, str):
+        from service.outbox import redact_url
+
+        return redact_url(value)
+    return value
 
 
 def _outbox_key(text: str) -> bytes:
@@ -163,7 +174,7 @@ class Config:
         return None
 
     def __repr__(self) -> str:  # never print the apiKey or the tokens
-        shown = {f.name: "<secret>" if f.name in SECRET_SETTINGS and getattr(self, f.name) else getattr(self, f.name) for f in fields(self)}
+        shown = {f.name: _shown(f.name, getattr(self, f.name)) for f in fields(self)}
         return f"Config({shown})"
 
 
@@ -198,7 +209,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
     ("delivery", "KAMELEOON_DELIVERY", _choice("sync", "queued"), "delivery of requests that do not choose: sync or queued (outbox)"),
-    ("outbox", "KAMELEOON_OUTBOX", _outbox_url, "the outbox of queued delivery: sqlite:///relative.db or sqlite:////absolute.db"),
+    ("outbox", "KAMELEOON_OUTBOX", _outbox_url, "the outbox of queued delivery: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db"),
     ("outbox_key", "KAMELEOON_OUTBOX_KEY", _outbox_key, "base64 of 32 bytes: seals per-request apiKeys in the outbox (AES-GCM; secret)"),
     ("outbox_concurrency", "KAMELEOON_OUTBOX_CONCURRENCY", _positive_int, "queued events being posted at once, per process"),
     ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", _positive_float, "a claimed event is claimed again after this long if its process died"),
@@ -222,7 +233,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         try:
             values[attribute] = parse(raw)
         except ValueError as exc:
-            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(raw)
+            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(_shown(attribute, raw))
             raise ConfigError(f"{variable}={shown}: {exc}") from None
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")

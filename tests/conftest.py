@@ -20,6 +20,7 @@ from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import Config
 from service.server import create_server
 from service.sink import KameleoonSink
+from tests.outbox.pg import outbox_url, own_postgres, postgres, postgres_apart, postgres_url  # noqa: F401 -- PostgreSQL for any test
 
 GOLDENS = pathlib.Path(__file__).parent / "goldens"
 # base64 of {"id":"demo-id","secret":"demo-secret"}; the goldens were recorded with it.

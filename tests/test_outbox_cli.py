@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from service.outbox import create
 from service.outbox.base import Dead
-from service.outbox.sqlite import SqliteOutbox
 from tests.outbox.test_store_contract import event
 from tests.test_cli import SCRIPT
 
@@ -18,17 +18,19 @@ pytestmark = pytest.mark.skipif(not os.path.exists(SCRIPT), reason="console scri
 
 
 async def outbox(db, *args: str) -> tuple[int, str, str]:
+    """``kameleoon-destination outbox *args`` on the file ``db`` (or the outbox URL ``db``)."""
+    url = db if str(db).startswith("postgresql://") else f"sqlite:///{db}"
     process = await asyncio.create_subprocess_exec(
-        SCRIPT, "outbox", *args, env={**os.environ, "KAMELEOON_OUTBOX": f"sqlite:///{db}"},
+        SCRIPT, "outbox", *args, env={**os.environ, "KAMELEOON_OUTBOX": url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_stats_dead_letters_retry_and_purge_from_the_command_line(tmp_path):
-    db = tmp_path / "outbox.db"
-    store = SqliteOutbox(str(db))
+async def test_stats_dead_letters_retry_and_purge_from_the_command_line(outbox_url):
+    db = outbox_url.removeprefix("sqlite:///")
+    store = create(outbox_url)
     await store.open()
     now = time.time()
     await store.enqueue([event(n, "identify" if n == 2 else "logEvent") for n in range(5)],

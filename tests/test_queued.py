@@ -50,14 +50,26 @@ def delivered_ids(sink) -> list[str]:
 
 
 @pytest.fixture
-async def queued(start_service, tmp_path):
-    """Start a service whose default delivery is queued, on an outbox file in tmp_path; returns (app, stub, admin)."""
+def queued_outbox(request, tmp_path) -> str:
+    """The outbox of ``queued``: a file in tmp_path; a fresh PostgreSQL database in tests marked BOTH_STORES."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+# Operator RPCs and the messageId window work the same on every store.
+BOTH_STORES = pytest.mark.parametrize("queued_outbox", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+async def queued(start_service, queued_outbox):
+    """Start a service whose default delivery is queued, on ``queued_outbox``; returns (app, stub, admin)."""
     channels = []
 
     async def start(**overrides):
         settings = {
             "delivery": "queued",
-            "outbox": f"sqlite:///{tmp_path / 'outbox.db'}",
+            "outbox": queued_outbox,
             "api_key": API_KEY,
             "sitecode": SITECODE,
             "retry_max_backoff_s": 0.05,
@@ -144,6 +156,7 @@ async def _stats_when(admin, condition):
     return stats if condition(stats) else None
 
 
+@BOTH_STORES
 async def test_a_permanent_4xx_is_a_dead_letter_at_once_then_retry_delivers_it(queued, sink):
     sink.script.append(Reply(status=422, body='{"error":"bad payload"}'))
     app, stub, admin = await queued()
@@ -165,6 +178,7 @@ async def test_a_permanent_4xx_is_a_dead_letter_at_once_then_retry_delivers_it(q
     await until(lambda: _stats_when(admin, lambda s: s.dead == 0 and s.pending == 0 and s.in_flight == 0))
 
 
+@BOTH_STORES
 async def test_an_ended_window_makes_dead_letters_and_retry_delivers_them(queued, sink):
     sink.default = Reply(status=503)
     app, stub, admin = await queued(retry_window_s=1.0)
@@ -185,6 +199,7 @@ async def test_an_ended_window_makes_dead_letters_and_retry_delivers_them(queued
     await until(lambda: set(delivered_ids(sink)) == set(ids))
 
 
+@BOTH_STORES
 async def test_dead_letters_page_filter_and_purge(queued, sink):
     sink.default = Reply(status=400)
     app, stub, admin = await queued()
@@ -237,6 +252,7 @@ async def test_an_own_api_key_is_stored_sealed_and_delivered_as_sent(queued, sin
     assert delivered.headers["x-segment-settings"] == "other12345"
 
 
+@BOTH_STORES
 async def test_max_pending_refuses_with_resource_exhausted(queued, sink):
     sink.default = Reply(status=503)
     app, stub, admin = await queued(outbox_max_pending=3)
@@ -253,6 +269,7 @@ async def test_max_pending_refuses_with_resource_exhausted(queued, sink):
     assert (await stub.Send(request, timeout=10)).results[0].http_status == 200
 
 
+@BOTH_STORES
 async def test_a_messageid_is_taken_once_for_queued_and_sync_calls(queued, sink):
     app, stub, admin = await queued()
     first = await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-1"), timeout=10)
@@ -310,6 +327,7 @@ async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, 
     assert sink.received == []
 
 
+@BOTH_STORES
 async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, sink):
     sink.script.append(Reply(status=400))
     app, stub, admin = await queued()
