@@ -30,6 +30,9 @@ log = structlog.get_logger("kameleoon.delivery")
 RETRYABLE_STATUS = frozenset({408, 423, 429}) | (frozenset(range(500, 600)) - {501})
 # Do not start an attempt with less time than this left before the deadline.
 MIN_ATTEMPT_S = 0.05
+# End an attempt this long before the caller's deadline, so the caller gets our DEADLINE_EXCEEDED
+# (attempts, why) and the log line and metrics say so, rather than racing gRPC's own cancellation.
+DEADLINE_RESERVE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class KameleoonClient:
             timeout = self._config.timeout_s
             bound_by_deadline = False
             if deadline is not None:
-                left = deadline - loop.time()
+                left = deadline - DEADLINE_RESERVE_S - loop.time()
                 if left <= 0:
                     raise DeadlineExceeded(f"the call's deadline passed after {attempts - 1} attempt(s)", attempts=attempts - 1)
                 if left < timeout:
@@ -151,7 +154,7 @@ class KameleoonClient:
                     ) from None
                 delay = self._backoff(attempts, exc.retry_after)
                 give_up = attempts >= max_attempts or delay is None
-                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline:
+                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline - DEADLINE_RESERVE_S:
                     give_up = True
                 log.debug("attempt failed", method=method, attempt=attempts, reason=str(exc), http_status=exc.http_status)
                 if give_up:

@@ -35,6 +35,8 @@ so servers in one process (tests) do not mix their numbers.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -215,8 +217,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
         def finish(context, exc: BaseException | None) -> None:
             code = context.code()
-            if code is None:
-                code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+            if code is None:  # no status set: it ended, the caller cancelled it, or it raised
+                code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.CANCELLED if isinstance(exc, asyncio.CancelledError) else grpc.StatusCode.UNKNOWN
             if isinstance(code, int):
                 code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
             metrics.child(metrics.rpcs, method, code.name).inc()

@@ -103,7 +103,8 @@ def parse_event(event_json: str) -> dict:
         raise InvalidArgument(f"event_json is not valid JSON: {exc}", field="event_json") from None
     if not isinstance(event, dict):
         raise InvalidArgument(f"event_json must be a JSON object, got {type(event).__name__}", field="event_json")
-    if event_json.count("{") + event_json.count("[") > MAX_EVENT_DEPTH and _depth_exceeds(event, MAX_EVENT_DEPTH):
+    # N brackets nest at most N + 1 levels (values inside the innermost count too): walk only then.
+    if event_json.count("{") + event_json.count("[") >= MAX_EVENT_DEPTH and _depth_exceeds(event, MAX_EVENT_DEPTH):
         raise InvalidArgument(f"event_json nests deeper than {MAX_EVENT_DEPTH} levels", field="event_json")
     return event
 

@@ -113,10 +113,11 @@ async def serve_health(servicer: health.aio.HealthServicer, host: str, port: int
     return server, bound
 
 
-async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer_provider=None) -> App:
+async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer_provider=None, interceptors=()) -> App:
     """Build and start the server on ``address`` (port 0 picks a free one).
 
-    ``tracer_provider`` overrides the one KAMELEOON_TRACING would make (tests pass an in-memory one).
+    ``tracer_provider`` overrides the one KAMELEOON_TRACING would make (tests pass an in-memory one);
+    ``interceptors`` go innermost, next to the servicer (tests count what a stream reads).
     """
     metrics = Metrics()
     # the pipeline is made below; a reload puts the new subscriptions or filters in it
@@ -130,12 +131,13 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     trace_configs = (tracing.client_trace_config(provider),) if provider else ()
     client = KameleoonClient(config, metrics, trace_configs)
     await client.start()
-    interceptors = [tracing.server_interceptor(provider)] if provider else []
-    interceptors.append(MetricsInterceptor(metrics))
+    chain = [tracing.server_interceptor(provider)] if provider else []
+    chain.append(MetricsInterceptor(metrics))
     if config.auth_tokens:
-        interceptors.append(BearerTokenInterceptor(config.auth_tokens))
+        chain.append(BearerTokenInterceptor(config.auth_tokens))
+    chain.extend(interceptors)
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=chain,
         options=(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
