@@ -464,7 +464,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
         # Latency, one call at a time.
         lat = {"count": p.latency_count, "warmup": p.latency_warmup, "time_cap_s": cap / 2}
         for v in variants:
-            if v.key == "service_warning":
+            if v.key == "service_warning" or p.latency_count <= 0:
                 continue
             prefix = "" if v.key == "service" else f"{v.key}_"
             for mode in ("typed", "send"):
@@ -475,14 +475,14 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
                 report["latency"][prefix + mode] = attempt(f"latency {prefix}{mode}", lambda: loadgen.ask(
                     {"op": "latency", "mode": mode, "tag": f"lat-{prefix}{mode}", **lat, **base(v)}, cap))
         log("latency direct")
-        report["latency"]["direct"] = attempt("latency direct", lambda: loadgen.ask(
+        report["latency"]["direct"] = {"available": False, "reason": "--latency-count 0"} if p.latency_count <= 0 else attempt("latency direct", lambda: loadgen.ask(
             {"op": "latency", "mode": "direct", "tag": "lat-direct", **lat, **base(variants[0]),
              "direct_url": standin_url + FLOOR_PATH_SUFFIX}, cap))
-        if p.grpc_floor:
+        if p.grpc_floor and p.latency_count > 0:
             log("latency gRPC floor")
             report["latency"]["grpc_floor"] = attempt("latency floor", lambda: loadgen.ask(
                 {"op": "latency", "mode": "send", "tag": "lat-floor", **lat, "target": f"127.0.0.1:{floor_port}", "standin_url": standin_url}, cap))
-        if segment is not None:
+        if segment is not None and p.latency_count > 0:
             log("latency segment")
             report["latency"]["segment"] = attempt("latency segment", lambda: segment.ask({"op": "latency", "tag": "lat-seg", **lat}, cap))
         else:

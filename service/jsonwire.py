@@ -143,6 +143,7 @@ _ODD_NUMBER = re.compile(r"(?:(?<=[:,\[])|^)-?[0-9]+(?:\.[0-9]+)?(?:\.0|e[+-][0-
 _INPUT_SHAPE = bytes.maketrans(b"0123456789{", b"0000000000,")
 _INPUT_SPACE = b" \t\n\r"
 _OUTPUT_SHAPE = bytes.maketrans(b"123456789}]-", b"111111111,,+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SAFE_INT_DIGITS = b"0" * 16  # 2**53 has 16 digits: shorter integers are exact doubles
 
 
@@ -196,8 +197,31 @@ def dumps(value: Any) -> bytes:
         return _exact_dumps(value)
     shape = out.translate(_OUTPUT_SHAPE)
     if b".0," in shape or b"1e+" in shape or shape.endswith(b".0"):
-        return _exact_dumps(value)
+        # Numbers to spell as JavaScript does: orjson again, each float given as its JavaScript text.
+        try:
+            return orjson.dumps(_js_numbers(value))
+        except (TypeError, RecursionError):
+            return _exact_dumps(value)
     return out
+
+
+def _js_number_fragment(value: float | int) -> Any:
+    """A number as JSON.stringify spells it (non-finite: null; ints beyond 2**53 rounded as doubles)."""
+    if type(value) is float and not math.isfinite(value):
+        return None
+    return orjson.Fragment(js_number_text(value).encode())
+
+
+def _js_numbers(value: Any) -> Any:
+    """A copy of ``value`` whose floats (and ints beyond 2**53) are orjson Fragments of their JavaScript text."""
+    t = type(value)
+    if t is float or (t is int and not -_SAFE_INT <= value <= _SAFE_INT):
+        return _js_number_fragment(value)
+    if t is dict:
+        return {key: _js_numbers(item) for key, item in value.items()}
+    if t is list:
+        return [_js_numbers(item) for item in value]
+    return value
 
 
 def _exact_dumps(value: Any) -> bytes:
@@ -212,7 +236,7 @@ def _exact_dumps(value: Any) -> bytes:
 
 def _js_string(text: str) -> str:
     encoded = json.encoder.encode_basestring(text)
-    if any("\ud800" <= ch <= "\udfff" for ch in encoded):
+    if not encoded.isascii() and _SURROGATE.search(encoded):
         encoded = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in encoded)
     return encoded
 

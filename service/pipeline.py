@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from service import jsonwire
 from service.actions import Action
@@ -32,8 +33,7 @@ class Outcome:
     results: list[tuple[Subscription, Delivered]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
     subscription: Subscription
     body: bytes
 
@@ -98,7 +98,8 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
-        self._pending: dict[str, asyncio.Future] = {}
+        # messageIds being delivered now -> None, or a future once another delivery of the same id waits.
+        self._pending: dict[str, asyncio.Future | None] = {}
 
     async def deliver_payload(
         self, action: Action, payload: dict, credentials: Credentials, deadline: float | None
@@ -114,12 +115,16 @@ class Pipeline:
     ) -> Delivered:
         """Post ``body`` unless ``key`` was delivered already (or is being delivered right now)."""
         if key is not None:
-            while (pending := self._pending.get(key)) is not None:
-                await asyncio.shield(pending)
+            pending = self._pending
+            while key in pending:  # the same messageId is being delivered: wait for that one to end
+                waiter = pending[key]
+                if waiter is None:
+                    waiter = pending[key] = asyncio.get_running_loop().create_future()
+                await asyncio.shield(waiter)
             if await self.store.seen(key):
                 self.metrics.duplicate(action)
                 return DUPLICATE
-            self._pending[key] = asyncio.get_running_loop().create_future()
+            pending[key] = None
         if self.in_flight >= self.max_in_flight:
             self._release(key)
             raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
@@ -135,9 +140,9 @@ class Pipeline:
 
     def _release(self, key: str | None) -> None:
         if key is not None:
-            pending = self._pending.pop(key, None)
-            if pending is not None and not pending.done():
-                pending.set_result(None)
+            waiter = self._pending.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def plan(self, event: dict) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
@@ -162,6 +167,12 @@ class Pipeline:
         """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
         outcome = Outcome(message_id_of(event))
         planned = self.plan(event)
+        if len(planned) == 1:  # the usual case, awaited directly: no task to spawn
+            subscription, body = planned[0]
+            key = _key(credentials, subscription.name, outcome.message_id)
+            done = await self._deliver_once(key, body, credentials, deadline, subscription.action.slug)
+            outcome.results.append((subscription, done))
+            return outcome
         if not planned:
             return outcome
         deliveries = [
@@ -174,10 +185,7 @@ class Pipeline:
             )
             for item in planned
         ]
-        if len(deliveries) == 1:  # the usual case, awaited directly: no task to spawn
-            results = [await deliveries[0]]
-        else:
-            results = await asyncio.gather(*deliveries, return_exceptions=True)
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
         for item, result in zip(planned, results):
             if isinstance(result, BaseException):
                 raise result

@@ -9,6 +9,7 @@ closes the HTTP session.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from dataclasses import dataclass
 
@@ -30,6 +31,12 @@ from service.servicer import Servicer
 from service.subscriptions import load as load_subscriptions
 
 log = structlog.get_logger("kameleoon.server")
+
+# The cyclic garbage collector's first threshold: collections that many allocations apart. The
+# default (700) makes it walk the young objects of hundreds of deliveries in flight several
+# times per batch; 10,000 lets most of them die first (refcounting frees them: an event's
+# objects hold no cycles).
+GC_THRESHOLD = 10_000
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
@@ -117,11 +124,22 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     return app
 
 
+def settle_gc() -> None:
+    """Once started: what start-up made (modules, descriptors, the server) lives as long as the
+    process, so it leaves the garbage collector's generations (gc.freeze) and full collections no
+    longer walk it; young collections come less often (GC_THRESHOLD). Cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, second, third)
+
+
 async def serve(config: Config, address: str, worker: int | None = None) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully. ``worker`` numbers the process among KAMELEOON_WORKERS."""
     if worker is not None:
         structlog.contextvars.bind_contextvars(worker=worker)
     app = await create_server(config, address)
+    settle_gc()
     host = address.rsplit(":", 1)[0]
     log.info(
         "serving",

@@ -25,11 +25,32 @@ from service.pipeline import Pipeline, message_id_of, parse_event
 log = structlog.get_logger("kameleoon.rpc")
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop) -> float | None:
     remaining = context.time_remaining()
     if remaining is None:
         return None
-    return asyncio.get_running_loop().time() + remaining
+    return loop.time() + remaining
+
+
+_RESULTS: dict[tuple, pb.SubscriptionResult] = {}
+
+
+def _result(subscription, delivered) -> pb.SubscriptionResult:
+    """The SubscriptionResult of one delivery; the few distinct ones are made once (they are copied
+    into each response)."""
+    key = (subscription.name, subscription.action.slug, delivered.http_status, delivered.attempts, delivered.duplicate)
+    found = _RESULTS.get(key)
+    if found is None:
+        found = pb.SubscriptionResult(
+            subscription=subscription.name,
+            action=subscription.action.slug,
+            http_status=delivered.http_status,
+            attempts=delivered.attempts,
+            duplicate=delivered.duplicate,
+        )
+        if len(_RESULTS) < 4096:
+            _RESULTS[key] = found
+    return found
 
 
 def _settings(request):
@@ -41,6 +62,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         self._config = config
         self._pipeline = pipeline
         self._client = pipeline.client
+        self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
         # a new action needs no code here.
         for action in ACTIONS.values():
@@ -53,7 +75,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         async with _rpc_log(action.rpc, fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
-                delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context))
+                delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -75,18 +97,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         creds = credentials.resolve(settings, self._config)
         outcome = await self._pipeline.send_event(event, creds, deadline)
         return pb.SendResponse(
-            message_id=outcome.message_id,
-            results=[
-                pb.SubscriptionResult(
-                    subscription=sub.name,
-                    action=sub.action.slug,
-                    http_status=done.http_status,
-                    attempts=done.attempts,
-                    duplicate=done.duplicate,
-                )
-                for sub, done in outcome.results
-            ],
-            status=OK_STATUS,
+            message_id=outcome.message_id, results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS
         )
 
     async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict) -> pb.SendResponse:
@@ -112,7 +123,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         fields: dict = {}
         async with _rpc_log("Send", fields):
             try:
-                response = await self._send_one(request, None, _deadline(context))
+                response = await self._send_one(request, None, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -131,7 +142,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 _record_failure(fields, exc)
                 await abort(context, exc)
             batch_settings = _settings(request)
-            deadline = _deadline(context)
+            deadline = _deadline(context, self._loop)
             responses: list = [None] * len(request.requests)
             pending = iter(enumerate(request.requests))
 
@@ -146,7 +157,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
         slots = asyncio.Semaphore(self._config.stream_window)
         order: asyncio.Queue = asyncio.Queue()  # holds at most stream_window tasks: each took a slot
-        deadline = _deadline(context)
+        deadline = _deadline(context, self._loop)
         fields: dict = {"events": 0, "delivered": 0, "failed": 0}
 
         async def read() -> None:
@@ -182,7 +193,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 entries = credentials.api_key_entries(creds.api_key)
-                delivered = await self._client.check_api_key(entries, _deadline(context))
+                delivered = await self._client.check_api_key(entries, _deadline(context, self._loop))
             except (InvalidArgument, DeliveryError) as exc:
                 if isinstance(exc, DeliveryError) and exc.http_status == 0:
                     _record_failure(fields, exc)

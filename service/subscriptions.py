@@ -39,7 +39,8 @@ class Subscription:
         return self.trigger.matches(event)
 
     def payload(self, event: dict) -> dict:
-        return self.mapping.resolve(event)
+        """The mapped payload; it may share values with ``event``: validate it, never modify it."""
+        return self.mapping.resolve_shared(event)
 
 
 def preset_specs() -> list[dict]:
