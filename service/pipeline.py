@@ -20,6 +20,7 @@ from service.delivery import Delivered, KameleoonClient
 from service.errors import InvalidArgument, MappingError, Overloaded
 from service.idempotency import DeliveredStore, NoStore
 from service.metrics import NoMetrics
+from service.planner import type_dispatch
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
@@ -94,6 +95,7 @@ class Pipeline:
     ):
         self.client = client
         self.subscriptions = subscriptions
+        self._by_type = type_dispatch(subscriptions)
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -147,20 +149,24 @@ class Pipeline:
     def plan(self, event: dict) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
         planned = []
-        for subscription in self.subscriptions:
+        if self._by_type is not None:  # every trigger is type = "...": the candidates are those of the event's type
+            kind = event.get("type")
+            candidates, check = (self._by_type.get(kind, ()) if type(kind) is str else ()), False
+        else:
+            candidates, check = self.subscriptions, True
+        for subscription in candidates:
             try:
-                if not subscription.matches(event):
+                if check and not subscription.matches(event):
                     continue
             except MappingError as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r}: its trigger cannot be evaluated on this event: {exc}") from None
             try:
-                payload = subscription.payload(event)
-                valid = subscription.action.validate(payload, raw=event)
+                body = subscription.body(event)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r} ({subscription.action.slug}): {exc}", field=exc.field) from None
             except MappingError as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r}: mapping failed: {exc}") from None
-            planned.append(Planned(subscription, jsonwire.dumps(subscription.action.body(valid))))
+            planned.append(Planned(subscription, jsonwire.dumps(body)))
         return planned
 
     async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:

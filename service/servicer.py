@@ -7,13 +7,14 @@ one place). One log line per RPC.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import time
 
 import grpc
 import structlog
 
-from service import credentials
+from service import credentials, logs
 from service.actions import ACTIONS, Action
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
@@ -72,7 +73,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
         fields = {"action": action.slug, "message_id": request.message_id or None}
-        async with _rpc_log(action.rpc, fields):
+        with _rpc_log(action.rpc, fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
@@ -121,7 +122,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def Send(self, request, context):
         fields: dict = {}
-        async with _rpc_log("Send", fields):
+        with _rpc_log("Send", fields):
             try:
                 response = await self._send_one(request, None, _deadline(context, self._loop))
             except CallError as exc:
@@ -132,7 +133,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def SendBatch(self, request, context):
         fields: dict = {"events": len(request.requests), "delivered": 0, "failed": 0}
-        async with _rpc_log("SendBatch", fields):
+        with _rpc_log("SendBatch", fields):
             if len(request.requests) > self._config.max_batch:
                 exc = InvalidArgument(
                     f"requests holds {len(request.requests)} events, more than the limit of {self._config.max_batch} "
@@ -155,41 +156,37 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def SendStream(self, request_iterator, context):
         """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
-        slots = asyncio.Semaphore(self._config.stream_window)
-        order: asyncio.Queue = asyncio.Queue()  # holds at most stream_window tasks: each took a slot
         deadline = _deadline(context, self._loop)
         fields: dict = {"events": 0, "delivered": 0, "failed": 0}
+        window = _InOrder(self._config.stream_window, self._loop)
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    await slots.acquire()  # backpressure: stop reading while the window is full
+                    await window.room()  # backpressure: stop reading while the window is full
                     fields["events"] += 1
-                    task = asyncio.ensure_future(self._send_logged("SendStream", request, None, deadline, fields))
-                    await order.put(task)
+                    window.put(self._loop.create_task(self._send_logged("SendStream", request, None, deadline, fields)))
             finally:
-                await order.put(None)
+                window.close()
 
-        async with _rpc_log("SendStream", fields):
-            reader = asyncio.ensure_future(read())
+        with _rpc_log("SendStream", fields):
+            reader = self._loop.create_task(read())
             try:
-                while (task := await order.get()) is not None:
+                while (task := await window.head()) is not None:
                     response = await task
-                    slots.release()
+                    window.pop()
                     yield response
                 await reader
             finally:
                 reader.cancel()
-                while not order.empty():
-                    task = order.get_nowait()
-                    if task is not None:
-                        task.cancel()
+                for task in window.tasks:
+                    task.cancel()
 
     # -- credentials ---------------------------------------------------------
 
     async def TestAuthentication(self, request, context):
         fields: dict = {}
-        async with _rpc_log("TestAuthentication", fields):
+        with _rpc_log("TestAuthentication", fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 entries = credentials.api_key_entries(creds.api_key)
@@ -235,17 +232,65 @@ def _record_failure(fields: dict, exc: CallError) -> None:
         fields.update(http_status=exc.http_status, attempts=exc.attempts)
 
 
+class _InOrder:
+    """A stream's deliveries in the order their requests came, at most ``size`` unanswered. The reader
+    waits while it is full, the writer while it is empty; a future is made only to wait."""
+
+    __slots__ = ("tasks", "_size", "_loop", "_closed", "_room", "_ready")
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop):
+        self.tasks: collections.deque[asyncio.Task] = collections.deque()
+        self._size = size
+        self._loop = loop
+        self._closed = False
+        self._room: asyncio.Future | None = None
+        self._ready: asyncio.Future | None = None
+
+    async def room(self) -> None:
+        while len(self.tasks) >= self._size:
+            self._room = self._loop.create_future()
+            await self._room
+
+    def put(self, task: asyncio.Task) -> None:
+        self.tasks.append(task)
+        self._ready = _wake(self._ready)
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready = _wake(self._ready)
+
+    async def head(self) -> asyncio.Task | None:
+        """The oldest unanswered delivery; None once the reader is done and all are answered."""
+        while not self.tasks:
+            if self._closed:
+                return None
+            self._ready = self._loop.create_future()
+            await self._ready
+        return self.tasks[0]
+
+    def pop(self) -> None:
+        self.tasks.popleft()
+        self._room = _wake(self._room)
+
+
+def _wake(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class _rpc_log:
     """Writes the one log line of an RPC when it ends, however it ends."""
+
+    __slots__ = ("_method", "_fields", "_start")
 
     def __init__(self, method: str, fields: dict):
         self._method = method
         self._fields = fields
 
-    async def __aenter__(self):
+    def __enter__(self):
         self._start = time.perf_counter()
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         fields = self._fields
         if exc_type is asyncio.CancelledError:
             fields.setdefault("code", "CANCELLED")
@@ -254,7 +299,7 @@ class _rpc_log:
             log.error("rpc failed", method=self._method, exc_info=(exc_type, exc, tb))
         fields.setdefault("code", "OK")
         duration_ms = round((time.perf_counter() - self._start) * 1000, 3)
-        log.info("rpc", method=self._method, duration_ms=duration_ms, **fields)
+        logs.logger("kameleoon.rpc").info("rpc", method=self._method, duration_ms=duration_ms, **fields)
 
 
 __all__ = ["Servicer"]

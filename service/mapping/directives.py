@@ -792,12 +792,12 @@ def _flat(node: Any) -> Resolver:
     return _constant(_finish(node) if t is dict or t is list else node)
 
 
-def _flat_fields(processed: Any) -> tuple[tuple[str, Resolver], ...] | None:
-    """(key, resolver) of each top-level field of a mapping that is flat (see _flat), or None."""
+def _flat_fields(processed: Any) -> tuple[tuple[str, Resolver, Any], ...] | None:
+    """(key, resolver, mapping node) of each top-level field of a mapping that is flat (see _flat), or None."""
     if type(processed) is not dict or _is_directive(processed):
         return None
     try:
-        return tuple((key, _flat(processed[key])) for key in js.js_keys(processed))
+        return tuple((key, _flat(processed[key]), processed[key]) for key in js.js_keys(processed))
     except _NotFlat:
         return None
 
@@ -807,10 +807,15 @@ class Mapping:
 
     __slots__ = ("source", "_resolver", "_fields")
 
-    def __init__(self, source: Any, resolver: Resolver, fields: tuple[tuple[str, Resolver], ...] | None = None):
+    def __init__(self, source: Any, resolver: Resolver, fields: tuple[tuple[str, Resolver, Any], ...] | None = None):
         self.source = source
         self._resolver = resolver
         self._fields = fields
+
+    @property
+    def flat_fields(self) -> tuple[tuple[str, Resolver, Any], ...] | None:
+        """(key, resolver, mapping node) per field when the mapping is flat (see resolve_shared), else None."""
+        return self._fields
 
     def resolve(self, event: dict) -> Any:
         """The result, a copy: nothing in it is shared with ``event`` or the mapping."""
@@ -836,7 +841,7 @@ class Mapping:
             raise MappingError(f"data must be an object, got {js.real_type_of(event)}")
         try:
             payload = {}
-            for key, resolver in self._fields:
+            for key, resolver, _ in self._fields:
                 value = resolver(event)
                 if type(value) is float:
                     if not math.isfinite(value):
