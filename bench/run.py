@@ -76,7 +76,7 @@ class Profile:
 
 
 FULL = Profile("full", pool=2000, concurrencies=[1, 8, 32, 128], raw_concurrencies=[8, 32, 128], warmup_s=0.6,
-               duration_s=1.6, rounds=2, max_events=200_000, batch_size=100, latency_count=2000, latency_warmup=200,
+               duration_s=1.6, rounds=3, max_events=200_000, batch_size=100, latency_count=2000, latency_warmup=200,
                memory_events=100_000, memory_mark=20_000, memory_concurrency=32, warm_s=1.5)
 QUICK = Profile("quick", pool=200, concurrencies=[1, 8], raw_concurrencies=[8], warmup_s=0.2, duration_s=0.5,
                 max_events=20_000, batch_size=20, latency_count=100, latency_warmup=20, memory_events=2000,
