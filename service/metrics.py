@@ -11,8 +11,9 @@
     kameleoon_duplicates_total{action}                  events not sent again: delivered within the idempotency window
     kameleoon_pool_wait_seconds                         time an HTTP attempt waited for a pooled connection (histogram)
 
-A grpc.aio server interceptor of our own counts RPCs (py-grpc-prometheus has no
-asyncio support). Every metric lives in the registry of one :class:`Metrics`,
+RPCs are counted by the method handlers themselves (service.decoding) and the
+bearer-token check (service.auth), not by an interceptor: grpc.aio's interceptor
+path costs every call more than the counting. Every metric lives in the registry of one :class:`Metrics`,
 so servers in one process (tests) do not mix their numbers. The ones updated
 per event or per call are counted in plain Python (:class:`CounterFamily`,
 :class:`GaugeFamily`, :class:`HistogramFamily`) and read when scraped.
@@ -147,6 +148,18 @@ class Metrics:
     def pool_wait(self, seconds: float) -> None:
         self.pool_waits.observe((), seconds)
 
+    def rpc_started(self, method: str) -> None:
+        self.rpcs_in_flight.add((method,), 1)
+
+    def rpc_finished(self, method: str, context, failed: bool) -> None:
+        """An RPC ended: counted by its final gRPC code (the context's, else OK, or UNKNOWN when it raised)."""
+        self.rpcs.inc((method, _code_name(context, failed)))
+        self.rpcs_in_flight.add((method,), -1)
+
+    def rpc_refused(self, method: str, code: str) -> None:
+        """An RPC ended before its handler ran (a refused bearer token)."""
+        self.rpcs.inc((method, code))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -167,74 +180,16 @@ class Metrics:
         return runner, site._server.sockets[0].getsockname()[1]
 
 
-def _method_name(full: str) -> str:
-    return full.rsplit("/", 1)[-1]
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every RPC by method and final gRPC code, and the RPCs in flight."""
-
-    def __init__(self, metrics: Metrics):
-        self._metrics = metrics
-        self._wrapped: dict[str, tuple] = {}  # method -> (its handler, the counting handler)
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        cached = self._wrapped.get(details.method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, _method_name(details.method))
-        self._wrapped[details.method] = (handler, wrapped)  # one entry a method: the handler seen last
-        return wrapped
-
-    def _wrap(self, handler, method: str):
-        metrics = self._metrics
-        in_flight = (method,)
-        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-
-        def finish(context, exc: BaseException | None) -> None:
-            code = context.code()
-            if code is None:
-                code = grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
-            if isinstance(code, int):
-                code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-            metrics.rpcs.inc((method, code.name))
-            metrics.rpcs_in_flight.add(in_flight, -1)
-
-        if handler.unary_unary is not None:
-            behaviour = handler.unary_unary
-
-            async def unary(request, context):
-                metrics.rpcs_in_flight.add(in_flight, 1)
-                exc = None
-                try:
-                    return await behaviour(request, context)
-                except BaseException as error:
-                    exc = error
-                    raise
-                finally:
-                    finish(context, exc)
-
-            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-        if handler.stream_stream is not None:
-            stream_behaviour = handler.stream_stream
-
-            async def stream(request_iterator, context):
-                metrics.rpcs_in_flight.add(in_flight, 1)
-                exc = None
-                try:
-                    async for response in stream_behaviour(request_iterator, context):
-                        yield response
-                except BaseException as error:
-                    exc = error
-                    raise
-                finally:
-                    finish(context, exc)
-
-            return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
-        return handler
+def _code_name(context, failed: bool) -> str:
+    code = context.code()
+    if code is None:
+        return "UNKNOWN" if failed else "OK"
+    if isinstance(code, int):
+        return _CODE_NAMES.get(code, "UNKNOWN")
+    return code.name
 
 
 class NoMetrics:
@@ -252,5 +207,14 @@ class NoMetrics:
     def pool_wait(self, seconds: float) -> None:
         pass
 
+    def rpc_started(self, method: str) -> None:
+        pass
 
-__all__ = ["Metrics", "MetricsInterceptor", "NoMetrics"]
+    def rpc_finished(self, method: str, context, failed: bool) -> None:
+        pass
+
+    def rpc_refused(self, method: str, code: str) -> None:
+        pass
+
+
+__all__ = ["Metrics", "NoMetrics"]

@@ -25,7 +25,7 @@ from service.config import Config
 from service.delivery import KameleoonClient
 from service.auth import BearerTokenInterceptor
 from service.idempotency import MemoryStore, NoStore
-from service.metrics import Metrics, MetricsInterceptor
+from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.servicer import Servicer
 from service.subscriptions import load as load_subscriptions
@@ -89,11 +89,10 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     client = KameleoonClient(config, metrics, trace_configs)
     await client.start()
     interceptors = [tracing.server_interceptor(provider)] if provider else []
-    interceptors.append(MetricsInterceptor(metrics))
     if config.auth_tokens:
-        interceptors.append(BearerTokenInterceptor(config.auth_tokens))
+        interceptors.append(BearerTokenInterceptor(config.auth_tokens, metrics))
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=interceptors or None,
         options=(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
@@ -104,7 +103,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     pipeline = Pipeline(client, subscriptions, store, config.max_in_flight, metrics)
     metrics.events_in_flight.set_function(lambda: pipeline.in_flight)
     servicer = Servicer(config, pipeline)
-    server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer),))
+    server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer, metrics),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
