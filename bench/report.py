@@ -122,6 +122,7 @@ def summarise(report: dict) -> None:
             best[variant] = {mode: _best(table, "service") for mode, table in tp[variant].items()}
     for yardstick, process in MEASURED_PROCESS.items():
         best[yardstick] = _best(tp.get(yardstick) or {}, process)
+    best["one_process_floor"] = {mode: _best(table, "one_process_floor") for mode, table in (tp.get("one_process_floor") or {}).items()}
     # Kept at the top level for older readers of report.json: the service's modes.
     best.update(best.get("service", {}))
     service = best.get("service", {})
@@ -143,7 +144,9 @@ def summarise(report: dict) -> None:
             row[variant] = {"cpu_us_per_event": cpu, "events_per_s": b["events_per_s"] if b else None,
                             "concurrency": b["concurrency"] if b else None, "cpu_us_rounds": b["cpu_us_rounds"] if b else [],
                             "vs_http_floor": _div(cpu, http), "vs_floors": _div(cpu, floors),
-                            "segment_cpu_per_event_vs_this": _div(segment, cpu, 2)}
+                            "segment_cpu_per_event_vs_this": _div(segment, cpu, 2),
+                            "vs_one_process_floor": _div(cpu, ((best["one_process_floor"].get("send" if mode in ("send", "typed") else mode)
+                                                                 or {}).get("cpu_us_per_event")))}
         row["vs_baseline"] = _div(row["service"]["cpu_us_per_event"], row["baseline"]["cpu_us_per_event"])
         per_mode[mode] = row
 
@@ -293,7 +296,7 @@ def markdown(report: dict) -> str:
     fl = ratios.get("floors_cpu_us_per_event") or {}
     has_base = any((per_mode.get(m) or {}).get("baseline", {}).get("cpu_us_per_event") for m in MODES)
     has_warn = any((per_mode.get(m) or {}).get("service_warning", {}).get("cpu_us_per_event") for m in MODES)
-    head = ["what", "CPU us/event", "events/s", "x HTTP floor", "x (gRPC + HTTP floors)", "Segment's CPU/event / this"]
+    head = ["what", "CPU us/event", "events/s", "x HTTP floor", "x (gRPC + HTTP floors)", "x one-process floor", "Segment's CPU/event / this"]
     if has_base:
         head += ["baseline CPU us/event", "baseline events/s", "this / baseline"]
     if has_warn:
@@ -309,26 +312,31 @@ def markdown(report: dict) -> str:
             continue
         cells = [f"service {MODE_TITLES[mode]}", _num(s["cpu_us_per_event"]) + _spread(s["cpu_us_rounds"]),
                  f"{_num(s['events_per_s'])} @ c={s['concurrency']}", _x(s["vs_http_floor"]),
-                 _x(s["vs_floors"]) if mode in ("send", "typed") else "-", _x(s["segment_cpu_per_event_vs_this"])]
+                 _x(s["vs_floors"]) if mode in ("send", "typed") else "-", _x(s["vs_one_process_floor"]) if mode != "batch" else "-",
+                 _x(s["segment_cpu_per_event_vs_this"])]
         if has_base:
             cells += [_num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
                       _x(row["vs_baseline"])]
         if has_warn:
             cells.append(_num(w["cpu_us_per_event"]) + _spread(w["cpu_us_rounds"]))
         lines.append("| " + " | ".join(cells) + " |")
-    for key, title in (("grpc_floor", "gRPC floor: empty grpc.aio handler, unary Send"),
-                       ("raw_http", "HTTP floor: aiohttp POST of the same bodies"), ("segment", "Segment's runtime (Node, in-process)")):
-        b = best.get(key)
+    floor_rows = [("grpc_floor", "gRPC floor: empty grpc.aio handler, unary Send"), ("raw_http", "HTTP floor: aiohttp POST of the same bodies")]
+    floor_rows += [(("one_process_floor", mode), f"one-process floor: grpc.aio {title} that POSTs with aiohttp first")
+                   for mode, title in (("send", "unary Send"), ("stream", "SendStream, each message"))]
+    for key, title in (*floor_rows, ("segment", "Segment's runtime (Node, in-process)")):
+        b = best.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else best.get(key)
         if b is None:
             continue
         cells = [title, _num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
-                 "", "", ""] + ([""] * 3 if has_base else []) + ([""] if has_warn else [])
+                 "", "", "", ""] + ([""] * 3 if has_base else []) + ([""] if has_warn else [])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "CPU us/event: CPU time of the measured process (the service's process tree; the floor's own process; Node) "
               f"per event answered OK in a run's measured window; the lowest over every round at concurrency >= {LOADED_CONCURRENCY} "
               "(on a shared host other processes only add CPU time), in brackets the range of those readings. events/s: the best "
               f"run, at concurrency c. Floors: gRPC {_num(fl.get('grpc'))}, HTTP {_num(fl.get('http'))}, sum {_num(fl.get('sum'))} us/event. "
-              "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime."]
+              "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime. One-process "
+              "floor: grpc.aio and aiohttp in one process doing nothing else (unary modes against its Send, SendStream against "
+              "its stream); on a shared host it costs more than the two floors apart."]
 
     p50 = ratios.get("p50_ms") or {}
     lines += ["", f"Send p50 at concurrency 1: {_num(p50.get('send'), ' ms', 3)} (baseline {_num(p50.get('baseline_send'), ' ms', 3)}); "

@@ -430,6 +430,12 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
             children.append(lambda: (stop(floor), floor_log.close()))
             report["throughput"]["grpc_floor"] = {}
             configs += [("grpc_floor", None, None, c) for c in p.concurrencies]
+            # The one-process floor: grpc.aio answering after an aiohttp POST, nothing else (loaded concurrencies only).
+            both, both_port, both_log = start_port_printer(out, "bench.grpc_floor", "one-process-floor.log",
+                                                           ("--post", standin_url + FLOOR_PATH_SUFFIX, "--events", str(events_file)))
+            children.append(lambda: (stop(both), both_log.close()))
+            report["throughput"]["one_process_floor"] = {}
+            configs += [("one_process_floor", None, mode, c) for mode in ("send", "stream") for c in p.concurrencies if c >= 8]
         rounds: dict = {}
         for r in range(p.rounds):
             for kind, v, mode, c in configs if r % 2 == 0 else reversed(configs):
@@ -445,6 +451,12 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
                     command = throughput_cmd(p, "send", c, f"floor{c}r{r}", {"grpc_floor": floor.pid},
                                              target=f"127.0.0.1:{floor_port}", standin_url=standin_url)
                     rounds.setdefault((kind, None, c), []).append(attempt(label, lambda: loadgen.ask(command, cap)))
+                    continue
+                elif kind == "one_process_floor":
+                    label = f"one-process floor {mode} c={c}" + (f" (round {r + 1}/{p.rounds})" if p.rounds > 1 else "")
+                    command = throughput_cmd(p, mode, c, f"both{mode}{c}r{r}", {"one_process_floor": both.pid},
+                                             target=f"127.0.0.1:{both_port}", standin_url=standin_url)
+                    rounds.setdefault((kind, mode, c), []).append(attempt(label, lambda: loadgen.ask(command, cap)))
                     continue
                 else:
                     command = throughput_cmd(p, "direct", c, f"raw{c}r{r}", {"standin": standin.pid}, **base(variants[0]),

@@ -158,7 +158,7 @@ def loads(text: str | bytes) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:  # invalid JSON (the exact parse words the error), lone surrogates, infinities
         return _exact_loads(text)
-    if b"\\u" in data and _escaped_keys_matter(value):
+    if b"\\" in data and b"\\u" in data and _escaped_keys_matter(value):  # one byte's search first: escapes are rare
         return _exact_loads(text)
     return value
 

@@ -30,7 +30,7 @@ def test_quick_benchmark_writes_a_report(tmp_path):
     for key in ("meta", "throughput", "best", "latency", "memory", "ratios", "targets", "checks"):
         assert key in report, key
     assert "fatal" not in report
-    assert set(report["throughput"]) == {"service", "segment", "raw_http", "grpc_floor"}
+    assert set(report["throughput"]) == {"service", "segment", "raw_http", "grpc_floor", "one_process_floor"}
     assert set(report["throughput"]["service"]) == {"typed", "send", "batch", "stream"}
     for key in ("per_mode", "floors_cpu_us_per_event", "bulk_vs_http_floor", "send_vs_floors", "p50_ms", "peak_rss_mb"):
         assert key in report["ratios"], key
