@@ -47,29 +47,27 @@ class _Family(Collector):
         self.values: dict[tuple[str, ...], Any] = {}
         registry.register(self)
 
+    exposed_as = CounterMetricFamily
+
+    def collect(self):
+        family = self.exposed_as(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in self.values.items():
+            family.add_metric(labels, value)
+        yield family
+
 
 class CounterFamily(_Family):
     def inc(self, labels: tuple[str, ...]) -> None:
         values = self.values
         values[labels] = values.get(labels, 0) + 1
 
-    def collect(self):
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, value in self.values.items():
-            family.add_metric(labels, value)
-        yield family
-
 
 class GaugeFamily(_Family):
+    exposed_as = GaugeMetricFamily
+
     def add(self, labels: tuple[str, ...], amount: int) -> None:
         values = self.values
         values[labels] = values.get(labels, 0) + amount
-
-    def collect(self):
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, value in self.values.items():
-            family.add_metric(labels, value)
-        yield family
 
 
 class HistogramFamily(_Family):
