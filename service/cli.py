@@ -1,4 +1,4 @@
-"""The command line: ``kameleoon-destination serve | sink | demo``."""
+"""The command line: ``kameleoon-destination serve | sink | demo | outbox ...``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     sink.add_argument("--listen", default=DEFAULT_SINK_LISTEN, type=_host_port, help=f"HOST:PORT (default {DEFAULT_SINK_LISTEN})")
     sink.add_argument("--path", default="/segmentio", help="endpoint path (default /segmentio)")
     commands.add_parser("demo", help="run the service and a sink, send one event per action, show what Kameleoon received")
+    from service.outbox.commands import add_parser as add_outbox_parser
+
+    add_outbox_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -37,12 +40,17 @@ def main(argv: list[str] | None = None) -> int:
             _host_port(args.listen)
             cfg = config_module.from_env()
             logs.configure(cfg.log_level, cfg.log_format, trace_ids=cfg.tracing != "off")
+            from service.reload import sources_for
             from service.server import serve as run_server
-            from service.subscriptions import load as load_subscriptions
             from service.workers import run_loop, run_workers
 
             if cfg.workers > 1:
-                load_subscriptions(cfg.mappings)  # a bad file fails here, once, before any worker starts
+                for source in sources_for(cfg):
+                    source.load()  # a bad file fails here, once, before any worker starts
+                if cfg.outbox_url():
+                    from service.outbox import check as check_outbox
+
+                    asyncio.run(check_outbox(cfg.outbox_url()))  # so does an outbox file that cannot be used
                 return run_workers(cfg, args.listen, cfg.workers)
             run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":
@@ -52,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(run_sink(*args.listen, args.path))
             except KeyboardInterrupt:
                 pass
+        elif args.command == "outbox":
+            from service.outbox.commands import run as run_outbox
+
+            return asyncio.run(run_outbox(args, config_module.from_env()))
         else:
             from service.demo import run_demo
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
-SECRET_SETTINGS = frozenset({"api_key", "auth_tokens"})
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key"})
 # What Segment's request client sends with every request (actions-core's create-request-client).
 USER_AGENT = "Segment (Actions)"
 SITECODE_LENGTH = 10
@@ -89,6 +89,36 @@ def _readable_file(text: str) -> str:
     return text
 
 
+def _outbox_url(text: str) -> str:
+    from service.outbox import check_url
+
+    return check_url(text)
+
+
+def _shown(attribute: str, value: Any) -> Any:
+    """A setting's value as logs and errors may show it: secrets hidden, the outbox URL's password too."""
+    if attribute in SECRET_SETTINGS and value:
+        return "<secret>"
+    if attribute == "outbox" and isinstance(value, str):
+        from service.outbox import redact_url
+
+        return redact_url(value)
+    return value
+
+
+def _outbox_key(text: str) -> bytes:
+    from service.outbox.sealing import parse_key
+
+    return parse_key(text)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting, with its default. ``metadata`` names the variable and the parser."""
@@ -107,6 +137,8 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_connection_age_s: float = 300.0
     mappings: str | None = None
+    filters: str | None = None
+    config_poll_s: float = 1.0
     max_in_flight: int = 2000
     idempotency_window_s: float = 86400.0
     idempotency_max_entries: int = 500_000
@@ -115,14 +147,34 @@ class Config:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     metrics_listen: tuple[str, int] | None = None
+    health_listen: tuple[str, int] | None = None
     tracing: str = "off"
     workers: int = 1
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
+    delivery: str = "sync"
+    outbox: str | None = None
+    outbox_key: bytes | None = None
+    outbox_concurrency: int = 64
+    outbox_lease_s: float = 60.0
+    retry_window_s: float = 14400.0
+    retry_max_backoff_s: float = 600.0
+    dead_letter_retention_s: float = 604800.0
+    outbox_max_pending: int = 1_000_000
+
+    def outbox_url(self) -> str | None:
+        """The outbox in use: KAMELEOON_OUTBOX, else the default location when queued is the default; None: no outbox."""
+        if self.outbox:
+            return self.outbox
+        if self.delivery == "queued":
+            from service.outbox import default_url
+
+            return default_url()
+        return None
 
     def __repr__(self) -> str:  # never print the apiKey or the tokens
-        shown = {f.name: "<secret>" if f.name in SECRET_SETTINGS and getattr(self, f.name) else getattr(self, f.name) for f in fields(self)}
+        shown = {f.name: _shown(f.name, getattr(self, f.name)) for f in fields(self)}
         return f"Config({shown})"
 
 
@@ -149,12 +201,24 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_cert", "KAMELEOON_TLS_CERT", _readable_file, "PEM certificate chain: serve TLS"),
     ("tls_key", "KAMELEOON_TLS_KEY", _readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
     ("metrics_listen", "KAMELEOON_METRICS_LISTEN", host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("health_listen", "KAMELEOON_HEALTH_LISTEN", host_port, "HOST:PORT of a plaintext gRPC port serving grpc.health.v1 only, for probes (unset: off)"),
     ("workers", "KAMELEOON_WORKERS", _positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
     ("tracing", "KAMELEOON_TRACING", _choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)"),
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", _readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", _positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", _positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", _positive_int, "events of one SendStream in flight at once"),
+    ("delivery", "KAMELEOON_DELIVERY", _choice("sync", "queued"), "delivery of requests that do not choose: sync or queued (outbox)"),
+    ("outbox", "KAMELEOON_OUTBOX", _outbox_url, "the outbox of queued delivery: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db"),
+    ("outbox_key", "KAMELEOON_OUTBOX_KEY", _outbox_key, "base64 of 32 bytes: seals per-request apiKeys in the outbox (AES-GCM; secret)"),
+    ("outbox_concurrency", "KAMELEOON_OUTBOX_CONCURRENCY", _positive_int, "queued events being posted at once, per process"),
+    ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", _positive_float, "a claimed event is claimed again after this long if its process died"),
+    ("retry_window_s", "KAMELEOON_RETRY_WINDOW_S", _positive_float, "queued events are retried this long after acceptance, then dead letters"),
+    ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", _positive_float, "largest wait between two attempts of a queued event"),
+    ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", _positive_float, "dead letters are kept this long"),
+    ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", _count, "undelivered events the outbox holds at most (0: no limit); past it RESOURCE_EXHAUSTED"),
+    ("filters", "KAMELEOON_FILTERS", _text, "JSON or YAML file of destination filters in Segment's shape, applied before subscriptions (unset: none)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", _non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
 )
 
 
@@ -169,7 +233,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         try:
             values[attribute] = parse(raw)
         except ValueError as exc:
-            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(raw)
+            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(_shown(attribute, raw))
             raise ConfigError(f"{variable}={shown}: {exc}") from None
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")

@@ -42,15 +42,16 @@ def _unary(behaviour, name: str, metrics):
 
     async def handle(request, context):
         metrics.rpc_started(name)
-        failed = True
+        exc = None
         try:
             if isinstance(request, Undecodable):
                 await abort(context, request.error)
-            response = await behaviour(request, context)
-            failed = False
-            return response
+            return await behaviour(request, context)
+        except BaseException as error:
+            exc = error
+            raise
         finally:
-            metrics.rpc_finished(name, context, failed)
+            metrics.rpc_finished(name, context, exc)
 
     return handle
 
@@ -58,13 +59,15 @@ def _unary(behaviour, name: str, metrics):
 def _stream(behaviour, name: str, metrics):
     async def handle(request_iterator, context):
         metrics.rpc_started(name)
-        failed = True
+        exc = None
         try:
             async for response in behaviour(request_iterator, context):
                 yield response
-            failed = False
+        except BaseException as error:
+            exc = error
+            raise
         finally:
-            metrics.rpc_finished(name, context, failed)
+            metrics.rpc_finished(name, context, exc)
 
     return handle
 

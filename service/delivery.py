@@ -38,6 +38,9 @@ log = structlog.get_logger("kameleoon.delivery")
 RETRYABLE_STATUS = frozenset({408, 423, 429}) | (frozenset(range(500, 600)) - {501})
 # Do not start an attempt with less time than this left before the deadline.
 MIN_ATTEMPT_S = 0.05
+# End an attempt this long before the caller's deadline, so the caller gets our DEADLINE_EXCEEDED
+# (attempts, why) and the log line and metrics say so, rather than racing gRPC's own cancellation.
+DEADLINE_RESERVE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Delivered:
     http_status: int
     attempts: int
     duplicate: bool = False  # already delivered within the idempotency window: not sent again
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -168,12 +172,18 @@ class KameleoonClient:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
-    async def post(self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "") -> Delivered:
-        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics."""
+    async def post(
+        self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "", max_attempts: int | None = None
+    ) -> Delivered:
+        """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics.
+
+        ``max_attempts`` overrides KAMELEOON_MAX_ATTEMPTS (the outbox posts once and schedules its own retries:
+        a retryable failure then raises Unavailable with Kameleoon's Retry-After, if any).
+        """
         started = time.perf_counter()
         http_status = 0  # no answer: refused, timed out, or the call was cancelled (its deadline passed)
         try:
-            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action)
+            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, max_attempts)
             http_status = delivered.http_status
             return delivered
         except DeliveryError as exc:
@@ -189,17 +199,19 @@ class KameleoonClient:
         return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey")
 
     async def _send(
-        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str
+        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str,
+        max_attempts: int | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
         loop = self._loop
+        max_attempts = max_attempts or self._config.max_attempts
         attempts = 0
         while True:
             attempts += 1
             timeout = self._config.timeout_s
             bound_by_deadline = False
             if deadline is not None:
-                left = deadline - loop.time()
+                left = deadline - DEADLINE_RESERVE_S - loop.time()
                 if left <= 0:
                     raise DeadlineExceeded(f"the call's deadline passed after {attempts - 1} attempt(s)", attempts=attempts - 1)
                 if left < timeout:
@@ -207,14 +219,14 @@ class KameleoonClient:
             try:
                 status, text = await self._attempt(method, url, headers, body, timeout if bound_by_deadline else None)
             except _Retryable as exc:
-                self._metrics.attempt(action, "retryable", attempts)
+                self._metrics.attempt(action, "retryable", attempts, exc.http_status)
                 if bound_by_deadline and exc.timed_out:
                     raise DeadlineExceeded(
                         f"the call's deadline passed while Kameleoon was answering (attempt {attempts})", attempts=attempts
                     ) from None
                 delay = self._backoff(attempts, exc.retry_after)
-                give_up = attempts >= self._config.max_attempts or delay is None
-                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline:
+                give_up = attempts >= max_attempts or delay is None
+                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline - DEADLINE_RESERVE_S:
                     give_up = True
                 log.debug("attempt failed", method=method, attempt=attempts, reason=str(exc), http_status=exc.http_status)
                 if give_up:
@@ -226,7 +238,7 @@ class KameleoonClient:
                     ) from None
                 await asyncio.sleep(delay)
                 continue
-            self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts)
+            self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts, status)
             if 200 <= status < 300:
                 return _delivered(status, attempts)
             raise for_http_status(status, text, attempts)

@@ -1,13 +1,19 @@
 """``make demo``: the whole path on an embedded default, end to end.
 
 Starts the local Kameleoon sink and the service on free loopback ports, sends
-one event per Kameleoon action over gRPC, prints what Kameleoon received,
-stops both. Exit status 0 only when all four arrived.
+one event per Kameleoon action over gRPC, prints what Kameleoon received.
+Then queued delivery: the sink goes down, the same four events (new
+messageIds) are accepted into an outbox in a temporary directory, the sink
+comes back and the deliverer hands them over. Exit status 0 only when all
+eight arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import tempfile
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -50,13 +56,40 @@ def _requests() -> list[tuple[str, object]]:
     return [("LogEvent", log_event), ("IdentifyEvent", identify), ("PageEvent", page), ("GroupEvent", group)]
 
 
+async def _queued_part(stub, admin, sink: KameleoonSink) -> int:
+    """Kameleoon down: events accepted into the outbox; Kameleoon back: delivered. Returns how many arrived."""
+    port = sink.port
+    await sink.stop()
+    print(f"Queued delivery: the Kameleoon sink is down now (nothing listens on port {port}).")
+    for method, request in _requests():
+        request.message_id = request.message_id.replace("demo-", "demo-queued-")
+        request.delivery = pb.DELIVERY_MODE_QUEUED
+        response = await getattr(stub, method)(request, timeout=10)
+        print(f"{method} -> queued={str(response.queued).lower()} outbox_id={response.outbox_id} (committed to the outbox)")
+    stats = await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=10)
+    print(f"outbox: {stats.pending + stats.in_flight} waiting for Kameleoon\n")
+    await sink.start(port=port)
+    print("The Kameleoon sink is back; the deliverer retries on its own:")
+    deadline = time.monotonic() + 30
+    while len(sink.received) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for received in sink.received:
+        print(f"  Kameleoon received: {received.method} {received.path} messageId={received.json().get('messageId')}")
+    return len(sink.received)
+
+
 async def run_demo() -> int:
     log_lines = io.StringIO()
     logs.configure("info", "json", stream=log_lines)
     sink = await KameleoonSink().start()
-    app = await create_server(Config(base_url=sink.url, max_attempts=1), "127.0.0.1:0")
+    outbox_dir = tempfile.TemporaryDirectory(prefix="kameleoon-demo-")
+    # The server holds the demo apiKey, so the outbox stores a reference to it, never the key.
+    config = Config(base_url=sink.url, max_attempts=1, api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE,
+                    outbox=f"sqlite:///{outbox_dir.name}/outbox.db", retry_max_backoff_s=0.5)
+    app = await create_server(config, "127.0.0.1:0")
     print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port}\n")
     failures = 0
+    queued = 0
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             stub = pb_grpc.KameleoonDestinationStub(channel)
@@ -76,10 +109,15 @@ async def run_demo() -> int:
                         print(f"    {name}: {value}")
                     print(f"    body (exact bytes): {received.body}")
                 print()
+            synced = len(sink.received)
+            sink.received.clear()
+            queued = await _queued_part(stub, pb_grpc.OutboxAdminStub(channel), sink)
     finally:
         await app.stop(grace=1)
         await sink.stop()
-    print("Service log (one line per RPC):")
+        outbox_dir.cleanup()
+    print("\nService log (one line per RPC):")
     print(log_lines.getvalue().rstrip())
     print(f"\n{4 - failures} of 4 events delivered")
-    return 1 if failures or len(sink.received) != 4 else 0
+    print(f"{queued} of 4 queued events delivered after the outage")
+    return 1 if failures or synced != 4 or queued != 4 else 0

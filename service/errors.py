@@ -2,14 +2,20 @@
 
     DestinationError
     ├── ConfigError                  bad start-up configuration (names the key)
-    │   └── SubscriptionError        bad subscriptions file (names the subscription)
+    │   ├── SubscriptionError        bad subscriptions file (names the subscription)
+    │   ├── OutboxOpenError          the outbox cannot be opened (names the file or store)
+    │   └── FilterError              bad filters file (names the filter and the problem)
     ├── MappingError                 a mapping directive or trigger that cannot be compiled
     │   └── TriggerError             a subscription trigger that does not parse
+    ├── FQLError                     a destination filter's condition that does not compile (has a position)
+    ├── FilterEvaluationError        a filter condition that throws on an event, as tsub would: the event is dropped
     └── CallError                    anything that ends an RPC; each has a gRPC code
         ├── InvalidArgument          bad input, names the field; nothing was sent
         ├── MissingSetting           no apiKey/sitecode in the request nor the config
         ├── Unauthenticated          bearer token missing or wrong on the gRPC port
         ├── Overloaded               too much work in flight; retry later
+        │   └── OutboxFull           KAMELEOON_OUTBOX_MAX_PENDING events wait already; nothing stored
+        ├── OutboxUnavailable        the outbox cannot be written (disk full, read-only, ...); nothing stored
         └── DeliveryError            Kameleoon did not take the event
             ├── Rejected             400, 404, 413, 422 and other 4xx: not retried
             ├── KameleoonUnauthorized 401
@@ -43,6 +49,26 @@ class ConfigError(DestinationError):
 
 class SubscriptionError(ConfigError):
     """The subscriptions file is wrong; the message names the subscription."""
+
+
+class OutboxOpenError(ConfigError):
+    """The outbox cannot be opened or used at start-up; the message names the file or store."""
+
+
+class FilterError(ConfigError):
+    """The filters file is wrong; the message names the filter and the problem."""
+
+
+class FQLError(DestinationError):
+    """Destination-filter FQL that does not compile; ``offset`` is where (UTF-16 units into the text)."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
+
+
+class FilterEvaluationError(DestinationError):
+    """A filter condition that cannot be evaluated on an event (where Segment's tsub throws)."""
 
 
 class MappingError(DestinationError):
@@ -87,6 +113,16 @@ class Unauthenticated(CallError):
 
 class Overloaded(CallError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class OutboxFull(Overloaded):
+    """Queued delivery refused: the outbox holds KAMELEOON_OUTBOX_MAX_PENDING undelivered events."""
+
+
+class OutboxUnavailable(CallError):
+    """The outbox could not commit (or read): nothing was accepted."""
+
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 class DeliveryError(CallError):

@@ -1,9 +1,11 @@
 """Idempotency: a messageId delivered successfully is not sent again within a window.
 
-The store is a small interface (:class:`DeliveredStore`) so a shared store
-(Redis, a database) can replace the in-memory one when several replicas run.
-Keys are made by the pipeline from the sitecode, the action or subscription,
-and the messageId; only successful deliveries are remembered.
+The store is a small interface (:class:`DeliveredStore`): in memory
+(:class:`MemoryStore`) when no outbox is configured, else in the outbox
+(:class:`OutboxStore`), shared by every process using it. Keys are made by the
+pipeline from the sitecode, the action or subscription, and the messageId;
+synchronous calls remember successful deliveries, queued calls take the key
+when the event is committed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from typing import Protocol
+
+from service.errors import OutboxUnavailable
 
 BUCKETS = 8
 
@@ -77,3 +81,30 @@ class NoStore:
 
     async def remember(self, key: str) -> None:
         return None
+
+
+class OutboxStore:
+    """The window kept in the outbox, shared by every process (and replica) using it.
+
+    A store that cannot be read or written does not stop synchronous calls: a
+    failed look-up counts as not seen (the event is sent; at least once), a failed
+    record is logged.
+    """
+
+    def __init__(self, outbox, window_s: float, log):
+        self._outbox = outbox
+        self._window = window_s
+        self._log = log
+
+    async def seen(self, key: str) -> bool:
+        try:
+            return await self._outbox.seen(key, now=time.time(), window_s=self._window)
+        except OutboxUnavailable as exc:
+            self._log.warning("idempotency look-up failed", error=str(exc))
+            return False
+
+    async def remember(self, key: str) -> None:
+        try:
+            await self._outbox.remember(key, now=time.time())
+        except OutboxUnavailable as exc:
+            self._log.warning("idempotency record failed", error=str(exc))

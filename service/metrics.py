@@ -5,11 +5,29 @@
     kameleoon_deliveries_total{action, http_status}     events that reached a final answer from Kameleoon
                                                         (http_status "none": no answer: refused, timed out, cancelled)
     kameleoon_delivery_attempts_total{action, outcome}  HTTP attempts: ok, retryable, final
+    kameleoon_http_attempts_total{action, http_status}  HTTP attempts by Kameleoon's answer ("none": no answer), so a
+                                                        503 retried into a 200 shows as one of each
     kameleoon_delivery_retries_total{action}            attempts after the first
     kameleoon_delivery_seconds{action}                  one delivery, all attempts included (histogram)
     kameleoon_events_in_flight                          events being delivered now
     kameleoon_duplicates_total{action}                  events not sent again: delivered within the idempotency window
     kameleoon_pool_wait_seconds                         time an HTTP attempt waited for a pooled connection (histogram)
+    kameleoon_outbox_pending                            queued events waiting for an attempt (the whole outbox)
+    kameleoon_outbox_in_flight                          queued events being attempted (the whole outbox)
+    kameleoon_outbox_oldest_pending_age_seconds         age of the oldest undelivered queued event
+    kameleoon_outbox_dead_letters                       dead letters kept
+    kameleoon_outbox_enqueued_total{action}             events committed to the outbox by this process
+    kameleoon_outbox_delivered_total{action}            queued events Kameleoon took, delivered by this process
+    kameleoon_outbox_dead_lettered_total{action}        queued events that became dead letters in this process
+    kameleoon_filtered_events_total{filter, outcome}    events a destination filter acted on: dropped, sampled_out,
+                                                        error (condition not evaluable: dropped), properties_dropped,
+                                                        properties_allowed
+    kameleoon_config_reloads_total{config, result}      reloads of subscriptions / filters: applied, unchanged, refused
+    kameleoon_config_version_info{config, version}      1 for the loaded version (a content hash) of each configuration
+
+``http_status`` labels are bounded (:func:`status_label`): every status the service
+treats in its own way keeps its number, any other folds into its class
+(``4xx_other``...), so a proxy answering odd codes cannot grow the series.
 
 RPCs are counted by the method handlers themselves (service.decoding) and the
 bearer-token check (service.auth), not by an interceptor: grpc.aio's interceptor
@@ -21,13 +39,14 @@ per event or per call are counted in plain Python (:class:`CounterFamily`,
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
 from typing import Any
 
 import grpc
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -95,6 +114,29 @@ class HistogramFamily(_Family):
         yield family
 
 
+# Statuses that mean something of their own here: success, the errors mapped to their own gRPC
+# code or message (service/errors.py), and the retried ones (service/delivery.py).
+KNOWN_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 408, 413, 422, 423, 429, 500, 501, 502, 503, 504})
+
+
+def _label(status: int) -> str:
+    if not status:
+        return "none"
+    if status in KNOWN_STATUSES:
+        return str(status)
+    if 100 <= status <= 599:
+        return f"{status // 100}xx_other"
+    return "other"
+
+
+_STATUS_LABELS = tuple(_label(status) for status in range(1000))
+
+
+def status_label(status: int) -> str:
+    """Kameleoon's HTTP status as a metric label: "none" (0: no answer), a known status, or its class."""
+    return _STATUS_LABELS[status] if 0 <= status < 1000 else "other"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -103,6 +145,9 @@ class Metrics:
         self.rpcs_in_flight = GaugeFamily("kameleoon_rpc_in_flight", "RPCs being served", ("method",), r)
         self.deliveries = CounterFamily("kameleoon_deliveries", "Events with a final answer from Kameleoon", ("action", "http_status"), r)
         self.attempts = CounterFamily("kameleoon_delivery_attempts", "HTTP attempts to Kameleoon", ("action", "outcome"), r)
+        self.http_attempts = CounterFamily(
+            "kameleoon_http_attempts", "HTTP attempts to Kameleoon by its HTTP status (none: no answer)", ("action", "http_status"), r
+        )
         self.retries = CounterFamily("kameleoon_delivery_retries", "HTTP attempts after the first", ("action",), r)
         self.delivery_seconds = HistogramFamily(
             "kameleoon_delivery_seconds", "Time to deliver one event, every attempt included", ("action",), DELIVERY_BUCKETS, r
@@ -113,6 +158,30 @@ class Metrics:
         )
         self.pool_waits = HistogramFamily(
             "kameleoon_pool_wait_seconds", "Time an HTTP attempt to Kameleoon waited for a pooled connection", (), POOL_WAIT_BUCKETS, r
+        )
+        self.outbox_pending = Gauge("kameleoon_outbox_pending", "Queued events waiting for an attempt", registry=r)
+        self.outbox_in_flight = Gauge("kameleoon_outbox_in_flight", "Queued events being attempted now", registry=r)
+        self.outbox_oldest_age = Gauge(
+            "kameleoon_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered queued event", registry=r
+        )
+        self.outbox_dead = Gauge("kameleoon_outbox_dead_letters", "Dead letters kept in the outbox", registry=r)
+        self.outbox_enqueued = Counter(
+            "kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r
+        )
+        self.outbox_delivered = Counter(
+            "kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r
+        )
+        self.outbox_dead_lettered = Counter(
+            "kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r
+        )
+        self.filtered = Counter(
+            "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
+        )
+        self.config_reloads = Counter(
+            "kameleoon_config_reloads_total", "Configuration reloads, by configuration and result", ("config", "result"), registry=r
+        )
+        self.config_version = Gauge(
+            "kameleoon_config_version_info", "1 for the configuration version in force (a content hash)", ("config", "version"), registry=r
         )
 
         self._children: dict[tuple, object] = {}
@@ -126,18 +195,17 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    # -- what delivery, the pipeline and the interceptor report ---------------
+    # -- what delivery, the pipeline and the method handlers report ----------
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
+        """One HTTP attempt, the ``number``-th of its delivery; ``http_status`` 0: no answer."""
         self.attempts.inc((action, outcome))
+        self.http_attempts.inc((action, status_label(http_status)))
         if number > 1:
             self.retries.inc((action,))
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
-        status = self._statuses.get(http_status)
-        if status is None:
-            status = self._statuses[http_status] = str(http_status)
-        self.deliveries.inc((action, status))
+        self.deliveries.inc((action, status_label(http_status)))
         self.delivery_seconds.observe((action,), seconds)
 
     def duplicate(self, action: str) -> None:
@@ -149,14 +217,39 @@ class Metrics:
     def rpc_started(self, method: str) -> None:
         self.rpcs_in_flight.add((method,), 1)
 
-    def rpc_finished(self, method: str, context, failed: bool) -> None:
-        """An RPC ended: counted by its final gRPC code (the context's, else OK, or UNKNOWN when it raised)."""
-        self.rpcs.inc((method, _code_name(context, failed)))
+    def rpc_finished(self, method: str, context, exc: BaseException | None) -> None:
+        """An RPC ended (``exc``: what it raised): counted by its final gRPC code (the context's, else OK,
+        CANCELLED when its caller cancelled it, UNKNOWN when it raised)."""
+        self.rpcs.inc((method, _code_name(context, exc)))
         self.rpcs_in_flight.add((method,), -1)
 
     def rpc_refused(self, method: str, code: str) -> None:
         """An RPC ended before its handler ran (a refused bearer token)."""
         self.rpcs.inc((method, code))
+
+    def outbox_event(self, counter: str, action: str) -> None:
+        """One queued event ``enqueued``, ``delivered`` or ``dead_lettered``."""
+        self.child(getattr(self, f"outbox_{counter}"), action).inc()
+
+    def outbox_stats(self, stats) -> None:
+        self.outbox_pending.set(stats.pending)
+        self.outbox_in_flight.set(stats.in_flight)
+        self.outbox_oldest_age.set(stats.oldest_pending_age_s)
+        self.outbox_dead.set(stats.dead)
+
+    def filtered_event(self, title: str, outcome: str) -> None:
+        self.child(self.filtered, title, outcome).inc()
+
+    def config_reload(self, config: str, result: str) -> None:
+        self.config_reloads.labels(config, result).inc()
+
+    def config_in_force(self, config: str, version: str, previous: str | None = None) -> None:
+        if previous is not None and previous != version:
+            try:
+                self.config_version.remove(config, previous)
+            except KeyError:
+                pass
+        self.config_version.labels(config, version).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -181,10 +274,10 @@ class Metrics:
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-def _code_name(context, failed: bool) -> str:
+def _code_name(context, exc: BaseException | None) -> str:
     code = context.code()
-    if code is None:
-        return "UNKNOWN" if failed else "OK"
+    if code is None:  # no status set: it ended, the caller cancelled it, or it raised
+        return "OK" if exc is None else "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "UNKNOWN"
     if isinstance(code, int):
         return _CODE_NAMES.get(code, "UNKNOWN")
     return code.name
@@ -193,7 +286,7 @@ def _code_name(context, failed: bool) -> str:
 class NoMetrics:
     """Stands in when metrics are off: every report is dropped."""
 
-    def attempt(self, action: str, outcome: str, number: int) -> None:
+    def attempt(self, action: str, outcome: str, number: int, http_status: int) -> None:
         pass
 
     def delivered(self, action: str, http_status: int, seconds: float) -> None:
@@ -202,17 +295,26 @@ class NoMetrics:
     def duplicate(self, action: str) -> None:
         pass
 
+    def outbox_event(self, counter: str, action: str) -> None:
+        pass
+
+    def outbox_stats(self, stats) -> None:
+        pass
+
+    def filtered_event(self, title: str, outcome: str) -> None:
+        pass
+
     def pool_wait(self, seconds: float) -> None:
         pass
 
     def rpc_started(self, method: str) -> None:
         pass
 
-    def rpc_finished(self, method: str, context, failed: bool) -> None:
+    def rpc_finished(self, method: str, context, exc: BaseException | None) -> None:
         pass
 
     def rpc_refused(self, method: str, code: str) -> None:
         pass
 
 
-__all__ = ["Metrics", "NoMetrics"]
+__all__ = ["Metrics", "NoMetrics", "status_label"]

@@ -2,6 +2,10 @@
 event, hands it to the pipeline, and turns the outcome into a response or a
 status (a CallError becomes a gRPC code in :func:`service.errors.abort`, the
 one place). One log line per RPC.
+
+Each request is delivered in its own ``delivery`` mode, else its batch's, else
+the server's (KAMELEOON_DELIVERY): sync posts during the call; queued answers
+once the rendered request is committed to the outbox.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import SITECODE_LENGTH, Config
 from service.decoding import Undecodable
+from service.delivery import Delivered
 from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
-from service.pipeline import Pipeline, message_id_of, parse_event
+from service.pipeline import Outcome, Pipeline, message_id_of, parse_event
 
 log = structlog.get_logger("kameleoon.rpc")
 
@@ -36,19 +41,15 @@ def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop
 _RESULTS: dict[tuple, pb.SubscriptionResult] = {}
 
 
-def _result(subscription, delivered) -> pb.SubscriptionResult:
-    """The SubscriptionResult of one delivery; the few distinct ones are made once (they are copied
-    into each response)."""
-    key = (subscription.name, subscription.action.slug, delivered.http_status, delivered.attempts, delivered.duplicate)
+def _result(subscription, done) -> pb.SubscriptionResult:
+    """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued); those of deliveries
+    are few and made once (a response copies them in), a queued event's carries its own outbox_id."""
+    if type(done) is not Delivered:
+        return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
+    key = (subscription.name, subscription.action.slug, done.http_status, done.attempts, done.duplicate)
     found = _RESULTS.get(key)
     if found is None:
-        found = pb.SubscriptionResult(
-            subscription=subscription.name,
-            action=subscription.action.slug,
-            http_status=delivered.http_status,
-            attempts=delivered.attempts,
-            duplicate=delivered.duplicate,
-        )
+        found = pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
         if len(_RESULTS) < 4096:
             _RESULTS[key] = found
     return found
@@ -58,16 +59,34 @@ def _settings(request):
     return request.settings if request.HasField("settings") else None
 
 
+QUEUED = pb.DELIVERY_MODE_QUEUED
+
+
+def _result_fields(done) -> dict:
+    """What a delivery (Delivered) or a queued event (Queued) says in a response."""
+    return {
+        "http_status": done.http_status,
+        "attempts": done.attempts,
+        "duplicate": done.duplicate,
+        "queued": getattr(done, "queued", False),
+        "outbox_id": getattr(done, "outbox_id", ""),
+    }
+
+
 class Servicer(pb_grpc.KameleoonDestinationServicer):
     def __init__(self, config: Config, pipeline: Pipeline):
         self._config = config
         self._pipeline = pipeline
         self._client = pipeline.client
         self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
+        self._default_mode = QUEUED if config.delivery == "queued" else pb.DELIVERY_MODE_SYNC
         # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
         # a new action needs no code here.
         for action in ACTIONS.values():
             setattr(self, action.rpc, functools.partial(self._typed, action))
+
+    def _queued(self, request, batch_mode: int = 0) -> bool:
+        return (request.delivery or batch_mode or self._default_mode) == QUEUED
 
     # -- typed actions -------------------------------------------------------
 
@@ -76,49 +95,66 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         with _rpc_log(action.rpc, fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
-                delivered = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
+                if self._queued(request):
+                    done = await self._pipeline.queue_payload(action, action.payload_of(request), creds)
+                else:
+                    done = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
-            fields.update(http_status=delivered.http_status, attempts=delivered.attempts, duplicate=delivered.duplicate)
-            return pb.ActionResponse(
-                http_status=delivered.http_status,
-                attempts=delivered.attempts,
-                message_id=request.message_id,
-                duplicate=delivered.duplicate,
-            )
+            result = _result_fields(done)
+            fields.update(http_status=done.http_status, attempts=done.attempts, duplicate=done.duplicate)
+            if done.filtered_by:
+                fields["filtered_by"] = done.filtered_by
+            if result["queued"]:
+                fields.update(queued=True, outbox_id=result["outbox_id"])
+            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, **result)
 
 
     # -- raw events ----------------------------------------------------------
 
-    async def _send_one(self, request, batch_settings, deadline: float | None) -> pb.SendResponse:
-        """One raw event; raises CallError. ``batch_settings`` fill in when the event carries none."""
+    def _prepare(self, request, batch_settings) -> tuple[dict, credentials.Credentials]:
+        """A raw event and its credentials; raises CallError. ``batch_settings`` fill in when the event carries none."""
         event = parse_event(request.event_json)
-        settings = _settings(request) or batch_settings
-        creds = credentials.resolve(settings, self._config)
-        outcome = await self._pipeline.send_event(event, creds, deadline)
-        return pb.SendResponse(
-            message_id=outcome.message_id, results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS
-        )
+        return event, credentials.resolve(_settings(request) or batch_settings, self._config)
 
-    async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict) -> pb.SendResponse:
+    async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> pb.SendResponse:
+        """One raw event, sync or queued; raises CallError."""
+        event, creds = self._prepare(request, batch_settings)
+        if self._queued(request, batch_mode):
+            [outcome] = await self._pipeline.queue_events([(event, creds)])
+            if isinstance(outcome, CallError):
+                raise outcome
+        else:
+            outcome = await self._pipeline.send_event(event, creds, deadline)
+        return _send_response(outcome)
+
+    async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict, batch_mode: int = 0) -> pb.SendResponse:
         """One raw event of a batch or stream: its own status, never an exception; a log line when it failed."""
         if isinstance(request, Undecodable):
-            exc: CallError = request.error
-        else:
+            return _failed(method, request, request.error, tally)
+        try:
+            response = await self._send_one(request, batch_settings, deadline, batch_mode)
+        except CallError as exc:
+            return _failed(method, request, exc, tally)
+        _tally(tally, response)
+        return response
+
+    async def _queue_batch(self, method: str, items: list, batch_settings, responses: list, tally: dict) -> None:
+        """The queued events of a batch: each prepared alone, all committed in one transaction."""
+        prepared = []
+        for index, request in items:
             try:
-                response = await self._send_one(request, batch_settings, deadline)
-            except CallError as error:
-                exc = error
+                prepared.append((index, request, *self._prepare(request, batch_settings)))
+            except CallError as exc:
+                responses[index] = _failed(method, request, exc, tally)
+        outcomes = await self._pipeline.queue_events([(event, creds) for _, _, event, creds in prepared])
+        for (index, request, _, _), outcome in zip(prepared, outcomes):
+            if isinstance(outcome, CallError):
+                responses[index] = _failed(method, request, outcome, tally)
             else:
-                tally["delivered"] += sum(1 for result in response.results if not result.duplicate)
-                return response
-        tally["failed"] += 1
-        message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
-        fields = {"message_id": message_id or None}
-        _record_failure(fields, exc)
-        log.info("event failed", method=method, **fields)
-        return pb.SendResponse(message_id=message_id, status=status_of(exc))
+                responses[index] = _send_response(outcome)
+                _tally(tally, responses[index])
 
     async def Send(self, request, context):
         fields: dict = {}
@@ -132,7 +168,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             return response
 
     async def SendBatch(self, request, context):
-        fields: dict = {"events": len(request.requests), "delivered": 0, "failed": 0}
+        fields: dict = {"events": len(request.requests), "delivered": 0, "queued": 0, "failed": 0}
         with _rpc_log("SendBatch", fields):
             if len(request.requests) > self._config.max_batch:
                 exc = InvalidArgument(
@@ -145,19 +181,24 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             batch_settings = _settings(request)
             deadline = _deadline(context, self._loop)
             responses: list = [None] * len(request.requests)
-            pending = iter(enumerate(request.requests))
+            queued, sync = [], []
+            for item in enumerate(request.requests):
+                (queued if self._queued(item[1], request.delivery) else sync).append(item)
+            if queued:
+                await self._queue_batch("SendBatch", queued, batch_settings, responses, fields)
+            pending = iter(sync)
 
             async def worker() -> None:  # batch_concurrency of these share the events
                 for index, item in pending:
-                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields)
+                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery)
 
-            await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(responses)))))
+            await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(sync)))))
             return pb.SendBatchResponse(responses=responses)
 
     async def SendStream(self, request_iterator, context):
         """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
         deadline = _deadline(context, self._loop)
-        fields: dict = {"events": 0, "delivered": 0, "failed": 0}
+        fields: dict = {"events": 0, "delivered": 0, "queued": 0, "failed": 0}
         window = _InOrder(self._config.stream_window, self._loop)
 
         async def read() -> None:
@@ -204,6 +245,35 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
 
 
+def _send_response(outcome: Outcome) -> pb.SendResponse:
+    return pb.SendResponse(
+        message_id=outcome.message_id,
+        results=[_result(sub, done) for sub, done in outcome.results],
+        status=OK_STATUS,
+        filtered_by=outcome.filtered_by,
+    )
+
+
+def _tally(tally: dict, response: pb.SendResponse) -> None:
+    for result in response.results:
+        if result.queued:
+            tally["queued"] += 1
+        elif not result.duplicate:
+            tally["delivered"] += 1
+    if response.filtered_by:
+        tally["filtered"] = tally.get("filtered", 0) + 1
+
+
+def _failed(method: str, request, exc: CallError, tally: dict) -> pb.SendResponse:
+    """The response of one event of a batch or stream that failed, and its log line."""
+    tally["failed"] += 1
+    message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
+    fields = {"message_id": message_id or None}
+    _record_failure(fields, exc)
+    log.info("event failed", method=method, **fields)
+    return pb.SendResponse(message_id=message_id, status=status_of(exc))
+
+
 def _message_id_hint(request) -> str:
     """The messageId of an event that failed, when its JSON still says it."""
     try:
@@ -217,6 +287,10 @@ def _record_results(fields: dict, response: pb.SendResponse) -> None:
     fields["matched"] = [result.action for result in response.results]
     fields["http_status"] = [result.http_status for result in response.results]
     fields["attempts"] = sum(result.attempts for result in response.results)
+    if any(result.queued for result in response.results):
+        fields["outbox_id"] = [result.outbox_id for result in response.results]
+    if response.filtered_by:
+        fields["filtered_by"] = response.filtered_by
 
 
 def _auth_message(exc: CallError) -> str:

@@ -5,8 +5,12 @@ checks), keeps every request it received, and prints each as one JSON line
 when ``echo`` is on. The apiKey in the authorization header is never printed.
 
 Replies follow a script, so tests and callers can rehearse failures: push
-:class:`Reply` objects (a status, headers, a delay, or a dropped connection)
-onto ``sink.script``; once it is empty every request gets ``sink.default``.
+:class:`Reply` objects (a status, headers, a delay, a hold until an event is
+set, or a dropped connection) onto ``sink.script``; once it is empty every
+request gets ``sink.default``. Each :class:`Received` says when it arrived,
+when it was answered, or when the caller gave up on it (monotonic clock), so
+tests can see what the service did: how long it waited between attempts,
+which attempts it cancelled, how many requests it had in flight at once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -31,6 +36,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False  # close the connection without answering
+    hold: asyncio.Event | None = None  # answer only once this is set (after ``delay``)
 
 
 @dataclass
@@ -40,6 +46,10 @@ class Received:
     query: str
     headers: dict  # lower-case names; every header as sent
     body: str
+    arrived: float = 0.0  # time.monotonic() once the whole request was read
+    answered: float | None = None  # time.monotonic() when the sink began its answer
+    abandoned: float | None = None  # time.monotonic() when the caller closed the connection before an answer
+    status: int | None = None  # what the sink answered; None while unanswered, or when the connection was dropped
 
     def json(self):
         return json.loads(self.body)
@@ -68,7 +78,10 @@ class KameleoonSink:
         self.received: list[Received] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
-        self.arrived = asyncio.Condition()
+        self.choose = None  # when set, choose(received) picks the reply to a POST (None: the script or default)
+        self.arrived = asyncio.Condition()  # notified whenever a request arrives, is answered or is abandoned
+        self.in_flight = 0  # requests being handled: arrived, neither answered nor abandoned yet
+        self.most_in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -83,7 +96,8 @@ class KameleoonSink:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> KameleoonSink:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # handler_cancellation: a caller closing its connection cancels the handler, which records it as abandoned.
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -97,9 +111,17 @@ class KameleoonSink:
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
         """Wait until ``count`` requests have arrived; return them all."""
-        async with self.arrived:
-            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout)
+        await self.wait_until(lambda: len(self.received) >= count, timeout)
         return list(self.received)
+
+    async def wait_until(self, predicate, timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds; it is checked whenever a request arrives, is answered or abandoned."""
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(predicate), timeout)
+
+    async def _changed(self) -> None:
+        async with self.arrived:
+            self.arrived.notify_all()
 
     async def _record(self, request: web.Request) -> Received:
         body = await request.text()
@@ -109,34 +131,54 @@ class KameleoonSink:
             request.rel_url.raw_query_string,
             {name.lower(): value for name, value in request.headers.items()},
             body,
+            arrived=time.monotonic(),
         )
         self.received.append(received)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
         if self.echo is not None:
             print(json.dumps(received.shown(), ensure_ascii=False), file=self.echo, flush=True)
-        async with self.arrived:
-            self.arrived.notify_all()
+        await self._changed()
         return received
 
-    async def _reply(self, request: web.Request) -> web.StreamResponse:
-        reply = self.script.popleft() if self.script else self.default
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+    async def _reply(self, request: web.Request, received: Received, reply: Reply) -> web.StreamResponse:
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            if reply.hold is not None:
+                await reply.hold.wait()
+        except asyncio.CancelledError:
+            received.abandoned = time.monotonic()
+            self.in_flight -= 1
+            await asyncio.shield(self._changed())
+            raise
+        self.in_flight -= 1
         if reply.drop:
             request.transport.abort()
             raise asyncio.CancelledError
+        received.answered = time.monotonic()
+        received.status = reply.status
+        await self._changed()
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers, content_type="application/json")
 
+    def accepted(self) -> list[Received]:
+        """The events the sink answered with a 2xx: what Kameleoon would have taken."""
+        return [r for r in self.received if r.method == "POST" and r.status is not None and 200 <= r.status < 300]
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
-        return await self._reply(request)
+        received = await self._record(request)
+        reply = self.choose(received) if self.choose is not None else None
+        if reply is None:
+            reply = self.script.popleft() if self.script else self.default
+        return await self._reply(request, received, reply)
 
     async def _handle_getapikey(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        received = await self._record(request)
         if self.script:
-            return await self._reply(request)
+            return await self._reply(request, received, self.script.popleft())
         if request.query.get("id") and request.query.get("secret"):
-            return web.Response(status=200, text='{"status":"ok"}', content_type="application/json")
-        return web.Response(status=401, text='{"error":"unknown api key"}', content_type="application/json")
+            return await self._reply(request, received, Reply())
+        return await self._reply(request, received, Reply(status=401, body='{"error":"unknown api key"}'))
 
 
 async def run_sink(host: str, port: int, path: str = "/segmentio") -> None:

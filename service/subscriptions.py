@@ -10,13 +10,11 @@ with the subscription and the problem named.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from service import specfile
 from service.actions import ACTIONS, PRESETS, Action
 from service.errors import MappingError, SubscriptionError
 from service.mapping.directives import compile_mapping
@@ -68,33 +66,13 @@ def preset_specs() -> list[dict]:
 
 def compile_all(specs: Any, origin: str = "subscriptions") -> tuple[Subscription, ...]:
     """Check and compile a list of subscriptions; SubscriptionError names the one at fault."""
-    if not isinstance(specs, list):
-        raise SubscriptionError(f"{origin}: expected a list of subscriptions, got {type(specs).__name__}")
-    if len(specs) > MAX_SUBSCRIPTIONS:
+    if isinstance(specs, list) and len(specs) > MAX_SUBSCRIPTIONS:
         raise SubscriptionError(f"{origin}: {len(specs)} subscriptions, Segment allows at most {MAX_SUBSCRIPTIONS}")
-    compiled = []
-    names: set[str] = set()
-    for index, spec in enumerate(specs):
-        label = f"{origin}: subscription #{index + 1}"
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"].strip():
-            label = f"{label} {spec['name']!r}"
-        subscription = _compile_one(spec, label)
-        if subscription.name in names:
-            raise SubscriptionError(f"{label}: the name is used twice")
-        names.add(subscription.name)
-        compiled.append(subscription)
-    return tuple(compiled)
+    return tuple(specfile.compile_each(specs, origin, "subscription", "name", _compile_one, SubscriptionError))
 
 
 def _compile_one(spec: Any, label: str) -> Subscription:
-    if not isinstance(spec, dict):
-        raise SubscriptionError(f"{label}: expected an object with {', '.join(sorted(KEYS))}")
-    missing = KEYS - spec.keys()
-    if missing:
-        raise SubscriptionError(f"{label}: missing {', '.join(sorted(missing))}")
-    unknown = spec.keys() - KEYS - OPTIONAL_KEYS
-    if unknown:
-        raise SubscriptionError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}")
+    specfile.check_keys(spec, label, KEYS, OPTIONAL_KEYS, SubscriptionError)
     name, subscribe, slug, mapping = spec["name"], spec["subscribe"], spec["partnerAction"], spec["mapping"]
     if not isinstance(name, str) or not name.strip():
         raise SubscriptionError(f"{label}: name must be a non-empty string")
@@ -125,15 +103,16 @@ def load(path: str | None) -> tuple[Subscription, ...]:
     """The subscriptions in the file at ``path`` (JSON or YAML), or the presets when None."""
     if not path:
         return compile_all(preset_specs(), "presets")
-    file = pathlib.Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: cannot read it ({exc.strerror})") from None
-    try:
-        specs = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: not valid {'JSON' if file.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscriptionError(f"KAMELEOON_MAPPINGS={path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str) -> tuple[Subscription, ...]:
+    """The subscriptions in ``text``, the content of the file at ``path`` (JSON when it ends in .json, else YAML)."""
+    specs = specfile.read(text, path, "KAMELEOON_MAPPINGS", SubscriptionError)
     if isinstance(specs, dict) and "subscriptions" in specs:
         specs = specs["subscriptions"]
     return compile_all(specs, path)

@@ -1,18 +1,26 @@
-"""Shared fixtures: a real sink standing in for Kameleoon, a real gRPC server on a free port."""
+"""Shared fixtures: a real sink standing in for Kameleoon, a real gRPC server on a free port,
+the service's own log lines; and ``eventually``, to wait for a condition instead of sleeping."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import os
 import pathlib
 
 import grpc
 import pytest
+import structlog
+from google.rpc import error_details_pb2, status_pb2
 
-from service import jsonwire
+from service import jsonwire, logs
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import Config
 from service.server import create_server
 from service.sink import KameleoonSink
+from tests.outbox.pg import outbox_url, own_postgres, postgres, postgres_apart, postgres_url  # noqa: F401 -- PostgreSQL for any test
 
 GOLDENS = pathlib.Path(__file__).parent / "goldens"
 # base64 of {"id":"demo-id","secret":"demo-secret"}; the goldens were recorded with it.
@@ -26,6 +34,61 @@ def golden(name: str) -> dict:
     return jsonwire.loads((GOLDENS / name).read_text())
 
 
+# Under mutation testing (make mutate) the focused tests run first and the big tables last:
+# pytest stops at the first failure, so a mutant is caught sooner.
+LAST = ("test_actions_golden.py", "test_events_golden.py", "test_mappings.py", "test_triggers.py", "test_datetimes.py", "test_fuzz.py")
+
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        items.sort(key=lambda item: item.path.name in LAST)
+
+
+def bad_request_field(error: grpc.aio.AioRpcError) -> str:
+    """The field named by the one BadRequest detail of ``error`` (its description is the error's text)."""
+    [(_, value)] = [item for item in error.trailing_metadata() if item[0] == "grpc-status-details-bin"]
+    [detail] = status_pb2.Status.FromString(value).details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    [violation] = bad_request.field_violations
+    assert violation.description == error.details()
+    return violation.field
+
+
+async def eventually(predicate, timeout: float = 10.0, what: str = "") -> None:
+    """Wait until ``predicate()`` holds, checking every few milliseconds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while not predicate():
+        if loop.time() > give_up:
+            pytest.fail(f"still not true after {timeout} s: {what or predicate}")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture(autouse=True)
+def logging_left_as_found():
+    """Every test leaves structlog's (process-wide) configuration as it found it."""
+    before = structlog.get_config()
+    yield
+    assert structlog.get_config() == before, "structlog was reconfigured and not restored: use the restore_logging fixture"
+
+
+@pytest.fixture
+def restore_logging():
+    """structlog's configuration as it was before the test, put back after it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def log_lines(restore_logging):
+    """The service's log lines in this test, as dicts: ``log_lines()`` reads what was written so far."""
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream=stream)
+    return lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
 @pytest.fixture
 async def sink():
     sink = await KameleoonSink().start()
@@ -35,12 +98,14 @@ async def sink():
 
 @pytest.fixture
 async def start_service(sink):
-    """Start a service on a free port, Kameleoon being the sink; returns (app, stub)."""
+    """Start a service on a free port, Kameleoon being the sink; returns (app, stub).
+
+    Keyword arguments are Config fields; ``interceptors`` are extra server interceptors."""
     running = []
 
-    async def start(**overrides):
+    async def start(interceptors=(), **overrides):
         config = Config(**{"base_url": sink.url, "backoff_base_s": 0.01, "backoff_max_s": 0.05, **overrides})
-        app = await create_server(config, "127.0.0.1:0")
+        app = await create_server(config, "127.0.0.1:0", interceptors=interceptors)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
         running.append((app, channel))
         return app, pb_grpc.KameleoonDestinationStub(channel)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 
 import grpc
 import pytest
@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, SITECODE
+from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -40,10 +40,12 @@ async def test_retryable_status_is_retried_then_delivered_once(stub, sink, statu
 async def test_retry_after_is_honoured(start_service, sink):
     _, stub = await start_service(backoff_max_s=2)
     sink.script.append(Reply(status=429, headers={"Retry-After": "1"}))
-    started = time.monotonic()
     response = await stub.LogEvent(track(), timeout=10)
     assert response.attempts == 2
-    assert time.monotonic() - started >= 0.95
+    first, second = sink.received
+    # The stand-in's own clock: the retry came no sooner than Retry-After after the 429 went out
+    # (the backoff alone would have waited at most backoff_base_s, 0.01 s here).
+    assert second.arrived - first.answered >= 1
 
 
 async def test_retry_after_beyond_backoff_cap_gives_up_with_hint(stub, sink):
@@ -109,27 +111,101 @@ async def test_refused_connection_ends_unavailable(start_service, sink):
 
 async def test_slow_attempt_times_out_and_is_retried(start_service, sink):
     _, stub = await start_service(timeout_s=0.3)
-    sink.script.append(Reply(delay=2))
+    sink.script.append(Reply(hold=asyncio.Event()))  # never answered
     response = await stub.LogEvent(track(), timeout=10)
     assert response.attempts == 2
+    first, second = sink.received
+    await eventually(lambda: first.abandoned is not None, what="the service gave up on the slow attempt")
+    assert first.answered is None and second.answered is not None
 
 
-async def test_caller_deadline_bounds_the_call(stub, sink):
-    sink.default = Reply(delay=4)
-    started = time.monotonic()
+async def test_deadline_ends_the_attempt_in_flight_with_our_own_answer(start_service, sink, log_lines):
+    """The attempt's timeout is cut to the caller's deadline: the service ends the attempt itself and
+    answers DEADLINE_EXCEEDED (its log line and metrics say so), rather than being cancelled by gRPC."""
+    app, stub = await start_service()  # an attempt may take timeout_s = 10 s, far more than the deadline
+    sink.default = Reply(hold=asyncio.Event())  # Kameleoon never answers
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.LogEvent(track(), timeout=1)
-    elapsed = time.monotonic() - started
+        await stub.LogEvent(track(message_id="dl-1"), timeout=1)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert elapsed < 2
-    assert len(sink.received) == 1, "no retry started that could not finish in time"
+    [attempt] = sink.received
+    await eventually(lambda: attempt.abandoned is not None, what="the HTTP request was cancelled")
+    await eventually(lambda: any(line["event"] == "rpc" for line in log_lines()), what="the RPC's log line")
+    [line] = [line for line in log_lines() if line["event"] == "rpc"]
+    assert (line["code"], line["attempts"], line["message_id"]) == ("DEADLINE_EXCEEDED", 1, "dl-1")
+    assert "while Kameleoon was answering" in line["error"]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) == 1
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
+    assert sample("kameleoon_events_in_flight") == 0, "nothing left waiting on Kameleoon"
+    assert len(sink.received) == 1, "no retry started after the deadline"
 
 
-async def test_missing_settings_fail_precondition_naming_the_setting(stub, sink):
+def code_name(number: int) -> str:
+    return next(code.name for code in grpc.StatusCode if code.value[0] == number)
+
+
+async def _log_event(stub, settings):
+    response = await stub.LogEvent(track(settings=settings, message_id="rpc-1"), timeout=5)
+    return "OK", response.attempts
+
+
+async def _send(stub, settings):
+    response = await stub.Send(pb.SendRequest(settings=settings, event_json=RAW), timeout=5)
+    return "OK", sum(r.attempts for r in response.results)
+
+
+async def _send_batch(stub, settings):
+    response = await stub.SendBatch(pb.SendBatchRequest(settings=settings, requests=[pb.SendRequest(event_json=RAW)]), timeout=5)
+    [one] = response.responses
+    return code_name(one.status.code), one.status.message
+
+
+async def _send_stream(stub, settings):
+    async def requests():
+        yield pb.SendRequest(settings=settings, event_json=RAW)
+
+    [one] = [r async for r in stub.SendStream(requests(), timeout=5)]
+    return code_name(one.status.code), one.status.message
+
+
+async def _test_authentication(stub, settings):
+    response = await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=settings), timeout=5)
+    return ("OK" if response.ok else "NOT OK"), response.message
+
+
+RAW = json.dumps({"type": "track", "event": "Signed Up", "timestamp": TS, "messageId": "raw-1"})
+CALLS = {"LogEvent": _log_event, "Send": _send, "SendBatch": _send_batch, "SendStream": _send_stream, "TestAuthentication": _test_authentication}
+
+
+@pytest.mark.parametrize("method", CALLS)
+async def test_no_retry_starts_that_could_not_finish_before_the_deadline(start_service, sink, method):
+    """Kameleoon asks to come back in 20 s; the caller gives 5 s. Every RPC gives up at once with
+    the service's own answer, and the stand-in sees one attempt. (A service that ignored the
+    deadline would sleep 20 s and be cut off by gRPC with DEADLINE_EXCEEDED.)"""
+    _, stub = await start_service(backoff_max_s=60)
+    sink.script.append(Reply(status=503, body="busy", headers={"Retry-After": "20"}))
+    try:
+        outcome, detail = await CALLS[method](stub, SETTINGS)
+    except grpc.aio.AioRpcError as exc:
+        outcome, detail = exc.code().name, exc.details()
+    expected = "NOT OK" if method == "TestAuthentication" else "UNAVAILABLE"
+    assert (outcome, len(sink.received)) == (expected, 1), detail
+    assert "after 1 attempt" in detail and "busy" in detail
+
+
+@pytest.mark.parametrize(
+    "defaults, message",
+    [
+        ({}, "settings.api_key is missing: send settings in the request or set KAMELEOON_API_KEY on the server"),
+        ({"api_key": API_KEY}, "settings.sitecode is missing: send settings in the request or set KAMELEOON_SITECODE on the server"),
+    ],
+)
+async def test_missing_settings_fail_precondition_naming_the_setting(start_service, sink, defaults, message):
+    _, stub = await start_service(**defaults)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(track(settings=None), timeout=5)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "api_key" in raised.value.details()
+    assert raised.value.details() == message
     assert sink.received == []
 
 
@@ -150,18 +226,20 @@ async def test_request_settings_win_over_defaults(start_service, sink):
 
 
 @pytest.mark.parametrize(
-    "settings, field",
+    "settings, field, message",
     [
-        (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode"),
-        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key"),
-        (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key"),
+        (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode", "settings.sitecode must be exactly 10 characters, got 5"),
+        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key", "settings.api_key is empty and the server has no default (KAMELEOON_API_KEY)"),
+        (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key", "settings.api_key is blank"),
+        (pb.Settings(api_key=API_KEY), "settings.sitecode", "settings.sitecode is empty and the server has no default (KAMELEOON_SITECODE)"),
     ],
 )
-async def test_bad_settings_are_invalid_argument(stub, sink, settings, field):
+async def test_bad_settings_are_invalid_argument(stub, sink, settings, field, message):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(track(settings=settings), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in raised.value.details()
+    assert raised.value.details() == message
+    assert bad_request_field(raised.value) == field
     assert sink.received == []
 
 
@@ -174,10 +252,7 @@ async def test_invalid_event_names_the_field_and_sends_nothing(stub, sink, overr
         await stub.LogEvent(track(**overrides), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in raised.value.details()
-    [detail] = details(raised.value)
-    bad_request = error_details_pb2.BadRequest()
-    assert detail.Unpack(bad_request)
-    assert bad_request.field_violations[0].field == field
+    assert bad_request_field(raised.value) == field
     assert sink.received == []
 
 
@@ -202,15 +277,17 @@ async def test_concurrent_calls_share_the_pool(stub, sink):
     assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"m-{i}" for i in range(50))
 
 
-async def test_deadline_cancels_the_request_in_flight(start_service, sink):
-    app, stub = await start_service()
-    sink.default = Reply(delay=4)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.LogEvent(track(message_id="dl-1"), timeout=1)
-    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await asyncio.sleep(0.2)
-    assert app.metrics.registry.get_sample_value("kameleoon_events_in_flight") == 0, "nothing left waiting on Kameleoon"
-    assert app.metrics.registry.get_sample_value("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
+@pytest.mark.parametrize("attempts, ceiling", [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (9, 0.5)])
+async def test_backoff_is_full_jitter_under_a_doubling_ceiling(attempts, ceiling):
+    """Between 0 and min(backoff_max_s, backoff_base_s * 2 ** (attempt - 1)), spread over all of it.
+    (Checked on the policy itself: through the stand-in only a wall-clock bound could see it.)"""
+    from service.config import Config
+    from service.delivery import KameleoonClient
+
+    client = KameleoonClient(Config(backoff_base_s=0.1, backoff_max_s=0.5))
+    delays = [client._backoff(attempts, None) for _ in range(2000)]
+    assert 0 <= min(delays) < ceiling * 0.05 and ceiling * 0.95 < max(delays) <= ceiling
+    assert client._backoff(attempts, 0.5) == 0.5 and client._backoff(attempts, 0.6) is None, "Retry-After up to the cap"
 
 
 def test_retry_after_reads_seconds_and_http_dates():

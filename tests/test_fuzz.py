@@ -18,6 +18,7 @@ from tests.conftest import SETTINGS
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+PRESETS = {"track": "logEvent", "page": "page", "identify": "identify", "group": "group"}
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
@@ -59,11 +60,13 @@ async def test_typed_requests_never_fail_internally(stub, sink, strings, timesta
     if error is not None:
         assert error.code() not in BAD_CODES, error.details()
         assert len(sink.received) == before, "a refused event sends nothing"
+    elif response.duplicate:  # this messageId was delivered by an earlier example: not sent again
+        assert (response.http_status, response.attempts, len(sink.received)) == (0, 0, before)
     else:
-        assert len(sink.received) - before in (0, 1)
-        if len(sink.received) > before:
-            body = json.loads(sink.received[-1].body)
-            assert isinstance(body["properties"], dict) and body["timestamp"] == timestamp
+        assert (response.http_status, response.attempts, len(sink.received)) == (200, 1, before + 1)
+        body = json.loads(sink.received[-1].body)
+        assert isinstance(body["properties"], dict) and body["timestamp"] == timestamp
+        assert body["messageId"] == strings["message_id"] == response.message_id
 
 
 events = st.one_of(
@@ -84,7 +87,13 @@ async def test_raw_events_never_fail_internally(stub, sink, event):
         assert error.code() not in BAD_CODES, error.details()
         assert len(sink.received) == before, "a refused event sends nothing"
     else:
-        assert len(sink.received) - before == sum(1 for r in response.results if not r.duplicate)
+        sent = [r for r in response.results if not r.duplicate]
+        assert all((r.http_status, r.attempts) == (200, 1) for r in sent)
+        assert all((r.http_status, r.attempts) == (0, 0) for r in response.results if r.duplicate)
+        assert len(response.results) <= 1, "one preset at most matches an event"
+        assert len(sink.received) - before == len(sent)
+        preset = PRESETS.get(event["type"]) if isinstance(event.get("type"), str) else None
+        assert [r.action for r in response.results] == ([preset] if preset else [])
 
 
 @FUZZ
@@ -94,3 +103,7 @@ async def test_arbitrary_event_text_is_refused_cleanly(stub, sink, text):
     if error is not None:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "event_json" in error.details()
+        assert sink.received == []
+    else:  # only a JSON object is accepted; random text that is one has no type a preset takes
+        assert isinstance(json.loads(text), dict)
+        assert list(response.results) == [] and sink.received == []

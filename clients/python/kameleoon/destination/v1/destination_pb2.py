@@ -23,42 +23,69 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*kameleoon/destination/v1/destination.proto\x12\x18kameleoon.destination.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"-\n\x08Settings\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x10\n\x08sitecode\x18\x02 \x01(\t\"\xa9\x02\n\x0fLogEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\t\x12(\n\x07\x63ontext\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nmessage_id\x18\n \x01(\t\"\xf1\x01\n\x14IdentifyEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\'\n\x06traits\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x06 \x01(\t\x12\x11\n\ttimestamp\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\"\xa9\x02\n\x10PageEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12+\n\nproperties\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12(\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\ttimestamp\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\"\x80\x02\n\x11GroupEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08group_id\x18\x05 \x01(\t\x12\'\n\x06traits\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\t\x12\x12\n\nmessage_id\x18\t \x01(\t\"^\n\x0e\x41\x63tionResponse\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"W\n\x0bSendRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x12\n\nevent_json\x18\x02 \x01(\t\"t\n\x12SubscriptionResult\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"\x85\x01\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12=\n\x07results\x18\x02 \x03(\x0b\x32,.kameleoon.destination.v1.SubscriptionResult\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\"\x81\x01\n\x10SendBatchRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x37\n\x08requests\x18\x02 \x03(\x0b\x32%.kameleoon.destination.v1.SendRequest\"N\n\x11SendBatchResponse\x12\x39\n\tresponses\x18\x01 \x03(\x0b\x32&.kameleoon.destination.v1.SendResponse\"Q\n\x19TestAuthenticationRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\"9\n\x1aTestAuthenticationResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t2\xc9\x06\n\x14KameleoonDestination\x12_\n\x08LogEvent\x12).kameleoon.destination.v1.LogEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12i\n\rIdentifyEvent\x12..kameleoon.destination.v1.IdentifyEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12\x61\n\tPageEvent\x12*.kameleoon.destination.v1.PageEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12\x63\n\nGroupEvent\x12+.kameleoon.destination.v1.GroupEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12U\n\x04Send\x12%.kameleoon.destination.v1.SendRequest\x1a&.kameleoon.destination.v1.SendResponse\x12\x64\n\tSendBatch\x12*.kameleoon.destination.v1.SendBatchRequest\x1a+.kameleoon.destination.v1.SendBatchResponse\x12_\n\nSendStream\x12%.kameleoon.destination.v1.SendRequest\x1a&.kameleoon.destination.v1.SendResponse(\x01\x30\x01\x12\x7f\n\x12TestAuthentication\x12\x33.kameleoon.destination.v1.TestAuthenticationRequest\x1a\x34.kameleoon.destination.v1.TestAuthenticationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*kameleoon/destination/v1/destination.proto\x12\x18kameleoon.destination.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"-\n\x08Settings\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x10\n\x08sitecode\x18\x02 \x01(\t\"\xe3\x02\n\x0fLogEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\t\x12(\n\x07\x63ontext\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"\xab\x02\n\x14IdentifyEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\'\n\x06traits\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x06 \x01(\t\x12\x11\n\ttimestamp\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"\xe3\x02\n\x10PageEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12+\n\nproperties\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12(\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\ttimestamp\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"\xba\x02\n\x11GroupEventRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08group_id\x18\x05 \x01(\t\x12\'\n\x06traits\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x16kameleoon_visitor_code\x18\x07 \x01(\t\x12\x11\n\ttimestamp\x18\x08 \x01(\t\x12\x12\n\nmessage_id\x18\t \x01(\t\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"\x96\x01\n\x0e\x41\x63tionResponse\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x0e\n\x06queued\x18\x05 \x01(\x08\x12\x11\n\toutbox_id\x18\x06 \x01(\t\x12\x13\n\x0b\x66iltered_by\x18\n \x01(\t\"\x91\x01\n\x0bSendRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x12\n\nevent_json\x18\x02 \x01(\t\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"\x97\x01\n\x12SubscriptionResult\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x0e\n\x06queued\x18\x06 \x01(\x08\x12\x11\n\toutbox_id\x18\x07 \x01(\t\"\x9a\x01\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12=\n\x07results\x18\x02 \x03(\x0b\x32,.kameleoon.destination.v1.SubscriptionResult\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x13\n\x0b\x66iltered_by\x18\n \x01(\t\"\xbb\x01\n\x10SendBatchRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\x12\x37\n\x08requests\x18\x02 \x03(\x0b\x32%.kameleoon.destination.v1.SendRequest\x12\x38\n\x08\x64\x65livery\x18\x14 \x01(\x0e\x32&.kameleoon.destination.v1.DeliveryMode\"N\n\x11SendBatchResponse\x12\x39\n\tresponses\x18\x01 \x03(\x0b\x32&.kameleoon.destination.v1.SendResponse\"Q\n\x19TestAuthenticationRequest\x12\x34\n\x08settings\x18\x01 \x01(\x0b\x32\".kameleoon.destination.v1.Settings\"9\n\x1aTestAuthenticationResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x17\n\x15GetOutboxStatsRequest\"U\n\x11\x41\x63tionOutboxStats\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x11\n\tin_flight\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x04 \x01(\x03\"\xad\x01\n\x0bOutboxStats\x12\x0f\n\x07pending\x18\x01 \x01(\x03\x12\x11\n\tin_flight\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x03\x12\x1c\n\x14oldest_pending_age_s\x18\x04 \x01(\x01\x12<\n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32+.kameleoon.destination.v1.ActionOutboxStats\x12\x10\n\x08location\x18\x06 \x01(\t\"\xb3\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x17\n\x0fhas_http_status\x18\x04 \x01(\x08\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x02\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x10\n\x08sitecode\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x66irst_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_attempt_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10last_http_status\x18\x0b \x01(\x05\x12\x12\n\nlast_error\x18\x0c \x01(\t\"{\n\x16ListDeadLettersRequest\x12:\n\x06\x66ilter\x18\x01 \x01(\x0b\x32*.kameleoon.destination.v1.DeadLetterFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x17ListDeadLettersResponse\x12:\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32$.kameleoon.destination.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x17RetryDeadLettersRequest\x12:\n\x06\x66ilter\x18\x01 \x01(\x0b\x32*.kameleoon.destination.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"+\n\x18RetryDeadLettersResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x03\"b\n\x17PurgeDeadLettersRequest\x12:\n\x06\x66ilter\x18\x01 \x01(\x0b\x32*.kameleoon.destination.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x03*_\n\x0c\x44\x65liveryMode\x12\x1d\n\x19\x44\x45LIVERY_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45LIVERY_MODE_SYNC\x10\x01\x12\x18\n\x14\x44\x45LIVERY_MODE_QUEUED\x10\x02\x32\xc9\x06\n\x14KameleoonDestination\x12_\n\x08LogEvent\x12).kameleoon.destination.v1.LogEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12i\n\rIdentifyEvent\x12..kameleoon.destination.v1.IdentifyEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12\x61\n\tPageEvent\x12*.kameleoon.destination.v1.PageEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12\x63\n\nGroupEvent\x12+.kameleoon.destination.v1.GroupEventRequest\x1a(.kameleoon.destination.v1.ActionResponse\x12U\n\x04Send\x12%.kameleoon.destination.v1.SendRequest\x1a&.kameleoon.destination.v1.SendResponse\x12\x64\n\tSendBatch\x12*.kameleoon.destination.v1.SendBatchRequest\x1a+.kameleoon.destination.v1.SendBatchResponse\x12_\n\nSendStream\x12%.kameleoon.destination.v1.SendRequest\x1a&.kameleoon.destination.v1.SendResponse(\x01\x30\x01\x12\x7f\n\x12TestAuthentication\x12\x33.kameleoon.destination.v1.TestAuthenticationRequest\x1a\x34.kameleoon.destination.v1.TestAuthenticationResponse2\xe5\x03\n\x0bOutboxAdmin\x12h\n\x0eGetOutboxStats\x12/.kameleoon.destination.v1.GetOutboxStatsRequest\x1a%.kameleoon.destination.v1.OutboxStats\x12v\n\x0fListDeadLetters\x12\x30.kameleoon.destination.v1.ListDeadLettersRequest\x1a\x31.kameleoon.destination.v1.ListDeadLettersResponse\x12y\n\x10RetryDeadLetters\x12\x31.kameleoon.destination.v1.RetryDeadLettersRequest\x1a\x32.kameleoon.destination.v1.RetryDeadLettersResponse\x12y\n\x10PurgeDeadLetters\x12\x31.kameleoon.destination.v1.PurgeDeadLettersRequest\x1a\x32.kameleoon.destination.v1.PurgeDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kameleoon.destination.v1.destination_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SETTINGS']._serialized_start=127
-  _globals['_SETTINGS']._serialized_end=172
-  _globals['_LOGEVENTREQUEST']._serialized_start=175
-  _globals['_LOGEVENTREQUEST']._serialized_end=472
-  _globals['_IDENTIFYEVENTREQUEST']._serialized_start=475
-  _globals['_IDENTIFYEVENTREQUEST']._serialized_end=716
-  _globals['_PAGEEVENTREQUEST']._serialized_start=719
-  _globals['_PAGEEVENTREQUEST']._serialized_end=1016
-  _globals['_GROUPEVENTREQUEST']._serialized_start=1019
-  _globals['_GROUPEVENTREQUEST']._serialized_end=1275
-  _globals['_ACTIONRESPONSE']._serialized_start=1277
-  _globals['_ACTIONRESPONSE']._serialized_end=1371
-  _globals['_SENDREQUEST']._serialized_start=1373
-  _globals['_SENDREQUEST']._serialized_end=1460
-  _globals['_SUBSCRIPTIONRESULT']._serialized_start=1462
-  _globals['_SUBSCRIPTIONRESULT']._serialized_end=1578
-  _globals['_SENDRESPONSE']._serialized_start=1581
-  _globals['_SENDRESPONSE']._serialized_end=1714
-  _globals['_SENDBATCHREQUEST']._serialized_start=1717
-  _globals['_SENDBATCHREQUEST']._serialized_end=1846
-  _globals['_SENDBATCHRESPONSE']._serialized_start=1848
-  _globals['_SENDBATCHRESPONSE']._serialized_end=1926
-  _globals['_TESTAUTHENTICATIONREQUEST']._serialized_start=1928
-  _globals['_TESTAUTHENTICATIONREQUEST']._serialized_end=2009
-  _globals['_TESTAUTHENTICATIONRESPONSE']._serialized_start=2011
-  _globals['_TESTAUTHENTICATIONRESPONSE']._serialized_end=2068
-  _globals['_KAMELEOONDESTINATION']._serialized_start=2071
-  _globals['_KAMELEOONDESTINATION']._serialized_end=2912
+  _globals['_DELIVERYMODE']._serialized_start=3923
+  _globals['_DELIVERYMODE']._serialized_end=4018
+  _globals['_SETTINGS']._serialized_start=160
+  _globals['_SETTINGS']._serialized_end=205
+  _globals['_LOGEVENTREQUEST']._serialized_start=208
+  _globals['_LOGEVENTREQUEST']._serialized_end=563
+  _globals['_IDENTIFYEVENTREQUEST']._serialized_start=566
+  _globals['_IDENTIFYEVENTREQUEST']._serialized_end=865
+  _globals['_PAGEEVENTREQUEST']._serialized_start=868
+  _globals['_PAGEEVENTREQUEST']._serialized_end=1223
+  _globals['_GROUPEVENTREQUEST']._serialized_start=1226
+  _globals['_GROUPEVENTREQUEST']._serialized_end=1540
+  _globals['_ACTIONRESPONSE']._serialized_start=1543
+  _globals['_ACTIONRESPONSE']._serialized_end=1693
+  _globals['_SENDREQUEST']._serialized_start=1696
+  _globals['_SENDREQUEST']._serialized_end=1841
+  _globals['_SUBSCRIPTIONRESULT']._serialized_start=1844
+  _globals['_SUBSCRIPTIONRESULT']._serialized_end=1995
+  _globals['_SENDRESPONSE']._serialized_start=1998
+  _globals['_SENDRESPONSE']._serialized_end=2152
+  _globals['_SENDBATCHREQUEST']._serialized_start=2155
+  _globals['_SENDBATCHREQUEST']._serialized_end=2342
+  _globals['_SENDBATCHRESPONSE']._serialized_start=2344
+  _globals['_SENDBATCHRESPONSE']._serialized_end=2422
+  _globals['_TESTAUTHENTICATIONREQUEST']._serialized_start=2424
+  _globals['_TESTAUTHENTICATIONREQUEST']._serialized_end=2505
+  _globals['_TESTAUTHENTICATIONRESPONSE']._serialized_start=2507
+  _globals['_TESTAUTHENTICATIONRESPONSE']._serialized_end=2564
+  _globals['_GETOUTBOXSTATSREQUEST']._serialized_start=2566
+  _globals['_GETOUTBOXSTATSREQUEST']._serialized_end=2589
+  _globals['_ACTIONOUTBOXSTATS']._serialized_start=2591
+  _globals['_ACTIONOUTBOXSTATS']._serialized_end=2676
+  _globals['_OUTBOXSTATS']._serialized_start=2679
+  _globals['_OUTBOXSTATS']._serialized_end=2852
+  _globals['_DEADLETTERFILTER']._serialized_start=2855
+  _globals['_DEADLETTERFILTER']._serialized_end=3034
+  _globals['_DEADLETTER']._serialized_start=3037
+  _globals['_DEADLETTER']._serialized_end=3395
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=3397
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=3520
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=3522
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=3632
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_start=3634
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_end=3732
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_start=3734
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_end=3777
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=3779
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=3877
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=3879
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=3921
+  _globals['_KAMELEOONDESTINATION']._serialized_start=4021
+  _globals['_KAMELEOONDESTINATION']._serialized_end=4862
+  _globals['_OUTBOXADMIN']._serialized_start=4865
+  _globals['_OUTBOXADMIN']._serialized_end=5350
 # @@protoc_insertion_point(module_scope)

@@ -405,3 +405,211 @@ class KameleoonDestination:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class OutboxAdminStub:
+    """Operators' view of the outbox (queued delivery). Same port, same bearer tokens as the events.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetOutboxStats = channel.unary_unary(
+                '/kameleoon.destination.v1.OutboxAdmin/GetOutboxStats',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetOutboxStatsRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.OutboxStats.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/kameleoon.destination.v1.OutboxAdmin/ListDeadLetters',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetters = channel.unary_unary(
+                '/kameleoon.destination.v1.OutboxAdmin/RetryDeadLetters',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/kameleoon.destination.v1.OutboxAdmin/PurgeDeadLetters',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
+
+
+class OutboxAdminServicer:
+    """Operators' view of the outbox (queued delivery). Same port, same bearer tokens as the events.
+    """
+
+    def GetOutboxStats(self, request, context):
+        """Events waiting, in flight and dead, in total and by action.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Dead letters, oldest first, a page at a time. Never shows an apiKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetters(self, request, context):
+        """Dead letters back to pending with a fresh retry window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Dead letters deleted for good.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OutboxAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetOutboxStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutboxStats,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetOutboxStatsRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.OutboxStats.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetters,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kameleoon.destination.v1.OutboxAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kameleoon.destination.v1.OutboxAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OutboxAdmin:
+    """Operators' view of the outbox (queued delivery). Same port, same bearer tokens as the events.
+    """
+
+    @staticmethod
+    def GetOutboxStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.OutboxAdmin/GetOutboxStats',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetOutboxStatsRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.OutboxStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.OutboxAdmin/ListDeadLetters',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.OutboxAdmin/RetryDeadLetters',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.RetryDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.OutboxAdmin/PurgeDeadLetters',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,256 @@
+"""The outbox interface: where queued events wait until Kameleoon has them, or an operator sees why not.
+
+One interface, :class:`Outbox`, and one module per store (``sqlite.py``; a
+PostgreSQL store is one more module). Everything the rest of the service needs
+from a store goes through these methods, so the deliverer, the servicer and the
+operator commands never see SQL, a connection or a driver type.
+
+Conventions every store keeps:
+
+- Every method is ``async``; a store never blocks the event loop.
+- Times are epoch seconds (``float``, as ``time.time()``), always passed in by
+  the caller (``now=``): a store never reads the clock, so tests can move time.
+- Ids are strings (the store chooses what they look like); paging cursors are
+  opaque strings too.
+- An event's life: ``enqueue`` makes it *pending* and due at once; ``claim``
+  leases due events to one deliverer for ``lease_s`` (*in flight*); the lease
+  holder ends it with ``mark_delivered`` (gone), ``mark_retry`` (pending again,
+  due at a later time), ``mark_dead`` (a *dead letter*) or ``release`` (pending,
+  due now, the attempt not counted). A lease that runs out (its holder died)
+  makes the event claimable again. A mark whose lease is no longer the
+  event's (it ran out and someone else claimed the event) changes nothing.
+- Events whose retry window ended (``expires_at``) are never claimed;
+  ``expire`` turns them into dead letters.
+- The idempotency window lives in the store too: ``enqueue`` refuses an event
+  whose ``dedupe_key`` was taken within the window (in the same transaction as
+  the insert, so every process sharing the store agrees), and
+  ``seen``/``remember`` serve synchronous deliveries.
+- Failures: :class:`~service.errors.OutboxFull` when ``max_pending`` would be
+  passed (nothing stored), :class:`~service.errors.OutboxUnavailable` when the
+  store cannot read or write (disk full, read-only, gone); never a silent
+  success. ``open`` raises :class:`~service.errors.OutboxOpenError` naming the
+  store when it cannot be used at all.
+
+A store holds no secret in clear: ``credentials`` is ``"server"`` or an apiKey
+sealed by :mod:`service.outbox.sealing`, opaque to the store.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A rendered request to store: exactly what will be POSTed, on every attempt."""
+
+    action: str  # Kameleoon action: logEvent, identify, page, group
+    route: str  # the action (typed RPCs) or the subscription's name (raw events)
+    sitecode: str
+    message_id: str  # "" when the event has none
+    body: bytes  # the JSON body, byte for byte
+    credentials: str  # "server" or a sealed apiKey; never an apiKey in clear
+    dedupe_key: str | None = None  # idempotency key; None: never a duplicate
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ``enqueue`` did with one event: stored under ``id``, or a duplicate (``id`` None)."""
+
+    id: str | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A due event leased to one deliverer until its lease runs out."""
+
+    id: str
+    lease: str  # proves the claim in the marks that follow
+    action: str
+    route: str
+    sitecode: str
+    message_id: str
+    body: bytes
+    credentials: str
+    attempts: int  # this attempt included
+    accepted_at: float
+    expires_at: float  # end of the retry window
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try ``id`` again at ``at``; the last attempt's answer is kept for operators."""
+
+    id: str
+    lease: str
+    at: float
+    http_status: int  # 0: no answer (connection error, timeout)
+    error: str
+
+
+@dataclass(frozen=True)
+class Dead:
+    """Give up on ``id``: it becomes a dead letter with the last answer."""
+
+    id: str
+    lease: str
+    http_status: int
+    error: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    action: str
+    route: str
+    sitecode: str
+    message_id: str
+    attempts: int
+    accepted_at: float
+    first_attempt_at: float | None  # None when never attempted (the window ended first)
+    last_attempt_at: float | None
+    dead_at: float
+    last_http_status: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters an operator means; every field left at its default matches all."""
+
+    ids: tuple[str, ...] = ()
+    action: str | None = None
+    http_status: int | None = None
+    since: float | None = None  # dead_at >= since
+    until: float | None = None  # dead_at < until
+
+    def is_empty(self) -> bool:
+        return not self.ids and self.action is None and self.http_status is None and self.since is None and self.until is None
+
+
+@dataclass
+class ActionStats:
+    pending: int = 0
+    in_flight: int = 0
+    dead: int = 0
+
+
+@dataclass
+class Stats:
+    pending: int = 0  # waiting (due now or later), not leased
+    in_flight: int = 0  # leased to a deliverer right now
+    dead: int = 0  # dead letters kept
+    oldest_pending_age_s: float = 0.0  # age of the oldest event not yet delivered (pending or in flight); 0 when none
+    by_action: dict[str, ActionStats] = field(default_factory=dict)
+
+
+class Outbox(abc.ABC):
+    """A durable store of rendered requests; see the module docstring for the rules every store keeps."""
+
+    #: Where the store is, fit for logs and errors (never a password).
+    location: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if needed; OutboxOpenError naming the store when it cannot be used."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""
+
+    # -- accepting ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(
+        self, events: Sequence[NewEvent], *, now: float, window_s: float, idempotency_window_s: float, max_pending: int
+    ) -> list[Accepted]:
+        """Store ``events`` in one transaction, committed durably before returning; one Accepted each, in order.
+
+        Each is due at ``now`` and expires at ``now + window_s``. An event whose
+        ``dedupe_key`` was taken within ``idempotency_window_s`` (by an earlier
+        event or ``remember``, or earlier in ``events``) is not stored:
+        ``Accepted(None, duplicate=True)``. OutboxFull when the events not yet
+        delivered would then number more than ``max_pending`` (0: no limit):
+        nothing is stored, no key taken.
+        """
+
+    # -- delivering -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(self, limit: int, *, now: float, lease_s: float) -> list[Claimed]:
+        """Lease up to ``limit`` due, unexpired events (earliest due first) until ``now + lease_s``; attempts + 1."""
+
+    @abc.abstractmethod
+    async def next_due(self) -> float | None:
+        """When the earliest event (pending, or whose lease runs out) becomes claimable; None when there is none."""
+
+    @abc.abstractmethod
+    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float) -> int:
+        """Kameleoon took these: they leave the outbox. Returns how many were still held by these leases."""
+
+    @abc.abstractmethod
+    async def mark_retry(self, retries: Sequence[Retry], *, now: float) -> int:
+        """Pending again, due at each ``at``, with the last answer kept. Returns how many were still held."""
+
+    @abc.abstractmethod
+    async def mark_dead(self, dead: Sequence[Dead], *, now: float) -> int:
+        """These become dead letters (dead_at ``now``). Returns how many were still held."""
+
+    @abc.abstractmethod
+    async def release(self, claims: Sequence[Claimed], *, now: float) -> int:
+        """Not attempted after all (shutdown): pending and due at once, the attempt not counted."""
+
+    @abc.abstractmethod
+    async def expire(self, *, now: float, limit: int) -> list[DeadLetter]:
+        """Turn up to ``limit`` events whose window ended (and that no live lease holds) into dead letters."""
+
+    # -- operators ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def stats(self, *, now: float) -> Stats:
+        """Counts by state and by action; ``now`` decides which leases are live."""
+
+    @abc.abstractmethod
+    async def list_dead_letters(
+        self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[DeadLetter], str | None]:
+        """One page of dead letters (oldest id first) and the cursor of the next page (None: last page)."""
+
+    @abc.abstractmethod
+    async def retry_dead_letters(self, where: DeadLetterFilter, *, now: float, window_s: float) -> int:
+        """Back to pending, due at ``now`` with a fresh window (expires ``now + window_s``); how many."""
+
+    @abc.abstractmethod
+    async def purge_dead_letters(self, where: DeadLetterFilter) -> int:
+        """Delete dead letters for good; how many."""
+
+    @abc.abstractmethod
+    async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
+        """Forget dead letters older than the retention and idempotency keys older than the window; (letters, keys)."""
+
+    # -- the idempotency window of synchronous deliveries ---------------------
+
+    @abc.abstractmethod
+    async def seen(self, key: str, *, now: float, window_s: float) -> bool:
+        """Whether ``key`` was taken (enqueued or remembered) within the window."""
+
+    @abc.abstractmethod
+    async def remember(self, key: str, *, now: float) -> None:
+        """Take ``key`` at ``now`` (a synchronous delivery succeeded)."""
+
+
+__all__ = [
+    "Accepted",
+    "ActionStats",
+    "Claimed",
+    "Dead",
+    "DeadLetter",
+    "DeadLetterFilter",
+    "NewEvent",
+    "Outbox",
+    "Retry",
+    "Stats",
+]

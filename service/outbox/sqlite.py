@@ -1,0 +1,562 @@
+"""The SQLite outbox: one file on one host, shared by every process of that host.
+
+Durable for real: WAL journal, ``synchronous=FULL`` for every transaction that
+accepts events (an OK survives power loss, not only a crash). Group commit: the
+writes of all callers go through one queue to one writer thread; whatever
+queued up while a transaction was committing goes into the next one, so
+concurrent enqueues share one transaction and one fsync. Marks, claims and
+idempotency keys of synchronous calls need no fsync of their own (losing them
+means a redelivery, never a loss): transactions holding only those run with
+``synchronous=NORMAL``, and the next durable commit syncs them too.
+
+SQLite calls run on two threads of our own (one writing connection, one
+reading), so the event loop never waits for the disk. Several processes share
+the file: every write transaction is ``BEGIN IMMEDIATE`` (one writer at a time,
+waiting up to ``busy_timeout``), claims are one UPDATE ... RETURNING, so no two
+processes claim the same event.
+
+Each operation of a shared transaction runs in a SAVEPOINT: one that fails
+(OutboxFull) is rolled back alone; a commit that fails fails them all
+(OutboxUnavailable), so nobody is told OK for something not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
+from service.outbox.base import (
+    Accepted,
+    ActionStats,
+    Claimed,
+    Dead,
+    DeadLetter,
+    DeadLetterFilter,
+    NewEvent,
+    Outbox,
+    Retry,
+    Stats,
+)
+
+BUSY_TIMEOUT_MS = 10_000
+SCHEMA_VERSION = 1
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    route TEXT NOT NULL,
+    sitecode TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    credentials TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    lease TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    last_status INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (due_at);
+CREATE INDEX IF NOT EXISTS events_expires ON events (expires_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    action TEXT NOT NULL,
+    route TEXT NOT NULL,
+    sitecode TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    credentials TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    last_status INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_dead_at ON dead_letters (dead_at);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+# Columns shared by events and dead_letters, in the order DeadLetter wants them.
+_LETTER_COLUMNS = "id, action, route, sitecode, message_id, attempts, accepted_at, first_attempt_at, last_attempt_at, dead_at, last_status, last_error"
+_MOVED = "id, action, route, sitecode, message_id, body, credentials, accepted_at, attempts, first_attempt_at, last_attempt_at"
+
+
+def path_of(url: str) -> str:
+    """The file of ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (SQLAlchemy's spelling)."""
+    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return url[len("sqlite:///"):]
+
+
+class _Op:
+    __slots__ = ("run", "durable", "future")
+
+    def __init__(self, run: Callable[[sqlite3.Connection], object], durable: bool, future: asyncio.Future):
+        self.run = run
+        self.durable = durable
+        self.future = future
+
+
+class SqliteOutbox(Outbox):
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.location = f"sqlite:///{self.path}" if self.path.startswith("/") else path
+        self.commits = 0  # write transactions committed by this instance (group commit makes it small)
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox-write")
+        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox-read")
+        self._write: sqlite3.Connection | None = None
+        self._read: sqlite3.Connection | None = None
+        self._synchronous = ""
+        self._queue: list[_Op] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
+        self._closed = False
+
+    # -- life -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._write = await loop.run_in_executor(self._writer_thread, self._open_writer)
+            self._read = await loop.run_in_executor(self._reader_thread, self._connect)
+        except (sqlite3.Error, OSError) as exc:
+            self._writer_thread.shutdown(wait=False)
+            self._reader_thread.shutdown(wait=False)
+            raise OutboxOpenError(f"the outbox file {self.path} cannot be used: {_reason(exc)}") from exc
+        self._wake = asyncio.Event()
+        self._writer = asyncio.ensure_future(self._write_loop())
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"WAL journal refused (journal_mode stays {mode})")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+            self._set_synchronous(conn, "FULL")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"the file is damaged ({check})")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                conn.execute(statement)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"written by a newer version (schema {version}, this one knows {SCHEMA_VERSION})")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('live', (SELECT count(*) FROM events)) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._wake.set()
+            await self._writer
+        loop = asyncio.get_running_loop()
+        for executor, conn in ((self._writer_thread, self._write), (self._reader_thread, self._read)):
+            if conn is not None:
+                await loop.run_in_executor(executor, conn.close)
+            executor.shutdown(wait=True)
+
+    # -- the writer: group commit ----------------------------------------------
+
+    def _submit(self, run: Callable[[sqlite3.Connection], object], durable: bool) -> asyncio.Future:
+        if self._closed or self._wake is None:
+            raise OutboxUnavailable(f"the outbox {self.path} is closed")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(run, durable, future))
+        self._wake.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                ops, self._queue = self._queue, []
+                try:
+                    results = await loop.run_in_executor(self._writer_thread, self._transaction, ops)
+                except BaseException as exc:  # noqa: BLE001 -- every caller must hear of it
+                    failure = exc if isinstance(exc, OutboxUnavailable) else OutboxUnavailable(
+                        f"the outbox {self.path} cannot be written: {_reason(exc)}"
+                    )
+                    results = [failure] * len(ops)
+                for op, result in zip(ops, results):
+                    if op.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        op.future.set_exception(result)
+                    else:
+                        op.future.set_result(result)
+            if self._closed:
+                return
+
+    def _set_synchronous(self, conn: sqlite3.Connection, level: str) -> None:
+        if self._synchronous != level:
+            conn.execute(f"PRAGMA synchronous = {level}")
+            self._synchronous = level
+
+    def _transaction(self, ops: list[_Op]) -> list:
+        """One transaction for every op (in the writer thread); each op in its own savepoint."""
+        conn = self._write
+        results: list = []
+        try:
+            self._set_synchronous(conn, "FULL" if any(op.durable for op in ops) else "NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op.run(conn))
+                except (OutboxFull, OutboxUnavailable) as exc:
+                    conn.execute("ROLLBACK TO op")
+                    results.append(exc)
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, sqlite3.Error):
+                raise OutboxUnavailable(f"the outbox {self.path} cannot be written: {_reason(exc)}") from exc
+            raise
+        return results
+
+    async def _read_op(self, run: Callable[[sqlite3.Connection], object]):
+        if self._read is None:
+            raise OutboxUnavailable(f"the outbox {self.path} is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run, self._read)
+        except sqlite3.Error as exc:
+            raise OutboxUnavailable(f"the outbox {self.path} cannot be read: {_reason(exc)}") from exc
+
+    # -- accepting ------------------------------------------------------------
+
+    async def enqueue(
+        self, events: Sequence[NewEvent], *, now: float, window_s: float, idempotency_window_s: float, max_pending: int
+    ) -> list[Accepted]:
+        if not events:
+            return []
+        rows = [
+            (e.action, e.route, e.sitecode, e.message_id, e.body, e.credentials, now, now + window_s, now) for e in events
+        ]
+        keys = [e.dedupe_key for e in events]
+
+        def run(conn: sqlite3.Connection) -> list[Accepted]:
+            fresh: set = set()
+            wanted = [key for key in keys if key is not None]
+            if wanted:
+                fresh = {
+                    row[0]
+                    for row in conn.execute(
+                        "INSERT INTO idempotency (key, at) SELECT value, ? FROM json_each(?) WHERE true "
+                        "ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE idempotency.at < ? RETURNING key",
+                        (now, json.dumps(wanted), now - idempotency_window_s),
+                    )
+                }
+            stored = []
+            for index, key in enumerate(keys):
+                if key is None:
+                    stored.append(index)
+                elif key in fresh:
+                    fresh.discard(key)  # a second one of the same key in this call is a duplicate
+                    stored.append(index)
+            if not stored:
+                return [Accepted(None, duplicate=True)] * len(events)
+            if max_pending:
+                live = conn.execute("SELECT value FROM counters WHERE name = 'live'").fetchone()[0]
+                if live + len(stored) > max_pending:
+                    raise OutboxFull(
+                        f"the outbox holds {live} undelivered events; {len(stored)} more would pass "
+                        f"KAMELEOON_OUTBOX_MAX_PENDING ({max_pending}): retry later"
+                    )
+            conn.executemany(
+                "INSERT INTO events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [rows[index] for index in stored],
+            )
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            _count(conn, len(stored))
+            accepted = [Accepted(None, duplicate=True)] * len(events)
+            for offset, index in enumerate(stored):  # one writer at a time: the ids are consecutive
+                accepted[index] = Accepted(str(last - len(stored) + 1 + offset))
+            return accepted
+
+        return await self._submit(run, durable=True)
+
+    # -- delivering -----------------------------------------------------------
+
+    async def claim(self, limit: int, *, now: float, lease_s: float) -> list[Claimed]:
+        lease = secrets.token_hex(8)
+
+        def run(conn: sqlite3.Connection) -> list[Claimed]:
+            rows = conn.execute(
+                "UPDATE events SET due_at = :until, lease = :lease, attempts = attempts + 1, "
+                "first_attempt_at = coalesce(first_attempt_at, :now), last_attempt_at = :now "
+                "WHERE id IN (SELECT id FROM events WHERE due_at <= :now AND expires_at > :now ORDER BY due_at LIMIT :limit) "
+                "RETURNING id, action, route, sitecode, message_id, body, credentials, attempts, accepted_at, expires_at, due_at",
+                {"until": now + lease_s, "lease": lease, "now": now, "limit": limit},
+            ).fetchall()
+            return [Claimed(str(r[0]), lease, r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+
+        claimed = await self._submit(run, durable=False)
+        claimed.sort(key=lambda c: int(c.id))
+        return claimed
+
+    async def next_due(self) -> float | None:
+        return await self._read_op(lambda conn: conn.execute("SELECT min(due_at) FROM events").fetchone()[0])
+
+    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float) -> int:
+        params = [(int(c.id), c.lease) for c in claims]
+
+        def run(conn: sqlite3.Connection) -> int:
+            done = _changes(conn, lambda: conn.executemany("DELETE FROM events WHERE id = ? AND lease = ?", params))
+            _count(conn, -done)
+            return done
+
+        return await self._submit(run, durable=False) if params else 0
+
+    async def mark_retry(self, retries: Sequence[Retry], *, now: float) -> int:
+        params = [(r.at, r.http_status, r.error, int(r.id), r.lease) for r in retries]
+
+        def run(conn: sqlite3.Connection) -> int:
+            return _changes(conn, lambda: conn.executemany(
+                "UPDATE events SET due_at = ?, lease = NULL, last_status = ?, last_error = ? WHERE id = ? AND lease = ?", params
+            ))
+
+        return await self._submit(run, durable=False) if params else 0
+
+    async def mark_dead(self, dead: Sequence[Dead], *, now: float) -> int:
+        params = [(now, d.http_status, d.error, int(d.id), d.lease) for d in dead]
+
+        def run(conn: sqlite3.Connection) -> int:
+            moved = _changes(conn, lambda: conn.executemany(
+                f"INSERT INTO dead_letters ({_MOVED}, dead_at, last_status, last_error) "
+                f"SELECT {_MOVED}, ?, ?, ? FROM events WHERE id = ? AND lease = ?", params
+            ))
+            conn.executemany("DELETE FROM events WHERE id = ? AND lease = ?", [p[3:] for p in params])
+            _count(conn, -moved)
+            return moved
+
+        return await self._submit(run, durable=True) if params else 0
+
+    async def release(self, claims: Sequence[Claimed], *, now: float) -> int:
+        params = [(now, int(c.id), c.lease) for c in claims]
+
+        def run(conn: sqlite3.Connection) -> int:
+            return _changes(conn, lambda: conn.executemany(
+                "UPDATE events SET due_at = ?, lease = NULL, attempts = attempts - 1, "
+                "first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END, "
+                "last_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempt_at END "
+                "WHERE id = ? AND lease = ?", params
+            ))
+
+        return await self._submit(run, durable=False) if params else 0
+
+    async def expire(self, *, now: float, limit: int) -> list[DeadLetter]:
+        def run(conn: sqlite3.Connection) -> list[DeadLetter]:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM events WHERE expires_at <= ? AND (lease IS NULL OR due_at <= ?) ORDER BY expires_at LIMIT ?",
+                (now, now, limit),
+            )]
+            if not ids:
+                return []
+            marks = json.dumps(ids)
+            conn.execute(
+                f"INSERT INTO dead_letters ({_MOVED}, dead_at, last_status, last_error) "
+                f"SELECT {_MOVED}, ?, last_status, CASE WHEN last_error = '' THEN 'the retry window ended before any attempt' "
+                "WHEN last_error LIKE 'the retry window ended%' THEN last_error "
+                "ELSE 'the retry window ended; last error: ' || last_error END "
+                "FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                (now, marks),
+            )
+            conn.execute("DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))", (marks,))
+            _count(conn, -len(ids))
+            return [_letter(row) for row in conn.execute(
+                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", (marks,)
+            )]
+
+        return await self._submit(run, durable=True)
+
+    # -- operators ------------------------------------------------------------
+
+    async def stats(self, *, now: float) -> Stats:
+        def run(conn: sqlite3.Connection) -> Stats:
+            stats = Stats()
+            oldest = None
+            for action, total, in_flight, first in conn.execute(
+                "SELECT action, count(*), sum(lease IS NOT NULL AND due_at > ?), min(accepted_at) FROM events GROUP BY action",
+                (now,),
+            ):
+                entry = stats.by_action.setdefault(action, ActionStats())
+                entry.in_flight, entry.pending = in_flight, total - in_flight
+                oldest = first if oldest is None else min(oldest, first)
+            for action, dead in conn.execute("SELECT action, count(*) FROM dead_letters GROUP BY action"):
+                stats.by_action.setdefault(action, ActionStats()).dead = dead
+            for entry in stats.by_action.values():
+                stats.pending += entry.pending
+                stats.in_flight += entry.in_flight
+                stats.dead += entry.dead
+            stats.oldest_pending_age_s = max(0.0, now - oldest) if oldest is not None else 0.0
+            return stats
+
+        return await self._read_op(run)
+
+    async def list_dead_letters(
+        self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[DeadLetter], str | None]:
+        clause, params = _where(where)
+        if cursor:
+            clause += " AND id > ?"
+            params.append(_int(cursor))
+
+        def run(conn: sqlite3.Connection):
+            rows = conn.execute(
+                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE {clause} ORDER BY id LIMIT ?", (*params, limit + 1)
+            ).fetchall()
+            letters = [_letter(row) for row in rows[:limit]]
+            return letters, (letters[-1].id if len(rows) > limit else None)
+
+        return await self._read_op(run)
+
+    async def retry_dead_letters(self, where: DeadLetterFilter, *, now: float, window_s: float) -> int:
+        clause, params = _where(where)
+
+        def run(conn: sqlite3.Connection) -> int:
+            moved = _changes(conn, lambda: conn.execute(
+                f"INSERT INTO events ({_MOVED}, last_status, last_error, expires_at, due_at) "
+                f"SELECT {_MOVED}, last_status, last_error, ?, ? FROM dead_letters WHERE {clause}",
+                (now + window_s, now, *params),
+            ))
+            conn.execute(f"DELETE FROM dead_letters WHERE {clause}", params)
+            _count(conn, moved)
+            return moved
+
+        return await self._submit(run, durable=True)
+
+    async def purge_dead_letters(self, where: DeadLetterFilter) -> int:
+        clause, params = _where(where)
+
+        def run(conn: sqlite3.Connection) -> int:
+            return _changes(conn, lambda: conn.execute(f"DELETE FROM dead_letters WHERE {clause}", params))
+
+        return await self._submit(run, durable=True)
+
+    async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            letters = _changes(conn, lambda: conn.execute(
+                "DELETE FROM dead_letters WHERE dead_at < ?", (now - dead_letter_retention_s,)
+            ))
+            keys = _changes(conn, lambda: conn.execute("DELETE FROM idempotency WHERE at < ?", (now - idempotency_window_s,)))
+            return letters, keys
+
+        return await self._submit(run, durable=False)
+
+    # -- idempotency of synchronous deliveries -----------------------------------
+
+    async def seen(self, key: str, *, now: float, window_s: float) -> bool:
+        return await self._read_op(
+            lambda conn: conn.execute("SELECT 1 FROM idempotency WHERE key = ? AND at >= ?", (key, now - window_s)).fetchone()
+            is not None
+        )
+
+    async def remember(self, key: str, *, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO idempotency (key, at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET at = excluded.at", (key, now)
+            )
+
+        await self._submit(run, durable=False)
+
+
+def _count(conn: sqlite3.Connection, delta: int) -> None:
+    if delta:
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'live'", (delta,))
+
+
+def _changes(conn: sqlite3.Connection, statement: Callable[[], object]) -> int:
+    before = conn.total_changes
+    statement()
+    return conn.total_changes - before
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1  # no row has it
+
+
+def _where(where: DeadLetterFilter) -> tuple[str, list]:
+    clauses, params = ["1"], []
+    if where.ids:
+        clauses.append(f"id IN ({', '.join('?' * len(where.ids))})")
+        params.extend(_int(i) for i in where.ids)
+    if where.action is not None:
+        clauses.append("action = ?")
+        params.append(where.action)
+    if where.http_status is not None:
+        clauses.append("last_status = ?")
+        params.append(where.http_status)
+    if where.since is not None:
+        clauses.append("dead_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("dead_at < ?")
+        params.append(where.until)
+    return " AND ".join(clauses), params
+
+
+def _letter(row) -> DeadLetter:
+    return DeadLetter(str(row[0]), *row[1:])
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words an operator can act on."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "")
+        if name:
+            text = f"{text} ({name})"
+    return text
+
+
+__all__ = ["SqliteOutbox", "path_of"]

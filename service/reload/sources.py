@@ -1,0 +1,52 @@
+"""The configurations that can be reloaded, and how each one is read and versioned."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from service import filters, subscriptions
+from service.config import Config
+from service.errors import ConfigError
+
+VERSION_CHARS = 12  # of the SHA-256 of the file's bytes
+
+
+@dataclass(frozen=True)
+class Loaded:
+    value: Any
+    version: str  # a content hash; "presets" / "none" when no file is configured
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # "subscriptions" or "filters": the ``config`` label of the metrics
+    variable: str  # the setting naming the file
+    path: str | None
+    parse: Callable[[str, str], Any]  # (text, path) -> compiled value; ConfigError when wrong
+    default: Callable[[], Any]  # the value when no file is configured
+    default_version: str
+
+    def load(self) -> Loaded:
+        """Read, check and compile the file; ConfigError naming the problem."""
+        if not self.path:
+            return Loaded(self.default(), self.default_version)
+        try:
+            data = pathlib.Path(self.path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{self.variable}={self.path}: cannot read it ({exc.strerror})") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{self.variable}={self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return Loaded(self.parse(text, self.path), hashlib.sha256(data).hexdigest()[:VERSION_CHARS])
+
+
+def sources_for(config: Config) -> tuple[Source, ...]:
+    """The subscriptions (KAMELEOON_MAPPINGS) and the filters (KAMELEOON_FILTERS) of ``config``."""
+    return (
+        Source("subscriptions", "KAMELEOON_MAPPINGS", config.mappings, subscriptions.parse, lambda: subscriptions.load(None), "presets"),
+        Source("filters", "KAMELEOON_FILTERS", config.filters, filters.parse, lambda: filters.NO_FILTERS, "none"),
+    )

@@ -1,0 +1,275 @@
+"""The outbox contract: what every store (service.outbox.base.Outbox) must do, run against each store.
+
+Times are passed in (``now=``), so nothing here waits on a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.errors import OutboxFull
+from service.outbox.base import Dead, DeadLetterFilter, NewEvent, Retry
+
+T0 = 1_800_000_000.0
+WINDOW = 3600.0
+IDEM = 86400.0
+LEASE = 30.0
+
+
+def event(n: int, action: str = "logEvent", key: bool = True, **changes) -> NewEvent:
+    fields = dict(
+        action=action,
+        route=action,
+        sitecode="0123456789",
+        message_id=f"m-{n}",
+        body=f'{{"messageId":"m-{n}","n":{n}}}'.encode(),
+        credentials="server",
+        dedupe_key=f"0123456789\x1f{action}\x1fm-{n}" if key else None,
+    )
+    fields.update(changes)
+    return NewEvent(**fields)
+
+
+async def put(store, events, now=T0, max_pending=0, window=WINDOW):
+    return await store.enqueue(events, now=now, window_s=window, idempotency_window_s=IDEM, max_pending=max_pending)
+
+
+async def test_enqueue_then_claim_gives_back_exactly_what_was_stored(store_factory):
+    store = await store_factory()
+    accepted = await put(store, [event(1), event(2, "identify")])
+    assert all(a.id and not a.duplicate for a in accepted)
+    assert len({a.id for a in accepted}) == 2
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    assert [c.id for c in claimed] == [a.id for a in accepted]
+    first = claimed[0]
+    assert (first.action, first.route, first.sitecode, first.message_id, first.credentials) == (
+        "logEvent", "logEvent", "0123456789", "m-1", "server")
+    assert first.body == b'{"messageId":"m-1","n":1}'
+    assert first.attempts == 1 and first.accepted_at == T0 and first.expires_at == T0 + WINDOW
+
+
+async def test_claims_are_leased_limited_and_in_due_order(store_factory):
+    store = await store_factory()
+    accepted = await put(store, [event(n) for n in range(5)])
+    first = await store.claim(2, now=T0, lease_s=LEASE)
+    assert [c.id for c in first] == [a.id for a in accepted[:2]]
+    second = await store.claim(10, now=T0 + 1, lease_s=LEASE)
+    assert [c.id for c in second] == [a.id for a in accepted[2:]]
+    assert await store.claim(10, now=T0 + 2, lease_s=LEASE) == []
+    stats = await store.stats(now=T0 + 2)
+    assert (stats.pending, stats.in_flight) == (0, 5)
+    # The lease runs out (its holder died): claimable again, the attempt counted.
+    again = await store.claim(10, now=T0 + LEASE + 0.5, lease_s=LEASE)
+    assert {c.id for c in again} == {a.id for a in accepted[:2]}
+    assert all(c.attempts == 2 for c in again)
+
+
+async def test_two_instances_never_claim_the_same_event(store_factory):
+    one, two = await store_factory(), await store_factory()
+    await put(one, [event(n) for n in range(200)])
+    results = await asyncio.gather(*(store.claim(7, now=T0, lease_s=LEASE) for store in (one, two) for _ in range(20)))
+    ids = [c.id for claimed in results for c in claimed]
+    assert len(ids) == 200 and len(set(ids)) == 200
+
+
+async def test_delivered_events_leave_and_stale_leases_change_nothing(store_factory):
+    store = await store_factory()
+    await put(store, [event(1), event(2)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    retaken = await store.claim(10, now=T0 + LEASE + 1, lease_s=LEASE)  # the first holder's lease ran out
+    assert await store.mark_delivered(claimed, now=T0 + LEASE + 2) == 0
+    assert await store.mark_retry([Retry(c.id, c.lease, T0, 503, "x") for c in claimed], now=T0 + LEASE + 2) == 0
+    assert await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0 + LEASE + 2) == 0
+    assert (await store.stats(now=T0 + LEASE + 2)).in_flight == 2
+    assert await store.mark_delivered(retaken, now=T0 + LEASE + 2) == 2
+    stats = await store.stats(now=T0 + LEASE + 2)
+    assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 0)
+    assert await store.next_due() is None
+
+
+async def test_retry_waits_until_its_time_and_keeps_the_last_answer(store_factory):
+    store = await store_factory()
+    await put(store, [event(1)])
+    [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
+    assert await store.mark_retry([Retry(claimed.id, claimed.lease, T0 + 100, 503, "HTTP 503")], now=T0 + 1) == 1
+    assert await store.next_due() == T0 + 100
+    assert await store.claim(1, now=T0 + 99, lease_s=LEASE) == []
+    stats = await store.stats(now=T0 + 99)
+    assert (stats.pending, stats.in_flight) == (1, 0)
+    [again] = await store.claim(1, now=T0 + 100, lease_s=LEASE)
+    assert again.id == claimed.id and again.attempts == 2 and again.body == claimed.body
+    await store.mark_dead([Dead(again.id, again.lease, 503, "HTTP 503 again")], now=T0 + 101)
+    [letter], _ = await store.list_dead_letters(DeadLetterFilter(), limit=10)
+    assert (letter.attempts, letter.first_attempt_at, letter.last_attempt_at) == (2, T0, T0 + 100)
+
+
+async def test_release_puts_back_without_counting_the_attempt(store_factory):
+    store = await store_factory()
+    await put(store, [event(1)])
+    claimed = await store.claim(1, now=T0, lease_s=LEASE)
+    assert await store.release(claimed, now=T0 + 1) == 1
+    [again] = await store.claim(1, now=T0 + 1, lease_s=LEASE)
+    assert again.attempts == 1
+
+
+async def test_dead_letters_are_listed_with_their_last_answer(store_factory):
+    store = await store_factory()
+    accepted = await put(store, [event(1), event(2, "identify"), event(3)])
+    claimed = await store.claim(10, now=T0 + 5, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 400 if c.action == "logEvent" else 422, f"rejected {c.message_id}") for c in claimed],
+                          now=T0 + 6)
+    stats = await store.stats(now=T0 + 6)
+    assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 3)
+    assert stats.by_action["identify"].dead == 1 and stats.by_action["logEvent"].dead == 2
+    letters, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=10)
+    assert cursor is None
+    assert [d.id for d in letters] == [a.id for a in accepted]
+    first = letters[0]
+    assert (first.action, first.route, first.sitecode, first.message_id, first.attempts) == ("logEvent", "logEvent", "0123456789", "m-1", 1)
+    assert (first.accepted_at, first.first_attempt_at, first.last_attempt_at, first.dead_at) == (T0, T0 + 5, T0 + 5, T0 + 6)
+    assert (first.last_http_status, first.last_error) == (400, "rejected m-1")
+    assert await store.claim(10, now=T0 + 1000, lease_s=LEASE) == []
+
+
+async def test_dead_letters_page_and_filter(store_factory):
+    store = await store_factory()
+    await put(store, [event(n, "identify" if n % 3 == 0 else "logEvent") for n in range(10)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    for i, c in enumerate(claimed):  # dead at T0+0..T0+9, status 500 for even ones
+        await store.mark_dead([Dead(c.id, c.lease, 500 if i % 2 == 0 else 400, "e")], now=T0 + i)
+    pages, cursor = [], None
+    while True:
+        page, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=3, cursor=cursor)
+        pages.append([d.id for d in page])
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 3, 1]
+    assert sum(pages, []) == [c.id for c in claimed]
+    identify, _ = await store.list_dead_letters(DeadLetterFilter(action="identify"), limit=100)
+    assert [d.message_id for d in identify] == ["m-0", "m-3", "m-6", "m-9"]
+    rejected, _ = await store.list_dead_letters(DeadLetterFilter(http_status=400), limit=100)
+    assert len(rejected) == 5 and {d.last_http_status for d in rejected} == {400}
+    window, _ = await store.list_dead_letters(DeadLetterFilter(since=T0 + 2, until=T0 + 5), limit=100)
+    assert [d.dead_at for d in window] == [T0 + 2, T0 + 3, T0 + 4]
+    some, _ = await store.list_dead_letters(DeadLetterFilter(ids=(claimed[1].id, claimed[4].id, "no-such-id")), limit=100)
+    assert [d.id for d in some] == [claimed[1].id, claimed[4].id]
+
+
+async def test_retry_dead_letters_gives_a_fresh_window_and_purge_deletes(store_factory):
+    store = await store_factory()
+    await put(store, [event(n) for n in range(4)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 503, "down") for c in claimed], now=T0 + 1)
+    later = T0 + 2 * WINDOW
+    assert await store.retry_dead_letters(DeadLetterFilter(ids=(claimed[0].id,)), now=later, window_s=WINDOW) == 1
+    [back] = await store.claim(10, now=later, lease_s=LEASE)
+    assert back.id == claimed[0].id and back.body == claimed[0].body and back.expires_at == later + WINDOW
+    assert back.attempts == 2  # the history is kept
+    assert await store.purge_dead_letters(DeadLetterFilter(ids=(claimed[1].id,))) == 1
+    assert await store.retry_dead_letters(DeadLetterFilter(http_status=503), now=later, window_s=WINDOW) == 2
+    stats = await store.stats(now=later)
+    assert (stats.pending, stats.in_flight, stats.dead) == (2, 1, 0)
+    assert await store.purge_dead_letters(DeadLetterFilter()) == 0
+
+
+async def test_expired_windows_become_dead_letters_but_not_under_a_live_lease(store_factory):
+    store = await store_factory()
+    await put(store, [event(3)], window=100)
+    [never] = await store.expire(now=T0 + 100, limit=100)
+    assert never.first_attempt_at is None and never.attempts == 0 and "window" in never.last_error
+    await put(store, [event(1), event(2)], window=100)
+    [held] = await store.claim(1, now=T0 + 50, lease_s=LEASE)  # leased until T0+80
+    await store.mark_retry([Retry(held.id, held.lease, T0 + 90, 503, "HTTP 503")], now=T0 + 51)
+    both = await store.claim(10, now=T0 + 95, lease_s=LEASE)  # leased until T0+125
+    [other] = [c for c in both if c.id != held.id]
+    await store.mark_retry([Retry(other.id, other.lease, T0 + 200, 0, "")], now=T0 + 96)
+    assert await store.claim(10, now=T0 + 300, lease_s=LEASE) == []  # both expired: never claimed again
+    letters = await store.expire(now=T0 + 100, limit=100)
+    assert [d.message_id for d in letters] == ["m-2"]  # m-1 is under a live lease
+    assert "window" in letters[0].last_error
+    letters = await store.expire(now=T0 + 130, limit=100)
+    assert [(d.message_id, d.last_http_status, d.attempts) for d in letters] == [("m-1", 503, 2)]
+    assert "HTTP 503" in letters[0].last_error
+    stats = await store.stats(now=T0 + 130)
+    assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 3)
+
+
+async def test_duplicates_within_the_window_are_not_stored(store_factory):
+    store = await store_factory()
+    first = await put(store, [event(1), event(1), event(2, key=False), event(2, key=False)])
+    assert [a.duplicate for a in first] == [False, True, False, False]
+    assert first[1].id is None
+    again = await put(store, [event(1), event(3)], now=T0 + 10)
+    assert [a.duplicate for a in again] == [True, False]
+    other = await store_factory()  # another process sees the same window
+    assert (await put(other, [event(3)], now=T0 + 20))[0].duplicate
+    after = await put(other, [event(1)], now=T0 + IDEM + 1)
+    assert not after[0].duplicate and after[0].id
+    assert (await store.stats(now=T0 + IDEM + 1)).pending == 5
+
+
+async def test_max_pending_refuses_and_stores_nothing(store_factory):
+    store = await store_factory()
+    await put(store, [event(1), event(2)], max_pending=3)
+    with pytest.raises(OutboxFull):
+        await put(store, [event(3), event(4)], max_pending=3)
+    assert (await store.stats(now=T0)).pending == 2
+    assert (await put(store, [event(1)], max_pending=1))[0].duplicate  # nothing to store: never refused
+    # Nothing of the refused call was kept, not even its idempotency keys.
+    claimed = await store.claim(1, now=T0, lease_s=LEASE)
+    await store.mark_delivered(claimed, now=T0)
+    accepted = await put(store, [event(3), event(4)], max_pending=3)
+    assert [a.duplicate for a in accepted] == [False, False]
+    # In flight counts as not delivered; dead letters do not.
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    with pytest.raises(OutboxFull):
+        await put(store, [event(5)], max_pending=3)
+    await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
+    assert not (await put(store, [event(5)], max_pending=3))[0].duplicate
+
+
+async def test_seen_and_remember_share_the_window_with_enqueue(store_factory):
+    store = await store_factory()
+    key = "0123456789\x1flogEvent\x1fm-9"
+    assert not await store.seen(key, now=T0, window_s=IDEM)
+    await store.remember(key, now=T0)
+    assert await store.seen(key, now=T0 + IDEM - 1, window_s=IDEM)
+    assert not await store.seen(key, now=T0 + IDEM + 1, window_s=IDEM)
+    assert (await put(store, [event(9)], now=T0 + 5))[0].duplicate
+    await put(store, [event(8)])
+    assert await (await store_factory()).seen("0123456789\x1flogEvent\x1fm-8", now=T0 + 1, window_s=IDEM)
+
+
+async def test_housekeeping_forgets_old_dead_letters_and_keys(store_factory):
+    store = await store_factory()
+    await put(store, [event(1), event(2)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(claimed[0].id, claimed[0].lease, 400, "x")], now=T0)
+    await store.mark_dead([Dead(claimed[1].id, claimed[1].lease, 400, "x")], now=T0 + 500)
+    letters, keys = await store.housekeep(now=T0 + 1000, dead_letter_retention_s=600, idempotency_window_s=IDEM)
+    assert (letters, keys) == (1, 0)
+    assert (await store.stats(now=T0 + 1000)).dead == 1
+    letters, keys = await store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=10 * IDEM, idempotency_window_s=IDEM)
+    assert (letters, keys) == (0, 2)
+
+
+async def test_stats_count_by_state_and_action_with_the_oldest_age(store_factory):
+    store = await store_factory()
+    await put(store, [event(1, "page")], now=T0)
+    await put(store, [event(2), event(3)], now=T0 + 10)
+    await store.claim(1, now=T0 + 20, lease_s=LEASE)
+    stats = await store.stats(now=T0 + 30)
+    assert (stats.pending, stats.in_flight, stats.dead) == (2, 1, 0)
+    assert stats.oldest_pending_age_s == 30
+    assert (stats.by_action["page"].in_flight, stats.by_action["logEvent"].pending) == (1, 2)
+    assert (await store.stats(now=T0 + 100)).in_flight == 0  # the lease ran out
+
+
+async def test_many_concurrent_enqueues_all_commit(store_factory):
+    store = await store_factory()
+    results = await asyncio.gather(*(put(store, [event(n), event(n + 10_000)]) for n in range(300)))
+    ids = [a.id for accepted in results for a in accepted]
+    assert len(set(ids)) == 600 and None not in ids
+    assert (await (await store_factory()).stats(now=T0)).pending == 600

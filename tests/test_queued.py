@@ -1,0 +1,347 @@
+"""Queued delivery, end to end in one process: a real gRPC server, a real SQLite outbox file, the HTTP stand-in.
+
+Every wait polls for a condition (with a generous overall timeout); retry windows and
+backoffs are made small through settings, so nothing waits long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+
+import grpc
+import pytest
+
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.outbox.deliverer import CIRCUIT_THRESHOLD
+from service.sink import Reply
+from tests.conftest import API_KEY, SETTINGS, SITECODE
+
+QUEUED, SYNC = pb.DELIVERY_MODE_QUEUED, pb.DELIVERY_MODE_SYNC
+TS = "2024-01-01T00:00:00Z"
+OTHER_KEY = base64.b64encode(json.dumps({"id": "other-id", "secret": "other-very-secret"}).encode()).decode()
+OUTBOX_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+async def until(predicate, timeout: float = 30.0, interval: float = 0.02):
+    """Poll ``predicate`` (sync or async) until it is truthy; fail after ``timeout`` seconds."""
+    async def poll():
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(interval)
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+def track(message_id: str, **extra) -> pb.SendRequest:
+    event = {"type": "track", "event": "Signed Up", "timestamp": TS, "messageId": message_id, **extra}
+    return pb.SendRequest(event_json=json.dumps(event))
+
+
+def delivered_ids(sink) -> list[str]:
+    return [r.json()["messageId"] for r in sink.accepted()]
+
+
+@pytest.fixture
+def queued_outbox(request, tmp_path) -> str:
+    """The outbox of ``queued``: a file in tmp_path; a fresh PostgreSQL database in tests marked BOTH_STORES."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+# Operator RPCs and the messageId window work the same on every store.
+BOTH_STORES = pytest.mark.parametrize("queued_outbox", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+async def queued(start_service, queued_outbox):
+    """Start a service whose default delivery is queued, on ``queued_outbox``; returns (app, stub, admin)."""
+    channels = []
+
+    async def start(**overrides):
+        settings = {
+            "delivery": "queued",
+            "outbox": queued_outbox,
+            "api_key": API_KEY,
+            "sitecode": SITECODE,
+            "retry_max_backoff_s": 0.05,
+            **overrides,
+        }
+        app, stub = await start_service(**settings)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+        channels.append(channel)
+        return app, stub, pb_grpc.OutboxAdminStub(channel)
+
+    yield start
+    for channel in channels:
+        await channel.close()
+
+
+async def test_queued_call_answers_once_committed_and_delivers_the_sync_request(queued, sink, tmp_path):
+    sink.default = Reply(status=503)  # Kameleoon down: the event must be in the file when OK comes back
+    app, stub, admin = await queued()
+    request = pb.LogEventRequest(event="Order Completed", timestamp=TS, message_id="q-1", kameleoon_visitor_code="vc-1")
+    request.properties.update({"revenue": 42})
+    response = await stub.LogEvent(request, timeout=10)
+    assert (response.queued, response.http_status, response.attempts, response.message_id) == (True, 0, 0, "q-1")
+    assert response.outbox_id
+    with sqlite3.connect(tmp_path / "outbox.db") as conn:
+        rows = conn.execute("SELECT id, message_id, body FROM events").fetchall()
+    assert [(str(i), m) for i, m, _ in rows] == [(response.outbox_id, "q-1")]
+
+    sink.default = Reply()
+    request.message_id = "s-1"
+    request.delivery = SYNC
+    synced = await stub.LogEvent(request, timeout=10)
+    assert (synced.queued, synced.http_status, synced.outbox_id) == (False, 200, "")
+    await until(lambda: {"q-1", "s-1"} <= set(delivered_ids(sink)))
+    by_id = {r.json()["messageId"]: r for r in sink.accepted()}
+    assert by_id["q-1"].body.replace('"q-1"', '"s-1"') == by_id["s-1"].body
+    assert by_id["q-1"].headers["authorization"] == f"Basic {API_KEY}" == by_id["s-1"].headers["authorization"]
+    assert by_id["q-1"].headers["x-segment-settings"] == SITECODE
+    # Every attempt carried the same body and messageId.
+    assert {r.body for r in sink.received if '"q-1"' in r.body} == {by_id["q-1"].body}
+    stats = await until(lambda: _stats_when(admin, lambda s: s.pending == 0 and s.in_flight == 0))
+    assert stats.dead == 0
+
+
+async def test_bad_input_is_refused_at_once_and_nothing_is_stored(queued, sink):
+    app, stub, admin = await queued()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(pb.LogEventRequest(event="x", message_id="bad-1"), timeout=10)  # no timestamp
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "timestamp" in raised.value.details()
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[
+        track("good-1"), pb.SendRequest(event_json="{not json"), track("bad-2", timestamp="yesterday"), track("good-2"),
+    ]), timeout=10)
+    codes = [r.status.code for r in batch.responses]
+    assert codes == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert [r.results[0].queued for r in (batch.responses[0], batch.responses[3])] == [True, True]
+    await until(lambda: len(sink.accepted()) == 2)
+    assert sorted(delivered_ids(sink)) == ["good-1", "good-2"]
+    assert app.outbox.commits  # the store was used
+    stats = await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
+    assert (stats.pending, stats.dead) == (0, 0)
+
+
+async def test_an_outage_is_ridden_out_with_few_attempts_then_the_backlog_drains(queued, sink):
+    sink.default = Reply(status=503)
+    app, stub, admin = await queued(outbox_concurrency=4)
+    ids = [f"o-{i}" for i in range(300)]
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(i) for i in ids]), timeout=10)
+    assert all(r.results[0].queued for r in batch.responses)
+    # The circuit opened: Kameleoon gets probes, not one attempt per event.
+    await until(lambda: len(sink.received) >= 2 * 4 + CIRCUIT_THRESHOLD + 3)
+    failed_posts = len(sink.received)
+    assert failed_posts < len(ids) // 2
+    sink.default = Reply()
+    await until(lambda: set(delivered_ids(sink)) == set(ids))
+    bodies: dict = {}
+    for received in sink.received:
+        bodies.setdefault(received.json()["messageId"], set()).add(received.body)
+    assert all(len(b) == 1 for b in bodies.values())  # the same body on every attempt
+    stats = await until(lambda: _stats_when(admin, lambda s: s.pending == 0 and s.in_flight == 0))
+    assert stats.dead == 0
+
+
+async def _stats_when(admin, condition):
+    stats = await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
+    return stats if condition(stats) else None
+
+
+@BOTH_STORES
+async def test_a_permanent_4xx_is_a_dead_letter_at_once_then_retry_delivers_it(queued, sink):
+    sink.script.append(Reply(status=422, body='{"error":"bad payload"}'))
+    app, stub, admin = await queued()
+    response = await stub.IdentifyEvent(pb.IdentifyEventRequest(user_id="u-1", timestamp=TS, message_id="d-1"), timeout=10)
+    stats = await until(lambda: _stats_when(admin, lambda s: s.dead == 1))
+    assert [(a.action, a.dead) for a in stats.actions] == [("identify", 1)]
+    listed = await admin.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
+    [letter] = listed.dead_letters
+    assert (letter.id, letter.message_id, letter.action, letter.route, letter.sitecode) == (
+        response.outbox_id, "d-1", "identify", "identify", SITECODE)
+    assert (letter.attempts, letter.last_http_status) == (1, 422)
+    assert "422" in letter.last_error and "bad payload" in letter.last_error
+    assert letter.HasField("first_attempt_at") and letter.dead_at.ToSeconds() >= letter.accepted_at.ToSeconds()
+    assert API_KEY not in str(listed) and "demo-secret" not in str(listed)
+    assert len(sink.received) == 1  # not retried
+    retried = await admin.RetryDeadLetters(pb.RetryDeadLettersRequest(filter=pb.DeadLetterFilter(ids=[letter.id])), timeout=5)
+    assert retried.retried == 1
+    await until(lambda: delivered_ids(sink) == ["d-1"])
+    await until(lambda: _stats_when(admin, lambda s: s.dead == 0 and s.pending == 0 and s.in_flight == 0))
+
+
+@BOTH_STORES
+async def test_an_ended_window_makes_dead_letters_and_retry_delivers_them(queued, sink):
+    sink.default = Reply(status=503)
+    app, stub, admin = await queued(retry_window_s=1.0)
+    ids = [f"w-{i}" for i in range(20)]
+    await stub.SendBatch(pb.SendBatchRequest(requests=[track(i) for i in ids]), timeout=10)
+    await until(lambda: _stats_when(admin, lambda s: s.dead == 20))
+    letters = (await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=50), timeout=5)).dead_letters
+    assert sorted(d.message_id for d in letters) == sorted(ids)
+    assert all("window" in d.last_error for d in letters)
+    attempted = [d for d in letters if d.attempts]
+    assert attempted and all(d.last_http_status == 503 for d in attempted)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:  # an empty filter needs all=true
+        await admin.RetryDeadLetters(pb.RetryDeadLettersRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    sink.default = Reply()
+    retried = await admin.RetryDeadLetters(pb.RetryDeadLettersRequest(all=True), timeout=5)
+    assert retried.retried == 20
+    await until(lambda: set(delivered_ids(sink)) == set(ids))
+
+
+@BOTH_STORES
+async def test_dead_letters_page_filter_and_purge(queued, sink):
+    sink.default = Reply(status=400)
+    app, stub, admin = await queued()
+    await stub.SendBatch(pb.SendBatchRequest(requests=[track(f"p-{i}") for i in range(5)]), timeout=10)
+    await stub.PageEvent(pb.PageEventRequest(name="Home", timestamp=TS, message_id="p-page"), timeout=10)
+    await until(lambda: _stats_when(admin, lambda s: s.dead == 6))
+    first = await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=4), timeout=5)
+    second = await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=4, page_token=first.next_page_token), timeout=5)
+    assert (len(first.dead_letters), len(second.dead_letters), second.next_page_token) == (4, 2, "")
+    pages = await admin.ListDeadLetters(pb.ListDeadLettersRequest(filter=pb.DeadLetterFilter(action="page")), timeout=5)
+    assert [d.message_id for d in pages.dead_letters] == ["p-page"]
+    none = await admin.ListDeadLetters(pb.ListDeadLettersRequest(filter=pb.DeadLetterFilter(http_status=503)), timeout=5)
+    assert list(none.dead_letters) == []
+    purged = await admin.PurgeDeadLetters(pb.PurgeDeadLettersRequest(filter=pb.DeadLetterFilter(action="logEvent")), timeout=5)
+    assert purged.purged == 5
+    assert (await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)).dead == 1
+
+
+async def test_a_request_with_its_own_api_key_needs_the_outbox_key(queued, sink):
+    app, stub, admin = await queued()
+    own = pb.Settings(api_key=OTHER_KEY, sitecode=SITECODE)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(pb.LogEventRequest(settings=own, timestamp=TS, message_id="k-1"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "KAMELEOON_OUTBOX_KEY" in raised.value.details() and OTHER_KEY not in raised.value.details()
+    batch = await stub.SendBatch(pb.SendBatchRequest(settings=own, requests=[track("k-2")]), timeout=10)
+    assert batch.responses[0].status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    # The server's own key, even when the request repeats it, is stored as a reference.
+    ok = await stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, timestamp=TS, message_id="k-3"), timeout=10)
+    assert ok.queued
+    await until(lambda: delivered_ids(sink) == ["k-3"])
+
+
+async def test_an_own_api_key_is_stored_sealed_and_delivered_as_sent(queued, sink, tmp_path):
+    sink.default = Reply(status=503)  # keep it in the file a while
+    app, stub, admin = await queued(outbox_key=base64.b64decode(OUTBOX_KEY), outbox_concurrency=1)
+    own = pb.Settings(api_key=OTHER_KEY, sitecode="other12345")
+    response = await stub.LogEvent(pb.LogEventRequest(settings=own, timestamp=TS, message_id="sealed-1"), timeout=10)
+    assert response.queued
+    await until(lambda: len(sink.received) >= 2)
+    for suffix in ("", "-wal"):
+        path = tmp_path / f"outbox.db{suffix}"
+        if path.exists():
+            content = path.read_bytes()
+            assert OTHER_KEY.encode() not in content and b"other-very-secret" not in content and b"other-id" not in content
+    sink.default = Reply()
+    await until(lambda: delivered_ids(sink) == ["sealed-1"])
+    [delivered] = sink.accepted()
+    assert delivered.headers["authorization"] == f"Basic {OTHER_KEY}"
+    assert delivered.headers["x-segment-settings"] == "other12345"
+
+
+@BOTH_STORES
+async def test_max_pending_refuses_with_resource_exhausted(queued, sink):
+    sink.default = Reply(status=503)
+    app, stub, admin = await queued(outbox_max_pending=3)
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(f"m-{i}") for i in range(3)]), timeout=10)
+    assert all(r.results[0].queued for r in batch.responses)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(track("m-3"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "KAMELEOON_OUTBOX_MAX_PENDING" in raised.value.details()
+    # Sync calls are not limited by the outbox.
+    sink.default = Reply()
+    request = track("m-sync")
+    request.delivery = SYNC
+    assert (await stub.Send(request, timeout=10)).results[0].http_status == 200
+
+
+@BOTH_STORES
+async def test_a_messageid_is_taken_once_for_queued_and_sync_calls(queued, sink):
+    app, stub, admin = await queued()
+    first = await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-1"), timeout=10)
+    again = await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-1"), timeout=10)
+    synced = await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-1", delivery=SYNC), timeout=10)
+    assert (first.queued, first.duplicate) == (True, False)
+    assert (again.queued, again.duplicate, again.outbox_id) == (False, True, "")
+    assert (synced.duplicate, synced.http_status) == (True, 0)
+    # And a sync delivery takes the key for queued calls too.
+    await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-2", delivery=SYNC), timeout=10)
+    assert (await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="dup-2"), timeout=10)).duplicate
+    await until(lambda: len(sink.accepted()) == 2)
+    stats = await until(lambda: _stats_when(admin, lambda s: s.pending == 0 and s.in_flight == 0))
+    assert sorted(delivered_ids(sink)) == ["dup-1", "dup-2"] and stats.dead == 0
+
+
+async def test_streams_and_batches_choose_their_mode(queued, sink):
+    app, stub, admin = await queued(delivery="sync")
+    batch = await stub.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[track("b-1"), track("b-2")]), timeout=10)
+    assert [r.results[0].queued for r in batch.responses] == [True, True]
+    own_mode = track("b-3")
+    own_mode.delivery = SYNC  # an event's own mode wins over its batch's
+    mixed = await stub.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[own_mode, track("b-4")]), timeout=10)
+    assert [(r.results[0].queued, r.results[0].http_status) for r in mixed.responses] == [(False, 200), (True, 0)]
+
+    async def requests():
+        for i in range(20):
+            request = track(f"st-{i}")
+            request.delivery = QUEUED if i % 2 else SYNC
+            yield request
+
+    responses = [r async for r in stub.SendStream(requests(), timeout=20)]
+    assert [r.results[0].queued for r in responses] == [bool(i % 2) for i in range(20)]
+    await until(lambda: len(sink.accepted()) == 24)
+    assert len(set(delivered_ids(sink))) == 24
+
+
+async def test_a_sync_batch_on_a_queued_server_is_delivered_during_the_call(queued, sink):
+    app, stub, admin = await queued()  # queued by default
+    batch = await stub.SendBatch(pb.SendBatchRequest(delivery=SYNC, requests=[track("sb-1"), track("sb-2")]), timeout=10)
+    assert [(r.results[0].queued, r.results[0].http_status) for r in batch.responses] == [(False, 200), (False, 200)]
+    assert sorted(delivered_ids(sink)) == ["sb-1", "sb-2"]
+
+
+async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, sink):
+    app, stub = await start_service()  # sync by default, no KAMELEOON_OUTBOX
+    assert app.outbox is None
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, timestamp=TS, message_id="n-1", delivery=QUEUED), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "KAMELEOON_OUTBOX" in raised.value.details()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert sink.received == []
+
+
+@BOTH_STORES
+async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, sink):
+    sink.script.append(Reply(status=400))
+    app, stub, admin = await queued()
+    await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="x-1"), timeout=10)
+    await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="x-2"), timeout=10)
+    await until(lambda: _stats_when(admin, lambda s: s.dead == 1 and s.pending == 0 and s.in_flight == 0))
+
+    def value(name: str) -> float:
+        for line in app.metrics.exposition().decode().splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    await until(lambda: value('kameleoon_outbox_delivered_total{action="logEvent"}') == 1)
+    assert value('kameleoon_outbox_enqueued_total{action="logEvent"}') == 2
+    assert value('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
+

@@ -1,0 +1,109 @@
+"""Mutation testing of the event path (make mutate): how many small breakages the tests catch.
+
+    python -m tools.mutate service/pipeline.py service/delivery.py ...
+
+mutmut (pinned in the dev extra; settings under [tool.mutmut] in pyproject.toml) copies
+``service/`` into ``mutants/``, makes every mutant of the modules named here, learns which
+tests run each function, and runs just those tests against each mutant. This wrapper
+chooses the modules (the Makefile's MUTATE, so a new module is one word there), starts
+from a clean ``mutants/`` so no verdict is left over from older code or tests, and prints
+the score per module with every surviving mutant, which ``mutmut show NAME`` displays.
+It reports; it never fails a build (exit 0 unless mutmut itself could not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+from collections import Counter
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants"
+REPORT = MUTANTS / "report.json"
+
+
+def run(modules: list[str], workers: int, names: list[str]) -> None:
+    from mutmut import configuration
+    from mutmut.__main__ import cli
+
+    config = configuration.config()
+    config.only_mutate = modules
+    try:
+        cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+
+
+def verdicts(modules: list[str]) -> dict[str, dict[str, str]]:
+    """{module: {mutant name: status}} from mutmut's files in mutants/."""
+    from mutmut.stats import status_by_exit_code
+
+    found = {}
+    for module in modules:
+        meta = json.loads((MUTANTS / (module + ".meta")).read_text())
+        found[module] = {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+    return found
+
+
+def report(found: dict[str, dict[str, str]]) -> dict:
+    """Print the score per module and overall, and the survivors; return it all as a dict."""
+    summary = {"modules": {}, "survived": []}
+    total = Counter()
+    print()
+    print(f"{'module':32} {'mutants':>8} {'killed':>8} {'survived':>9} {'other':>6} {'score':>7}")
+    for module, statuses in found.items():
+        counts = Counter(statuses.values())
+        total.update(counts)
+        summary["modules"][module] = _line(module, counts)
+        summary["survived"] += sorted(name for name, status in statuses.items() if status != "killed")
+    summary["total"] = _line("all", total)
+    if summary["survived"]:
+        print("\nNot killed (see each with `.venv/bin/mutmut show NAME`; why each is harmless: tests/MUTANTS.md):")
+        for module, statuses in found.items():
+            for name in sorted(statuses):
+                if statuses[name] != "killed":
+                    print(f"  {statuses[name]:10} {name}")
+    return summary
+
+
+def _line(label: str, counts: Counter) -> dict:
+    mutants = sum(counts.values())
+    killed = counts["killed"]
+    score = 100.0 * killed / mutants if mutants else 100.0
+    other = mutants - killed - counts["survived"]
+    print(f"{label:32} {mutants:8} {killed:8} {counts['survived']:9} {other:6} {score:6.1f}%")
+    return {"mutants": mutants, "killed": killed, "survived": counts["survived"], "other": other,
+            "score": round(score, 1), "by_status": dict(counts)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. service/pipeline.py")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "2")),
+                        help="mutants tested at once (default 2, or MUTATE_WORKERS)")
+    parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
+    parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
+                        help="with --keep: test these mutants again (names or globs, e.g. 'service.pipeline.*')")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    missing = [module for module in args.modules if not pathlib.Path(module).is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)}")
+    if args.retest and not args.keep:
+        parser.error("--retest goes with --keep")
+    if not args.keep and MUTANTS.exists():
+        shutil.rmtree(MUTANTS)
+    run(args.modules, args.workers, args.retest)
+    summary = report(verdicts(args.modules))
+    REPORT.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nreport: {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
