@@ -145,12 +145,18 @@ _INPUT_SPACE = b" \t\n\r"
 _OUTPUT_SHAPE = bytes.maketrans(b"123456789}]-", b"111111111,,+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SAFE_INT_DIGITS = b"0" * 16  # 2**53 has 16 digits: shorter integers are exact doubles
+# orjson sizes its parse for the worst case, about 12 bytes per byte of text, even for a text it
+# refuses (100,000 nested "[" took 2.4 MB): larger texts, rare among events, take the standard
+# library's parse, which allocates for what it builds.
+_FAST_LOADS_MAX_BYTES = 64 * 1024
 
 
 def loads(text: str | bytes) -> Any:
     """Parse JSON as Segment's runtime holds it: index-like keys come first, "__proto__"
     keys are gone, integers beyond 2**53 are rounded as doubles."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(data) > _FAST_LOADS_MAX_BYTES:
+        return _exact_loads(text)
     shape = data.translate(_INPUT_SHAPE, _INPUT_SPACE)
     if b',"0' in shape or _SAFE_INT_DIGITS in shape or b"__proto__" in data:
         return _exact_loads(text)

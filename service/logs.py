@@ -91,3 +91,9 @@ def configure(level: str = "info", fmt: str = "auto", stream=None, trace_ids: bo
         cache_logger_on_first_use=False,
     )
     _bound.clear()
+
+
+def restore(saved: dict) -> None:
+    """Put back a configuration read with structlog.get_config() (the loggers of :func:`logger` follow)."""
+    structlog.configure(**saved)
+    _bound.clear()

@@ -20,17 +20,14 @@ def send(message_id: str) -> pb.SendRequest:
     return pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": message_id}))
 
 
-async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub, sink):
+async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub, sink, restore_logging):
     first, second = io.StringIO(), io.StringIO()
-    try:
-        logs.configure("info", "json", stream=first)
-        before = datetime.now(timezone.utc)
-        await stub.Send(send("log-1"), timeout=10)
-        after = datetime.now(timezone.utc)
-        logs.configure("info", "json", stream=second)  # loggers made for the first stream are made anew
-        await stub.Send(send("log-2"), timeout=10)
-    finally:
-        logs.configure("info", "console")
+    logs.configure("info", "json", stream=first)
+    before = datetime.now(timezone.utc)
+    await stub.Send(send("log-1"), timeout=10)
+    after = datetime.now(timezone.utc)
+    logs.configure("info", "json", stream=second)  # loggers made for the first stream are made anew
+    await stub.Send(send("log-2"), timeout=10)
     [line] = [json.loads(text) for text in first.getvalue().splitlines()]
     assert {key: line[key] for key in ("event", "level", "method", "code", "message_id", "matched", "http_status", "attempts")} == {
         "event": "rpc", "level": "info", "method": "Send", "code": "OK", "message_id": "log-1", "matched": ["logEvent"],
