@@ -9,8 +9,8 @@ group events (each with timestamp and messageId). From that pool:
 - ``typed_request_parts``: the typed request (LogEvent, PageEvent,
   IdentifyEvent or GroupEvent) as bytes, with the messageId appended per call
   (protobuf keeps the last value of a repeated scalar field);
-- ``kameleoon_body``: roughly the JSON body Kameleoon would receive, for the
-  raw HTTP ceiling (no mapping there: the bodies are ready before timing).
+- ``service_body_parts``: the very body the service sends for the event (made
+  by the service's own code before timing), for the HTTP floor.
 
 Every call gets a unique messageId (``<base>-<n>``) so that a service that
 remembers delivered ids can never skip work in the benchmark.
@@ -253,23 +253,32 @@ def typed_request(parts: tuple[str, bytes, bytes], message_id: str) -> bytes:
     return data + tag + varint(len(mid)) + mid
 
 
-# Which keys each action sends, in order (the DESIGN page's table).
-BODY_KEYS = {
-    "track": ("anonymousId", "userId", "event", "type", "properties", "timestamp", "context", "messageId"),
-    "identify": ("anonymousId", "userId", "type", "properties", "timestamp", "messageId"),
-    "page": ("anonymousId", "userId", "type", "properties", "name", "context", "timestamp", "messageId"),
-    "group": ("anonymousId", "userId", "type", "groupId", "properties", "timestamp", "messageId"),
-}
+def service_body_parts(events: list[dict]) -> list[tuple[bytes, bytes]]:
+    """The body the service sends for each event (its own presets, mapping and serialiser, from this
+    checkout), split around the messageId like :func:`event_json_parts`: prefix + id + suffix.
+
+    Every event of the pool matches exactly one preset; the HTTP floor posts these bodies.
+    """
+    from service.pipeline import Pipeline
+    from service.subscriptions import load
+
+    pipeline = Pipeline(None, load(None))
+    parts = []
+    for event in events:
+        [planned] = pipeline.plan(event)
+        body = planned.body
+        marker = b'"messageId":"' + event["messageId"].encode() + b'"'
+        at = body.rindex(marker) + len(b'"messageId":"')
+        parts.append((body[:at], body[at + len(event["messageId"]):]))
+    return parts
 
 
-def kameleoon_body(event: dict) -> bytes:
-    """About the body the preset would send for ``event`` (same keys and size; not a wire reference)."""
-    kind = event["type"]
-    source = dict(event)
-    props = dict(event.get("traits") if kind in ("identify", "group") else event.get("properties") or {})
-    source["properties"] = props  # the visitor code stays folded into properties
-    return dumps({key: source[key] for key in BODY_KEYS[kind] if key in source}).encode()
+def service_body(parts: tuple[bytes, bytes], message_id: str) -> bytes:
+    return parts[0] + message_id.encode() + parts[1]
 
 
 def kameleoon_headers() -> dict:
-    return {"authorization": f"Basic {API_KEY}", "x-segment-settings": SITECODE, "content-type": "application/json"}
+    """The header lines the service sends (service.credentials), for the bench's settings."""
+    from service.credentials import Credentials
+
+    return dict(Credentials(API_KEY, SITECODE).headers())

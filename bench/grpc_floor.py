@@ -1,14 +1,23 @@
 """The gRPC floor: a bare grpc.aio server whose handlers return an empty response at once.
 
-``python -m bench --grpc-floor`` drives it like the service (unary Send, same
-requests, same load generator): its events/s is what grpc.aio alone allows on
+``python -m bench`` drives it like the service (unary Send, same requests, same
+load generator): its events/s and CPU per call are what grpc.aio alone costs on
 this machine, with no mapping and no HTTP. It answers the typed methods and
 Send with an empty message (valid: every field is optional) and prints
 ``PORT <n>`` once listening.
+
+``--post URL``: the one-process floor. Each Send, and each message of a
+SendStream, first POSTs a body with aiohttp (the HTTP floor's session, bodies
+and header lines) to URL, on the same uvloop, then answers: grpc.aio and aiohttp
+in one process, doing nothing else. On this host that costs more than the two
+floors measured apart (they contend for the same event loop, caches and cores).
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 import sys
 
 import grpc
@@ -19,13 +28,40 @@ SERVICE = "kameleoon.destination.v1.KameleoonDestination"
 METHODS = ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent", "Send")
 
 
-async def serve() -> None:
+async def serve(post_url: str | None, events_file: str | None) -> None:
+    post = None
+    if post_url:
+        import yarl
+
+        from bench import events as ev
+        from bench.loadgen import floor_session
+
+        with open(events_file) as f:
+            parts = ev.service_body_parts(json.load(f))
+        session = floor_session(100)
+        url, headers, numbers = yarl.URL(post_url), ev.kameleoon_headers(), itertools.count()
+
+        async def post() -> None:
+            n = next(numbers)
+            async with session.post(url, data=ev.service_body(parts[n % len(parts)], f"floor-{n}"), headers=headers) as response:
+                await response.read()
+
     async def empty(request: bytes, context) -> bytes:
+        if post is not None:
+            await post()
         return b""
 
+    async def stream(request_iterator, context):
+        async for _ in request_iterator:
+            if post is not None:
+                await post()
+            yield b""
+
     handler = grpc.unary_unary_rpc_method_handler(empty, request_deserializer=None, response_serializer=None)
+    methods = {m: handler for m in METHODS}
+    methods["SendStream"] = grpc.stream_stream_rpc_method_handler(stream, request_deserializer=None, response_serializer=None)
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {m: handler for m in METHODS}),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"PORT {port}", flush=True)
@@ -33,6 +69,14 @@ async def serve() -> None:
     await server.stop(0)
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.grpc_floor")
+    parser.add_argument("--post", metavar="URL", help="POST a body to URL before answering (the one-process floor)")
+    parser.add_argument("--events", metavar="FILE", help="the bench's events (JSON), whose service bodies --post sends")
+    args = parser.parse_args(argv)
+    run(serve(args.post, args.events))
+    return 0
+
+
 if __name__ == "__main__":
-    run(serve())
-    sys.exit(0)
+    sys.exit(main())

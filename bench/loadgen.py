@@ -22,6 +22,7 @@ from collections import Counter
 
 import aiohttp
 import grpc
+import yarl
 
 from bench import events as ev
 from bench.common import percentile, run, tree_cpu_seconds, tree_memory_kb
@@ -45,8 +46,17 @@ class Pool:
         self.send_parts = [ev.send_request_parts(e) for e in events]
         self.batch_parts = [ev.send_request_parts(e, with_settings=False) for e in events]
         self.typed_parts = [ev.typed_request_parts(e) for e in events]
-        self.bodies = [ev.kameleoon_body(e) for e in events]
+        self.body_parts = ev.service_body_parts(events)
         self.settings_field = ev.length_delimited(1, ev.settings_bytes())
+
+
+def floor_session(pool_size: int) -> aiohttp.ClientSession:
+    """The HTTP floor's session: what the service's delivery client needs of aiohttp, done the
+    cheapest way aiohttp allows, putting the same header lines on the wire (the report compares them)."""
+    connector = aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=60)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                                 skip_auto_headers=("accept-encoding",))
 
 
 class Target:
@@ -66,10 +76,8 @@ class Target:
 
     async def __aenter__(self) -> Target:
         if self.mode == "direct":
-            connector = aiohttp.TCPConnector(limit=int(self.cmd.get("pool_size", 100)), keepalive_timeout=60)
-            self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
-                                                 skip_auto_headers=("content-type",))
-            self.url = self.cmd["standin_url"]
+            self.session = floor_session(int(self.cmd.get("pool_size", 100)))
+            self.url = yarl.URL(self.cmd.get("direct_url") or self.cmd["standin_url"])
             self.headers = ev.kameleoon_headers()
             return self
         # Several channels (HTTP/2 connections) when asked: one grpc.aio channel tops out well
@@ -106,7 +114,7 @@ class Target:
         pool = self.pool
         i = n % pool.size
         if self.mode == "direct":
-            async with self.session.post(self.url, data=pool.bodies[i], headers=self.headers) as response:
+            async with self.session.post(self.url, data=ev.service_body(pool.body_parts[i], self.mid(n)), headers=self.headers) as response:
                 await response.read()
                 if response.status == 200:
                     return 1, None
@@ -174,9 +182,13 @@ def _window(first: dict, last: dict) -> dict:
         "events_per_s": round((last["ok"] - first["ok"]) / wall, 1) if wall > 0 else None,
         "cpu_cores": {"loadgen": round((last["own_cpu"] - first["own_cpu"]) / wall, 3) if wall > 0 else None},
     }
+    ok = last["ok"] - first["ok"]
+    out["cpu_us_per_event"] = {"loadgen": round((last["own_cpu"] - first["own_cpu"]) / ok * 1e6, 1) if ok > 0 else None}
     for name, before in first["cpu"].items():
         after = last["cpu"].get(name)
-        out["cpu_cores"][name] = round((after - before) / wall, 3) if wall > 0 and before is not None and after is not None else None
+        known = before is not None and after is not None
+        out["cpu_cores"][name] = round((after - before) / wall, 3) if wall > 0 and known else None
+        out["cpu_us_per_event"][name] = round((after - before) / ok * 1e6, 1) if ok > 0 and known else None
     return out
 
 

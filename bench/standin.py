@@ -4,10 +4,16 @@ A raw asyncio protocol (uvloop when importable) with a minimal HTTP/1.1
 keep-alive parser: it finds the end of the headers, skips the body
 (Content-Length or chunked) and writes one canned response. It counts the
 requests it answered; ``GET /__stats`` returns the counters as JSON (that is
-how the benchmark checks that every event really reached "Kameleoon").
+how the benchmark checks that every event really reached "Kameleoon"), with
+the header lines of one POST in 64 (names, and values but Host and
+Content-Length) counted by kind, so the report can show that the HTTP floor
+puts the same header lines on the wire as the service.
 
-Run: ``python -m bench.standin [--port 0]``; prints ``PORT <n>`` once listening
-and stops on SIGTERM / SIGINT or when its parent process exits.
+``--delay-ms N`` answers every POST N ms after it arrived (Kameleoon across
+the internet): a client's throughput then follows its connections / N.
+
+Run: ``python -m bench.standin [--port 0] [--delay-ms 0]``; prints ``PORT <n>``
+once listening and stops on SIGTERM / SIGINT or when its parent process exits.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from bench.common import run, until_stopped
 
 RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
 MAX_HEAD = 64 * 1024
+SAMPLE_EVERY = 64  # one POST in this many has its header lines recorded
+VARYING = (b"host:", b"content-length:")  # header values that differ between clients for no reason of theirs
 
-STATS = {"requests": 0, "posts": 0, "body_bytes": 0, "connections": 0, "open": 0}
+STATS: dict = {"requests": 0, "posts": 0, "body_bytes": 0, "connections": 0, "open": 0, "heads": {}}
+DELAY_S = 0.0
 
 
 def _chunked_end(buf: bytearray, start: int) -> int:
@@ -40,6 +49,17 @@ def _chunked_end(buf: bytearray, start: int) -> int:
         pos += size + 2
         if pos > len(buf):
             return -1
+
+
+def _record_head(raw: bytes) -> None:
+    """Count the request line and header lines of one request (Host and Content-Length without their values)."""
+    request_line, *rest = raw.split(b"\r\n")
+    lines = [request_line.decode("latin-1")]
+    for line in rest:
+        lower = line.lower()
+        lines.append(line.split(b":", 1)[0].lower().decode() + ":" if lower.startswith(VARYING) else line.decode("latin-1"))
+    key = "\n".join(lines)
+    STATS["heads"][key] = STATS["heads"].get(key, 0) + 1
 
 
 class StandIn(asyncio.Protocol):
@@ -63,7 +83,8 @@ class StandIn(asyncio.Protocol):
                 if len(buf) > MAX_HEAD:
                     self.transport.close()
                 return
-            head = bytes(buf[:head_end]).lower()
+            raw_head = bytes(buf[:head_end])
+            head = raw_head.lower()
             start = head_end + 4
             close = b"\nconnection: close" in head
             at = head.find(b"\ncontent-length:")
@@ -82,6 +103,14 @@ class StandIn(asyncio.Protocol):
             if head.startswith(b"post "):
                 STATS["posts"] += 1
                 STATS["body_bytes"] += end - start
+                if STATS["posts"] % SAMPLE_EVERY == 1:
+                    _record_head(raw_head)
+                if DELAY_S:
+                    asyncio.get_running_loop().call_later(DELAY_S, self._answer, close)
+                    del buf[:end]
+                    if close:
+                        return
+                    continue
                 self.transport.write(RESPONSE)
             elif head.startswith(b"get /__stats"):
                 text = json.dumps(STATS).encode()
@@ -93,6 +122,12 @@ class StandIn(asyncio.Protocol):
                 self.transport.close()
                 return
 
+    def _answer(self, close: bool) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(RESPONSE)
+            if close:
+                self.transport.close()
+
 
 async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
@@ -103,10 +138,13 @@ async def serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DELAY_S
     parser = argparse.ArgumentParser(prog="python -m bench.standin")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every POST this long after it arrived")
     args = parser.parse_args(argv)
+    DELAY_S = args.delay_ms / 1000
     run(serve(args.host, args.port))
     return 0
 

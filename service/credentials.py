@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.config import SITECODE_LENGTH, USER_AGENT, Config
 from service.errors import InvalidArgument, MissingSetting
@@ -20,23 +20,28 @@ from service.jsonwire import js_string, loads
 class Credentials:
     api_key: str
     sitecode: str
+    _headers: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_headers", {
+            "authorization": f"Basic {self.api_key}",
+            "x-segment-settings": self.sitecode,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        })
 
     def __repr__(self) -> str:
         return f"Credentials(api_key=<secret>, sitecode={self.sitecode!r})"
 
     def headers(self) -> dict[str, str]:
         """The headers Segment's destination sends with every event (do not modify the dict)."""
-        return _headers(self.api_key, self.sitecode)
+        return self._headers
 
 
 @functools.lru_cache(maxsize=1024)
-def _headers(api_key: str, sitecode: str) -> dict[str, str]:
-    return {
-        "authorization": f"Basic {api_key}",
-        "x-segment-settings": sitecode,
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-    }
+def _credentials(api_key: str, sitecode: str) -> Credentials:
+    """One Credentials (and its headers) per apiKey and sitecode in use, made once."""
+    return Credentials(api_key, sitecode)
 
 
 def resolve(settings, config: Config) -> Credentials:
@@ -55,7 +60,7 @@ def resolve(settings, config: Config) -> Credentials:
         raise InvalidArgument(
             f"settings.sitecode must be exactly {SITECODE_LENGTH} characters, got {len(sitecode)}", field="settings.sitecode"
         )
-    return Credentials(api_key, sitecode)
+    return _credentials(api_key, sitecode)
 
 
 def api_key_entries(api_key: str) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Method handlers whose request decoding cannot end a call with UNKNOWN.
+"""Method handlers whose request decoding cannot end a call with UNKNOWN, and that count calls.
 
 grpcio answers a request that fails to decode (for example a Struct nested
 deeper than protobuf's recursion limit) with UNKNOWN and an internal message.
@@ -14,6 +14,7 @@ from google.protobuf import message, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from service.errors import InvalidArgument, abort
+from service.metrics import NoMetrics
 
 
 class Undecodable:
@@ -36,17 +37,44 @@ def _decoder(cls):
     return decode
 
 
-def _guard_unary(behaviour):
+def _unary(behaviour, name: str, metrics):
+    """The method's behaviour, an undecodable request answered INVALID_ARGUMENT, the call counted."""
+
     async def handle(request, context):
-        if isinstance(request, Undecodable):
-            await abort(context, request.error)
-        return await behaviour(request, context)
+        metrics.rpc_started(name)
+        exc = None
+        try:
+            if isinstance(request, Undecodable):
+                await abort(context, request.error)
+            return await behaviour(request, context)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            metrics.rpc_finished(name, context, exc)
 
     return handle
 
 
-def handlers(service: ServiceDescriptor, servicer) -> grpc.GenericRpcHandler:
-    """A generic handler serving every method of ``service`` from ``servicer``."""
+def _stream(behaviour, name: str, metrics):
+    async def handle(request_iterator, context):
+        metrics.rpc_started(name)
+        exc = None
+        try:
+            async for response in behaviour(request_iterator, context):
+                yield response
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            metrics.rpc_finished(name, context, exc)
+
+    return handle
+
+
+def handlers(service: ServiceDescriptor, servicer, metrics=None) -> grpc.GenericRpcHandler:
+    """A generic handler serving every method of ``service`` from ``servicer``, counting calls in ``metrics``."""
+    metrics = metrics or NoMetrics()
     methods = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
@@ -54,9 +82,9 @@ def handlers(service: ServiceDescriptor, servicer) -> grpc.GenericRpcHandler:
         behaviour = getattr(servicer, method.name)
         kwargs = {"request_deserializer": _decoder(request_cls), "response_serializer": response_cls.SerializeToString}
         if method.client_streaming and method.server_streaming:
-            methods[method.name] = grpc.stream_stream_rpc_method_handler(behaviour, **kwargs)
+            methods[method.name] = grpc.stream_stream_rpc_method_handler(_stream(behaviour, method.name, metrics), **kwargs)
         elif method.client_streaming or method.server_streaming:
             raise NotImplementedError(f"{method.full_name}: only unary and bidirectional methods are served")
         else:
-            methods[method.name] = grpc.unary_unary_rpc_method_handler(_guard_unary(behaviour), **kwargs)
+            methods[method.name] = grpc.unary_unary_rpc_method_handler(_unary(behaviour, method.name, metrics), **kwargs)
     return grpc.method_handlers_generic_handler(service.full_name, methods)

@@ -5,11 +5,18 @@ event is POSTed to the configured endpoint; connection errors, timeouts, 408,
 423, 429 and 5xx (but 501) are retried with exponential backoff and full
 jitter, honouring Retry-After, up to ``max_attempts`` attempts and never past
 the caller's deadline. Final answers become errors of service.errors.
+
+An attempt first takes one of ``pool_size`` slots (the pool's connections): the
+time it waits for one is kameleoon_pool_wait_seconds. Per request nothing is
+built that could be built once: the URL, the headers of a sitecode and apiKey
+(service.credentials), the session-wide timeout (a per-request one only when
+the caller's deadline is nearer), the header lines aiohttp adds (_SegmentRequest).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import random
 import time
@@ -18,6 +25,7 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
+from aiohttp import hdrs
 from yarl import URL
 
 from service.config import USER_AGENT, Config
@@ -57,6 +65,67 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class _SegmentRequest(aiohttp.ClientRequest):
+    """aiohttp's request, adding ``Accept: */*`` alone: no ``Accept-Encoding`` (Segment's client asks
+    for no compression on this route, and decompressing costs CPU). The session's
+    ``skip_auto_headers`` would say the same but builds a header set per request."""
+
+    DEFAULT_HEADERS = {hdrs.ACCEPT: "*/*"}
+
+
+_DELIVERED: dict[tuple[int, int], Delivered] = {}
+
+
+def _delivered(http_status: int, attempts: int) -> Delivered:
+    """Delivered(http_status, attempts), made once per pair (they are immutable)."""
+    found = _DELIVERED.get((http_status, attempts))
+    if found is None:
+        found = _DELIVERED[(http_status, attempts)] = Delivered(http_status, attempts)
+    return found
+
+
+class _Slots:
+    """The pool's connections as tickets, first come first served: an attempt takes one before its
+    request and gives it back after (asyncio.Semaphore asks more per call: its locked() builds a
+    generator)."""
+
+    __slots__ = ("free", "_waiters")
+
+    def __init__(self, count: int):
+        self.free = count
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Take a ticket if one is free and nobody waits for one: no await needed."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait for a ticket (when take_now() said no)."""
+        if self.take_now():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a ticket as the wait was cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the ticket goes straight to the first waiter
+                return
+        self.free += 1
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, http_status: int = 0, retry_after: float | None = None, timed_out: bool = False):
         super().__init__(reason)
@@ -72,19 +141,22 @@ class KameleoonClient:
         self._config = config
         self._metrics = metrics or NoMetrics()
         self._trace_configs = list(trace_configs)
-        self._default_timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._endpoint = URL(config.base_url)
         self._session: aiohttp.ClientSession | None = None
+        self._slots = _Slots(config.pool_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._config.pool_size, keepalive_timeout=60, ttl_dns_cache=300)
+        self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
+            timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
             # Like Segment's fetch: no cookies kept, no compression asked for; both also cost CPU per request.
+            # Every request names its content-type and user-agent, so aiohttp adds neither.
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=("content-type", "accept-encoding", "user-agent"),
+            request_class=_SegmentRequest,
             trace_configs=self._trace_configs or None,
         )
 
@@ -131,7 +203,7 @@ class KameleoonClient:
         max_attempts: int | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         max_attempts = max_attempts or self._config.max_attempts
         attempts = 0
         while True:
@@ -145,7 +217,7 @@ class KameleoonClient:
                 if left < timeout:
                     timeout, bound_by_deadline = left, True
             try:
-                status, text = await self._attempt(method, url, headers, body, timeout)
+                status, text = await self._attempt(method, url, headers, body, timeout if bound_by_deadline else None)
             except _Retryable as exc:
                 self._metrics.attempt(action, "retryable", attempts, exc.http_status)
                 if bound_by_deadline and exc.timed_out:
@@ -168,14 +240,24 @@ class KameleoonClient:
                 continue
             self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts, status)
             if 200 <= status < 300:
-                return Delivered(status, attempts)
+                return _delivered(status, attempts)
             raise for_http_status(status, text, attempts)
 
-    async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float) -> tuple[int, str]:
+    async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None) -> tuple[int, str]:
+        """One request once a pooled connection is free; ``timeout`` None: the session's (timeout_s)."""
+        slots = self._slots
+        if slots.take_now():
+            self._metrics.pool_wait(0.0)
+        else:
+            waiting = time.perf_counter()
+            await slots.wait()
+            self._metrics.pool_wait(time.perf_counter() - waiting)
         try:
-            async with self._session.request(
-                method, url, headers=headers, data=body, timeout=self._timeout(timeout)
-            ) as response:
+            if timeout is None:
+                request = self._session.request(method, url, headers=headers, data=body)
+            else:
+                request = self._session.request(method, url, headers=headers, data=body, timeout=aiohttp.ClientTimeout(total=timeout))
+            async with request as response:
                 raw = await response.read()
                 status = response.status
                 if status in RETRYABLE_STATUS:
@@ -186,14 +268,12 @@ class KameleoonClient:
                     raise _Retryable(reason, status, retry_after_seconds(response.headers.get("retry-after")))
                 return status, raw.decode("utf-8", "replace")
         except asyncio.TimeoutError:
-            raise _Retryable(f"no answer within {timeout:.3g} s", timed_out=True) from None
+            seconds = self._config.timeout_s if timeout is None else timeout
+            raise _Retryable(f"no answer within {seconds:.3g} s", timed_out=True) from None
         except aiohttp.ClientError as exc:
             raise _Retryable(f"connection error ({type(exc).__name__})") from None
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        if seconds == self._config.timeout_s:
-            return self._default_timeout
-        return aiohttp.ClientTimeout(total=seconds)
+        finally:
+            slots.give()
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float | None:
         """Seconds to wait before the next attempt; None when Retry-After asks for longer than we wait."""

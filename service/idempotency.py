@@ -56,7 +56,10 @@ class MemoryStore:
     async def seen(self, key: str) -> bool:
         self._expire(self._clock())
         digest = hash(key)
-        return any(digest in keys for _, keys in self._buckets)
+        for _, keys in self._buckets:
+            if digest in keys:
+                return True
+        return False
 
     async def remember(self, key: str) -> None:
         now = self._clock()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import structlog
 
@@ -33,6 +33,7 @@ from service.idempotency import DeliveredStore, NoStore
 from service.metrics import NoMetrics
 from service.outbox.base import NewEvent, Outbox
 from service.outbox.sealing import Sealer
+from service.planner import type_dispatch
 from service.subscriptions import Subscription
 
 MAX_EVENT_DEPTH = 64
@@ -72,8 +73,7 @@ class QueueSettings:
     max_pending: int = 0
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
     subscription: Subscription
     body: bytes
 
@@ -144,11 +144,13 @@ class Pipeline:
         self.on_enqueued: Callable[[], None] = lambda: None  # the deliverer's wake-up
         self.subscriptions = subscriptions
         self.filters = filters
+        self._dispatch = (subscriptions, type_dispatch(subscriptions))  # (subscriptions, by type or None)
         self.store = store if store is not None else NoStore()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
-        self._pending: dict[str, asyncio.Future] = {}
+        # messageIds being delivered now -> None, or a future once another delivery of the same id waits.
+        self._pending: dict[str, asyncio.Future | None] = {}
         self._warned: set[tuple] = set()  # (filter, reason) already logged
 
     def reconfigure(self, subscriptions: tuple[Subscription, ...] | None = None, filters: FilterSet | None = None) -> None:
@@ -202,12 +204,16 @@ class Pipeline:
     ) -> Delivered:
         """Post ``body`` unless ``key`` was delivered already (or is being delivered right now)."""
         if key is not None:
-            while (pending := self._pending.get(key)) is not None:
-                await asyncio.shield(pending)
+            pending = self._pending
+            while key in pending:  # the same messageId is being delivered: wait for that one to end
+                waiter = pending[key]
+                if waiter is None:
+                    waiter = pending[key] = asyncio.get_running_loop().create_future()
+                await asyncio.shield(waiter)
             if await self.store.seen(key):
                 self.metrics.duplicate(action)
                 return DUPLICATE
-            self._pending[key] = asyncio.get_running_loop().create_future()
+            pending[key] = None
         if self.in_flight >= self.max_in_flight:
             self._release(key)
             raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
@@ -223,27 +229,35 @@ class Pipeline:
 
     def _release(self, key: str | None) -> None:
         if key is not None:
-            pending = self._pending.pop(key, None)
-            if pending is not None and not pending.done():
-                pending.set_result(None)
+            waiter = self._pending.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def plan(self, event: dict, subscriptions: tuple[Subscription, ...] | None = None) -> list[Planned]:
         """The body each matching subscription would send; InvalidArgument if any of them is rejected."""
         planned = []
-        for subscription in self.subscriptions if subscriptions is None else subscriptions:
+        subscriptions = self.subscriptions if subscriptions is None else subscriptions
+        if self._dispatch[0] is not subscriptions:  # a reload: the new subscriptions' table, made once
+            self._dispatch = (subscriptions, type_dispatch(subscriptions))
+        by_type = self._dispatch[1]
+        if by_type is not None:  # every trigger is type = "...": the candidates are those of the event's type
+            kind = event.get("type")
+            candidates, check = (by_type.get(kind, ()) if type(kind) is str else ()), False
+        else:
+            candidates, check = subscriptions, True
+        for subscription in candidates:
             try:
-                if not subscription.matches(event):
+                if check and not subscription.matches(event):
                     continue
             except MappingError as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r}: its trigger cannot be evaluated on this event: {exc}") from None
             try:
-                payload = subscription.payload(event)
-                valid = subscription.action.validate(payload, raw=event)
+                body = subscription.body(event)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r} ({subscription.action.slug}): {exc}", field=exc.field) from None
             except MappingError as exc:
                 raise InvalidArgument(f"subscription {subscription.name!r}: mapping failed: {exc}") from None
-            planned.append(Planned(subscription, jsonwire.dumps(subscription.action.body(valid))))
+            planned.append(Planned(subscription, jsonwire.dumps(body)))
         return planned
 
     async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
@@ -254,6 +268,12 @@ class Pipeline:
         if event is None:
             return outcome
         planned = self.plan(event, subscriptions)
+        if len(planned) == 1:  # the usual case, awaited directly: no task to spawn
+            subscription, body = planned[0]
+            key = _key(credentials, subscription.name, outcome.message_id)
+            done = await self._deliver_once(key, body, credentials, deadline, subscription.action.slug)
+            outcome.results.append((subscription, done))
+            return outcome
         if not planned:
             return outcome
         deliveries = [
@@ -266,10 +286,7 @@ class Pipeline:
             )
             for item in planned
         ]
-        if len(deliveries) == 1:  # the usual case, awaited directly: no task to spawn
-            results = [await deliveries[0]]
-        else:
-            results = await asyncio.gather(*deliveries, return_exceptions=True)
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
         for item, result in zip(planned, results):
             if isinstance(result, BaseException):
                 raise result

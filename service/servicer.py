@@ -11,29 +11,48 @@ once the rendered request is committed to the outbox.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import time
 
 import grpc
 import structlog
 
-from service import credentials
+from service import credentials, logs
 from service.actions import ACTIONS, Action
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import SITECODE_LENGTH, Config
 from service.decoding import Undecodable
+from service.delivery import Delivered
 from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
 from service.pipeline import Outcome, Pipeline, message_id_of, parse_event
 
 log = structlog.get_logger("kameleoon.rpc")
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop) -> float | None:
     remaining = context.time_remaining()
     if remaining is None:
         return None
-    return asyncio.get_running_loop().time() + remaining
+    return loop.time() + remaining
+
+
+_RESULTS: dict[tuple, pb.SubscriptionResult] = {}
+
+
+def _result(subscription, done) -> pb.SubscriptionResult:
+    """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued); those of deliveries
+    are few and made once (a response copies them in), a queued event's carries its own outbox_id."""
+    if type(done) is not Delivered:
+        return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
+    key = (subscription.name, subscription.action.slug, done.http_status, done.attempts, done.duplicate)
+    found = _RESULTS.get(key)
+    if found is None:
+        found = pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
+        if len(_RESULTS) < 4096:
+            _RESULTS[key] = found
+    return found
 
 
 def _settings(request):
@@ -59,6 +78,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         self._config = config
         self._pipeline = pipeline
         self._client = pipeline.client
+        self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._default_mode = QUEUED if config.delivery == "queued" else pb.DELIVERY_MODE_SYNC
         # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
         # a new action needs no code here.
@@ -72,13 +92,13 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
         fields = {"action": action.slug, "message_id": request.message_id or None}
-        async with _rpc_log(action.rpc, fields):
+        with _rpc_log(action.rpc, fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 if self._queued(request):
                     done = await self._pipeline.queue_payload(action, action.payload_of(request), creds)
                 else:
-                    done = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context))
+                    done = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -138,9 +158,9 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def Send(self, request, context):
         fields: dict = {}
-        async with _rpc_log("Send", fields):
+        with _rpc_log("Send", fields):
             try:
-                response = await self._send_one(request, None, _deadline(context))
+                response = await self._send_one(request, None, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -149,7 +169,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def SendBatch(self, request, context):
         fields: dict = {"events": len(request.requests), "delivered": 0, "queued": 0, "failed": 0}
-        async with _rpc_log("SendBatch", fields):
+        with _rpc_log("SendBatch", fields):
             if len(request.requests) > self._config.max_batch:
                 exc = InvalidArgument(
                     f"requests holds {len(request.requests)} events, more than the limit of {self._config.max_batch} "
@@ -159,7 +179,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 _record_failure(fields, exc)
                 await abort(context, exc)
             batch_settings = _settings(request)
-            deadline = _deadline(context)
+            deadline = _deadline(context, self._loop)
             responses: list = [None] * len(request.requests)
             queued, sync = [], []
             for item in enumerate(request.requests):
@@ -177,45 +197,41 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     async def SendStream(self, request_iterator, context):
         """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
-        slots = asyncio.Semaphore(self._config.stream_window)
-        order: asyncio.Queue = asyncio.Queue()  # holds at most stream_window tasks: each took a slot
-        deadline = _deadline(context)
+        deadline = _deadline(context, self._loop)
         fields: dict = {"events": 0, "delivered": 0, "queued": 0, "failed": 0}
+        window = _InOrder(self._config.stream_window, self._loop)
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    await slots.acquire()  # backpressure: stop reading while the window is full
+                    await window.room()  # backpressure: stop reading while the window is full
                     fields["events"] += 1
-                    task = asyncio.ensure_future(self._send_logged("SendStream", request, None, deadline, fields))
-                    await order.put(task)
+                    window.put(self._loop.create_task(self._send_logged("SendStream", request, None, deadline, fields)))
             finally:
-                await order.put(None)
+                window.close()
 
-        async with _rpc_log("SendStream", fields):
-            reader = asyncio.ensure_future(read())
+        with _rpc_log("SendStream", fields):
+            reader = self._loop.create_task(read())
             try:
-                while (task := await order.get()) is not None:
+                while (task := await window.head()) is not None:
                     response = await task
-                    slots.release()
+                    window.pop()
                     yield response
                 await reader
             finally:
                 reader.cancel()
-                while not order.empty():
-                    task = order.get_nowait()
-                    if task is not None:
-                        task.cancel()
+                for task in window.tasks:
+                    task.cancel()
 
     # -- credentials ---------------------------------------------------------
 
     async def TestAuthentication(self, request, context):
         fields: dict = {}
-        async with _rpc_log("TestAuthentication", fields):
+        with _rpc_log("TestAuthentication", fields):
             try:
                 creds = credentials.resolve(_settings(request), self._config)
                 entries = credentials.api_key_entries(creds.api_key)
-                delivered = await self._client.check_api_key(entries, _deadline(context))
+                delivered = await self._client.check_api_key(entries, _deadline(context, self._loop))
             except (InvalidArgument, DeliveryError) as exc:
                 if isinstance(exc, DeliveryError) and exc.http_status == 0:
                     _record_failure(fields, exc)
@@ -232,10 +248,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 def _send_response(outcome: Outcome) -> pb.SendResponse:
     return pb.SendResponse(
         message_id=outcome.message_id,
-        results=[
-            pb.SubscriptionResult(subscription=sub.name, action=sub.action.slug, **_result_fields(done))
-            for sub, done in outcome.results
-        ],
+        results=[_result(sub, done) for sub, done in outcome.results],
         status=OK_STATUS,
         filtered_by=outcome.filtered_by,
     )
@@ -293,17 +306,65 @@ def _record_failure(fields: dict, exc: CallError) -> None:
         fields.update(http_status=exc.http_status, attempts=exc.attempts)
 
 
+class _InOrder:
+    """A stream's deliveries in the order their requests came, at most ``size`` unanswered. The reader
+    waits while it is full, the writer while it is empty; a future is made only to wait."""
+
+    __slots__ = ("tasks", "_size", "_loop", "_closed", "_room", "_ready")
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop):
+        self.tasks: collections.deque[asyncio.Task] = collections.deque()
+        self._size = size
+        self._loop = loop
+        self._closed = False
+        self._room: asyncio.Future | None = None
+        self._ready: asyncio.Future | None = None
+
+    async def room(self) -> None:
+        while len(self.tasks) >= self._size:
+            self._room = self._loop.create_future()
+            await self._room
+
+    def put(self, task: asyncio.Task) -> None:
+        self.tasks.append(task)
+        self._ready = _wake(self._ready)
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready = _wake(self._ready)
+
+    async def head(self) -> asyncio.Task | None:
+        """The oldest unanswered delivery; None once the reader is done and all are answered."""
+        while not self.tasks:
+            if self._closed:
+                return None
+            self._ready = self._loop.create_future()
+            await self._ready
+        return self.tasks[0]
+
+    def pop(self) -> None:
+        self.tasks.popleft()
+        self._room = _wake(self._room)
+
+
+def _wake(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class _rpc_log:
     """Writes the one log line of an RPC when it ends, however it ends."""
+
+    __slots__ = ("_method", "_fields", "_start")
 
     def __init__(self, method: str, fields: dict):
         self._method = method
         self._fields = fields
 
-    async def __aenter__(self):
+    def __enter__(self):
         self._start = time.perf_counter()
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         fields = self._fields
         if exc_type is asyncio.CancelledError:
             fields.setdefault("code", "CANCELLED")
@@ -312,7 +373,7 @@ class _rpc_log:
             log.error("rpc failed", method=self._method, exc_info=(exc_type, exc, tb))
         fields.setdefault("code", "OK")
         duration_ms = round((time.perf_counter() - self._start) * 1000, 3)
-        log.info("rpc", method=self._method, duration_ms=duration_ms, **fields)
+        logs.logger("kameleoon.rpc").info("rpc", method=self._method, duration_ms=duration_ms, **fields)
 
 
 __all__ = ["Servicer"]

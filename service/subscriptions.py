@@ -11,7 +11,7 @@ with the subscription and the problem named.
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service import specfile
@@ -19,6 +19,7 @@ from service.actions import ACTIONS, PRESETS, Action
 from service.errors import MappingError, SubscriptionError
 from service.mapping.directives import compile_mapping
 from service.mapping.triggers import compile_trigger
+from service.planner import compile_body
 
 MAX_SUBSCRIPTIONS = 50  # what Segment allows one destination instance
 KEYS = frozenset({"name", "subscribe", "partnerAction", "mapping"})
@@ -32,12 +33,27 @@ class Subscription:
     action: Action
     trigger: Any  # service.mapping.triggers.Trigger
     mapping: Any  # service.mapping.directives.Mapping
+    fast_body: Any = field(default=None, repr=False, compare=False)  # service.planner.compile_body's, or None
 
     def matches(self, event: dict) -> bool:
         return self.trigger.matches(event)
 
     def payload(self, event: dict) -> dict:
-        return self.mapping.resolve(event)
+        """The mapped payload; it may share values with ``event``: validate it, never modify it."""
+        return self.mapping.resolve_shared(event)
+
+    def body(self, event: dict) -> dict:
+        """Segment's body for ``event`` (mapping, validation, perform); InvalidArgument or MappingError.
+
+        The compiled function answers the plain case; anything else takes the general way."""
+        if self.fast_body is not None:
+            try:
+                body = self.fast_body(event)
+            except RecursionError:
+                body = None
+            if body is not None:
+                return body
+        return self.action.body(self.action.validate(self.payload(event), raw=event))
 
 
 def preset_specs() -> list[dict]:
@@ -80,7 +96,7 @@ def _compile_one(spec: Any, label: str) -> Subscription:
         compiled = compile_mapping(mapping)
     except MappingError as exc:
         raise SubscriptionError(f"{label}: bad mapping: {exc}") from None
-    return Subscription(name, subscribe, action, trigger, compiled)
+    return Subscription(name, subscribe, action, trigger, compiled, compile_body(compiled, action))
 
 
 def load(path: str | None) -> tuple[Subscription, ...]:

@@ -13,7 +13,7 @@ the runtime's answers; this module reproduces them.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from service.errors import InvalidArgument
 from service.jsonwire import js_number_text
@@ -24,28 +24,28 @@ if TYPE_CHECKING:
 # ajv-formats 2.1.1 "date-time" (full mode). JavaScript's \d is ASCII-only and
 # its $ never matches before a trailing newline, hence re.ASCII and \Z. The
 # time zone is optional there (a bug upstream that the runtime lives with).
-_DATE = re.compile(r"(\d\d\d\d)-(\d\d)-(\d\d)\Z", re.ASCII)
-_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)(\.\d+)?([zZ]|[+-]\d\d(?::?\d\d)?)?\Z", re.ASCII)
+# The date, one separator, the time: ajv-formats splits on the separator (/t|\s/i) and wants exactly
+# two parts; neither part can hold a separator character, so one pattern says the same.
 # JavaScript's /t|\s/i: t, T and every character \s matches in JavaScript.
 _JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_SEPARATOR = re.compile(f"[tT{_JS_SPACE}]")
+_DATE_TIME = re.compile(
+    f"(\\d\\d\\d\\d)-(\\d\\d)-(\\d\\d)[tT{_JS_SPACE}](\\d\\d):(\\d\\d):(\\d\\d)(\\.\\d+)?([zZ]|[+-]\\d\\d(?::?\\d\\d)?)?\\Z",
+    re.ASCII,
+)
 _DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def is_date_time(text: str) -> bool:
     """Whether Segment's runtime accepts ``text`` as a ``date-time``."""
-    parts = _SEPARATOR.split(text)
-    if len(parts) != 2:
+    match = _DATE_TIME.match(text)
+    if match is None:
         return False
-    date = _DATE.match(parts[0])
-    time = _TIME.match(parts[1])
-    if not date or not time:
-        return False
-    year, month, day = int(date[1]), int(date[2]), int(date[3])
+    parts = match.groups()
+    year, month, day = int(parts[0]), int(parts[1]), int(parts[2])
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     if not (1 <= month <= 12 and 1 <= day <= (29 if month == 2 and leap else _DAYS[month])):
         return False
-    hour, minute, second = int(time[1]), int(time[2]), int(time[3])
+    hour, minute, second = int(parts[3]), int(parts[4]), int(parts[5])
     return (hour <= 23 and minute <= 59 and second <= 59) or (hour == 23 and minute == 59 and second == 60)
 
 
@@ -87,36 +87,59 @@ def _coerce(value: Any, kind: str) -> Any:
     raise AssertionError(f"no field has type {kind!r}")
 
 
+class Validator:
+    """:func:`validate` for one action's fields, planned once: per key, its type and whether it is
+    a date-time; the required names. A string value (most of them) takes the short way."""
+
+    __slots__ = ("_plan", "_required")
+
+    def __init__(self, fields: Iterable[Field]):
+        self._plan = {f.name: (f.type, f.format == "date-time") for f in fields}
+        self._required = tuple(f.name for f in fields if f.required)
+
+    def __call__(self, payload: dict) -> dict:
+        result: dict = {}
+        problems: list[tuple[str, str]] = []
+        plan = self._plan
+        for key, value in payload.items():
+            planned = plan.get(key)
+            if planned is None:
+                continue  # removeAdditional
+            kind, date_time = planned
+            if type(value) is str and kind == "string":
+                if value and not (date_time and not is_date_time(value)):
+                    result[key] = value
+                elif value:
+                    problems.append((key, f"must be an RFC 3339 date-time, got {value[:64]!r}"))
+                continue
+            if value is None or value == "":
+                continue  # dropped as empty: no field allows null, and '' never survives at the top level
+            coerced = _coerce(value, kind)
+            if coerced is _MISSING:
+                problems.append((key, f"must be a {kind}, got {_type_name(value)}"))
+                continue
+            if date_time and not is_date_time(coerced):
+                problems.append((key, f"must be an RFC 3339 date-time, got {coerced[:64]!r}"))
+                continue
+            result[key] = coerced
+        for name in self._required:
+            if name not in result and all(name != at for at, _ in problems):
+                problems.append((name, "is required"))
+        if problems:
+            problems.sort()
+            message = "; ".join(f"{name} {reason}" for name, reason in problems)
+            raise InvalidArgument(f"invalid event: {message}", field=problems[0][0])
+        return result
+
+
 def validate(payload: dict, fields: Mapping[str, Field]) -> dict:
     """The payload Segment's runtime would hand to ``perform``, or InvalidArgument.
 
     ``payload`` holds the mapped values in mapping order; the result keeps that
-    order. ``fields`` maps each field name to its definition. The error names every field at fault (the first in ``field``).
+    order. ``fields`` maps each field name to its definition. The error names every field at fault
+    (the first in ``field``). An action plans a :class:`Validator` once instead.
     """
-    result: dict = {}
-    problems: list[tuple[str, str]] = []
-    for key, value in payload.items():
-        field = fields.get(key)
-        if field is None:
-            continue  # removeAdditional
-        if value is None or value == "":
-            continue  # dropped as empty: no field allows null, and '' never survives at the top level
-        coerced = _coerce(value, field.type)
-        if coerced is _MISSING:
-            problems.append((key, f"must be a {field.type}, got {_type_name(value)}"))
-            continue
-        if field.format == "date-time" and not is_date_time(coerced):
-            problems.append((key, f"must be an RFC 3339 date-time, got {coerced[:64]!r}"))
-            continue
-        result[key] = coerced
-    present = set(result).union(name for name, _ in problems)
-    problems.extend((f.name, "is required") for f in fields.values() if f.required and f.name not in present)
-    if problems:
-        problems.sort()
-        message = "; ".join(f"{name} {reason}" for name, reason in problems)
-        raise InvalidArgument(f"invalid event: {message}", field=problems[0][0])
-    return result
-
+    return Validator(fields.values())(payload)
 
 
 def check_runtime_limits(raw: dict) -> None:

@@ -78,7 +78,7 @@ def restore_logging():
     """structlog's configuration as it was before the test, put back after it."""
     saved = structlog.get_config()
     yield
-    structlog.configure(**saved)
+    logs.restore(saved)
 
 
 @pytest.fixture

@@ -30,10 +30,16 @@ def test_quick_benchmark_writes_a_report(tmp_path):
     for key in ("meta", "throughput", "best", "latency", "memory", "ratios", "targets", "checks"):
         assert key in report, key
     assert "fatal" not in report
-    assert set(report["throughput"]) == {"service", "segment", "raw_http"}
+    assert set(report["throughput"]) == {"service", "segment", "raw_http", "grpc_floor", "one_process_floor"}
     assert set(report["throughput"]["service"]) == {"typed", "send", "batch", "stream"}
-    for key in ("send_vs_segment", "bulk_vs_segment", "bulk_vs_raw_http", "service_added_p50_ms", "peak_rss_mb"):
+    for key in ("per_mode", "floors_cpu_us_per_event", "bulk_vs_http_floor", "send_vs_floors", "p50_ms", "peak_rss_mb"):
         assert key in report["ratios"], key
+    # CPU per event of every mode and of both floors, the unit of every target.
+    assert all(report["ratios"]["per_mode"][mode]["service"]["cpu_us_per_event"] > 0 for mode in report["throughput"]["service"])
+    assert report["ratios"]["floors_cpu_us_per_event"]["http"] > 0
+    assert report["ratios"]["floors_cpu_us_per_event"]["grpc"] > 0
+    assert report["checks"]["floor_headers_match_service"] is True, "the HTTP floor sends the service's header lines"
+    assert report["slow"]["runs"]["100"]["events_per_s"] > 0
     assert {t["status"] for t in report["targets"]} <= {"PASS", "FAIL", "N/A"}
 
     # The typed path and the raw HTTP ceiling need nothing but this repository.

@@ -31,10 +31,6 @@ TS = "2024-03-15T12:34:56.789Z"
 # Metrics that the rules and the dashboard name but that other branches add: this branch's server
 # does not expose them yet. The lead deletes each entry as its branch lands; the scrape test fails
 # on an entry the server does expose, so none is left behind.
-NOT_YET_EXPOSED = {
-    # issue-11, the connection pool
-    "kameleoon_pool_wait_seconds",
-}
 # Labels Prometheus puts on every series from the target (PodMonitor or kubernetes-pods job), not the service.
 TARGET_LABELS = {"namespace", "pod", "instance", "job", "container"}
 # Families the scrape test's traffic must have produced samples of, so their labels are checked for real.
@@ -233,9 +229,6 @@ async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(sta
                 return name[: -len(suffix)]
         return None
 
-    def allow_listed(name: str) -> bool:
-        return name in NOT_YET_EXPOSED or any(name.endswith(s) and name[: -len(s)] in NOT_YET_EXPOSED for s in HISTOGRAM_SUFFIXES)
-
     problems = []
     named = set()
     for where, exprs in (("alerts.yaml", rule_expressions()), ("dashboard.json", dashboard_expressions())):
@@ -245,8 +238,7 @@ async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(sta
                 named.add(name)
                 family = family_of(name)
                 if family is None:
-                    if not allow_listed(name):
-                        problems.append(f"{where}: {name} is not on /metrics")
+                    problems.append(f"{where}: {name} is not on /metrics")
                     continue
                 if name in labels:  # samples exist: their labels are known
                     known_labels |= labels[name]
@@ -255,10 +247,9 @@ async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(sta
                         problems.append(f"{where}: {name} has no label {sorted(unknown)}")
                 else:
                     known_labels |= matchers
-            if not any(allow_listed(name) for name, _ in references(expr)):
-                unknown = grouping_labels(expr) - known_labels
-                if unknown:
-                    problems.append(f"{where}: grouping by {sorted(unknown)}, which no metric of {expr!r} has")
+            unknown = grouping_labels(expr) - known_labels
+            if unknown:
+                problems.append(f"{where}: grouping by {sorted(unknown)}, which no metric of {expr!r} has")
     assert not problems, "\n".join(problems)
 
     legends = legend_labels() - TARGET_LABELS - {"le"}
@@ -267,5 +258,3 @@ async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(sta
 
     assert DRIVEN <= {family_of(name) for name in labels}, "the traffic left families without samples"
     assert DRIVEN <= {family_of(name) for name in named}, "the kit no longer names a family this test drives"
-    still_missing = {name for name in NOT_YET_EXPOSED if name not in declared}
-    assert still_missing == NOT_YET_EXPOSED, f"exposed now: delete {sorted(NOT_YET_EXPOSED - still_missing)} from NOT_YET_EXPOSED"

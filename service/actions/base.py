@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from service.jsonwire import from_struct
-from service.validation import check_runtime_limits, validate
+from service.validation import Validator, check_runtime_limits
 
 VISITOR_CODE = "kameleoonVisitorCode"
 
@@ -59,9 +59,11 @@ class Action:
     request: type[Message]  # the typed gRPC request message
     fields: tuple[Field, ...]
     by_name: dict[str, Field] = dataclass_field(init=False)
+    validator: Validator = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "validator", Validator(self.fields))
 
     @property
     def rpc(self) -> str:
@@ -90,7 +92,7 @@ class Action:
 
         ``raw`` is the event the payload was mapped from (a typed request's payload is its own event).
         """
-        valid = validate(payload, self.by_name)
+        valid = self.validator(payload)
         check_runtime_limits(payload if raw is None else raw)
         return valid
 

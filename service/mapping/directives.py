@@ -256,13 +256,15 @@ def _template(value: Any) -> Resolver:
     return _string_directive("@template", value, _compile_template, lambda t, payload: _render(t, payload))
 
 
-def _literal(value: Any) -> Resolver:
-    return _compile(value)
+def _literal(value: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
+    return (compile or _compile)(value)
 
 
 # @if
 
-def _if(opts: Any) -> Resolver:
+def _if(opts: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
+    """``compile`` builds the resolvers of what @if returns (then, else); conditions use _compile."""
+    compile = compile or _compile
     if type(opts) is not dict:
         return _fail('@if requires an object with an "exists" key')
     exists = opts.get("exists", UNDEFINED)
@@ -271,10 +273,22 @@ def _if(opts: Any) -> Resolver:
         return _fail('@if requires an "exists" key or a "blank" key')
     then = opts.get("then", UNDEFINED)
     other = opts.get("else", UNDEFINED)
-    then_fn = _compile(then) if then is not UNDEFINED else None
-    else_fn = _compile(other) if js.truthy(other) else None
+    then_fn = compile(then) if then is not UNDEFINED else None
+    else_fn = compile(other) if js.truthy(other) else None
     if exists is not UNDEFINED:
         cond_fn = _compile(exists)
+        if type(then) is dict and _is_directive(then) and then == exists:
+            # "then" is the condition itself (Segment's defaults: first_of): directives are pure, so
+            # the value the condition read is the one "then" would read again.
+            first = compile(then)
+
+            def first_present(payload: Any) -> Any:
+                v = first(payload)
+                if v is not UNDEFINED and v is not None:
+                    return v
+                return else_fn(payload) if else_fn is not None else UNDEFINED
+
+            return first_present
 
         def condition(payload: Any) -> bool:
             v = cond_fn(payload)
@@ -297,7 +311,7 @@ def _if(opts: Any) -> Resolver:
 
 # @case
 
-def _case(opts: Any) -> Resolver:
+def _case(opts: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
     if type(opts) is not dict:
         return _fail('@case requires an object with a "operator" key')
     operator = opts.get("operator", UNDEFINED)
@@ -306,7 +320,7 @@ def _case(opts: Any) -> Resolver:
     value = opts.get("value", UNDEFINED)
     if not js.truthy(value):
         return _constant(UNDEFINED)
-    fn = _compile(value)
+    fn = (compile or _compile)(value)
     convert: Callable[[str], str] | None = None
     if operator == "lower" and type(operator) is str:
         convert = js.js_lower
@@ -749,20 +763,93 @@ def _finish(value: Any, json_like: bool = True) -> Any:
 # ------------------------------------------------------------------ public API
 
 
+class _NotFlat(Exception):
+    """A mapping whose values need _finish below their top level."""
+
+
+# Directives whose result is a string or a value read from the event as it is (whatever their options).
+_READS = ("@path", "@template", "@replace")
+# Directives that return what their own options resolve to: flat when those are.
+_PASSES = {"@if": _if, "@case": _case, "@literal": _literal}
+
+
+def _flat(node: Any) -> Resolver:
+    """The resolver of ``node`` when its result needs finishing at its top level only; else _NotFlat.
+
+    That holds for values read from an event as jsonwire.loads holds it (keys in JavaScript order,
+    no undefined inside, nothing but JSON), for strings, and for constants (finished once, here).
+    """
+    t = type(node)
+    if t is dict and _is_directive(node):
+        name = next(k for k in node if k.startswith("@"))
+        if name in _READS or name not in _DIRECTIVES:  # an unknown name fails alike either way
+            return _compile(node)
+        if name in _PASSES:
+            return _PASSES[name](node[name], _flat)
+        raise _NotFlat(name)
+    if (t is dict or t is list) and _has_directive_keys(node):
+        raise _NotFlat("an object or array holding directives")
+    return _constant(_finish(node) if t is dict or t is list else node)
+
+
+def _flat_fields(processed: Any) -> tuple[tuple[str, Resolver, Any], ...] | None:
+    """(key, resolver, mapping node) of each top-level field of a mapping that is flat (see _flat), or None."""
+    if type(processed) is not dict or _is_directive(processed):
+        return None
+    try:
+        return tuple((key, _flat(processed[key]), processed[key]) for key in js.js_keys(processed))
+    except _NotFlat:
+        return None
+
+
 class Mapping:
     """A compiled mapping; ``resolve(event)`` is mapping-kit's ``transform(mapping, event)``."""
 
-    __slots__ = ("source", "_resolver")
+    __slots__ = ("source", "_resolver", "_fields")
 
-    def __init__(self, source: Any, resolver: Resolver):
+    def __init__(self, source: Any, resolver: Resolver, fields: tuple[tuple[str, Resolver, Any], ...] | None = None):
         self.source = source
         self._resolver = resolver
+        self._fields = fields
+
+    @property
+    def flat_fields(self) -> tuple[tuple[str, Resolver, Any], ...] | None:
+        """(key, resolver, mapping node) per field when the mapping is flat (see resolve_shared), else None."""
+        return self._fields
 
     def resolve(self, event: dict) -> Any:
+        """The result, a copy: nothing in it is shared with ``event`` or the mapping."""
         if type(event) is not dict:
             raise MappingError(f"data must be an object, got {js.real_type_of(event)}")
         try:
             return _finish(self._resolver(event))
+        except RecursionError:
+            raise MappingError("mapping nested too deeply") from None
+
+    def resolve_shared(self, event: dict) -> Any:
+        """The result of :meth:`resolve`, but below its top level shared with ``event`` (and the
+        mapping's constants) where the mapping is flat: the caller must not modify it.
+
+        Flat (each field a @path, @template, @replace, constant, or @if/@case/@literal of those:
+        Segment's presets and most custom mappings) needs no copy: for an event as jsonwire.loads
+        holds it, removeUndefined only drops undefined fields (and makes a nested non-finite
+        number null, which every serialiser here prints as null anyway, as JSON.stringify does).
+        """
+        if self._fields is None:
+            return self.resolve(event)
+        if type(event) is not dict:
+            raise MappingError(f"data must be an object, got {js.real_type_of(event)}")
+        try:
+            payload = {}
+            for key, resolver, _ in self._fields:
+                value = resolver(event)
+                if type(value) is float:
+                    if not math.isfinite(value):
+                        value = None
+                elif value is UNDEFINED or type(value) is js.JSFunction:
+                    continue
+                payload[key] = value
+            return payload
         except RecursionError:
             raise MappingError("mapping nested too deeply") from None
 
@@ -794,6 +881,6 @@ def compile_mapping(mapping: Any) -> Mapping:
         processed = _validated(copy.deepcopy(mapping))
         if _uses_liquid(processed):
             raise MappingError("@liquid is not supported")
-        return Mapping(mapping, _compile(processed))
+        return Mapping(mapping, _compile(processed), _flat_fields(processed))
     except RecursionError:
         raise MappingError("mapping nested too deeply") from None

@@ -1,0 +1,62 @@
+"""The HTTP connection pool: KAMELEOON_POOL_SIZE requests at most in flight to Kameleoon, the time
+events wait for a connection in kameleoon_pool_wait_seconds, and the header lines on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from kameleoon.destination.v1 import destination_pb2 as pb
+from service.sink import Reply
+from tests.conftest import SETTINGS
+
+TS = "2024-03-15T12:34:56.789Z"
+
+
+def event(message_id: str) -> pb.SendRequest:
+    return pb.SendRequest(event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": message_id}))
+
+
+async def test_events_past_the_pool_wait_for_a_connection_and_the_wait_is_measured(start_service, sink):
+    app, stub = await start_service(pool_size=2)
+    sink.default = Reply(delay=0.3)
+    call = stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=[event(f"p-{i}") for i in range(6)]), timeout=20)
+    await sink.wait_for(2)
+    assert len(sink.received) == 2, "two connections: the third event waits for one"
+    response = await call
+    assert [r.status.code for r in response.responses] == [0] * 6
+    assert len(sink.received) == 6
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_pool_wait_seconds_count") == 6
+    # Two took a free connection at once; four waited for an answer of the stand-in (0.3 s).
+    assert sample("kameleoon_pool_wait_seconds_bucket", {"le": "0.0005"}) == 2
+    assert sample("kameleoon_pool_wait_seconds_bucket", {"le": "0.1"}) == 2
+    assert sample("kameleoon_pool_wait_seconds_sum") >= 4 * 0.25
+
+
+async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink):
+    app, stub = await start_service(pool_size=1)
+    sink.default = Reply(delay=0.3)
+    first = asyncio.ensure_future(stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-1").event_json), timeout=20))
+    await sink.wait_for(1)
+    waiting = stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-2").event_json), timeout=0.1)
+    try:
+        await waiting
+    except Exception:  # noqa: BLE001 -- DEADLINE_EXCEEDED: its wait for the one connection was cancelled
+        pass
+    await first
+    sink.default = Reply()
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-3").event_json), timeout=20)
+    assert response.results[0].http_status == 200, "the connection was not lost with the cancelled wait"
+    assert [r.json()["messageId"] for r in sink.received] == ["c-1", "c-3"]
+
+
+async def test_the_header_lines_are_segments(stub, sink):
+    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("h-1").event_json), timeout=10)
+    [received] = sink.received
+    assert sorted(received.headers) == sorted(
+        ["host", "authorization", "x-segment-settings", "content-type", "user-agent", "accept", "content-length"]
+    ), "no accept-encoding (no compression asked for), no aiohttp user-agent"
+    assert received.headers["accept"] == "*/*"
+    assert received.headers["user-agent"] == "Segment (Actions)"
+    assert received.headers["content-type"] == "application/json"
