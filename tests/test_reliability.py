@@ -222,7 +222,10 @@ async def test_huge_flat_array_is_delivered_whole(stub, sink):
 class _BrokenOutbox:
     """An outbox whose database cannot be reached."""
 
-    async def seen(self, key, now, window_s):
+    async def reserve(self, key, now, window_s, until):
+        raise OutboxUnavailable("database is locked")
+
+    async def unreserve(self, key, token, now):
         raise OutboxUnavailable("database is locked")
 
     async def remember(self, key, now):
@@ -237,11 +240,14 @@ class _Lines:
         self.lines.append((event, fields))
 
 
-async def test_an_unreachable_outbox_window_counts_as_not_seen_and_is_logged():
-    """At least once: when the shared window cannot be read the event is sent, not dropped as a duplicate."""
+async def test_an_unreachable_outbox_window_stops_the_post_and_a_failed_record_is_logged():
+    """Nothing is posted while the shared window cannot be read (the call gets UNAVAILABLE); once posted,
+    a record that fails is logged and the reservation runs out by itself (at least once)."""
     log = _Lines()
-    store = OutboxStore(_BrokenOutbox(), window_s=60, log=log)
-    assert await store.seen("k") is False
-    await store.remember("k")
-    assert log.lines == [("idempotency look-up failed", {"error": "database is locked"}),
-                         ("idempotency record failed", {"error": "database is locked"})]
+    store = OutboxStore(_BrokenOutbox(), window_s=60, log=log, longest_s=1.0)
+    with pytest.raises(OutboxUnavailable):
+        await store.reserve("k", None)
+    await store.settle("k", "1", delivered=True)
+    await store.settle("k", "1", delivered=False)
+    assert log.lines == [("idempotency record failed", {"error": "database is locked"}),
+                         ("idempotency release failed", {"error": "database is locked"})]
