@@ -22,6 +22,8 @@ import time
 from collections import deque
 from typing import Iterator, Protocol
 
+import structlog
+
 from service.delivery import DEADLINE_RESERVE_S
 from service.errors import DeadlineExceeded, OutboxUnavailable
 from service.outbox.base import DELIVERED, TAKEN
@@ -32,6 +34,8 @@ POLL_FIRST_S = 0.02
 POLL_MAX_S = 0.25
 # Added to a reservation beyond the end of its delivery (a pool slot waited for, the store's answers, clocks).
 RESERVE_MARGIN_S = 5.0
+
+log = structlog.get_logger("kameleoon.idempotency")
 
 
 class DeliveredStore(Protocol):
@@ -127,6 +131,7 @@ class OutboxStore:
         """
         loop = asyncio.get_running_loop()
         pauses = polls()
+        waited = False
         while True:
             now = time.time()
             left = self._longest if deadline is None else min(self._longest, max(deadline - loop.time(), 0.0))
@@ -135,7 +140,10 @@ class OutboxStore:
                 return found.token
             if found.state == DELIVERED:
                 return None
-            pause = next(pauses)  # busy: another delivery holds it
+            if not waited:  # busy: another delivery holds it
+                waited = True
+                log_wait(key.split("\x1f", 2)[-1], found.until)
+            pause = next(pauses)
             if deadline is not None:
                 left = deadline - DEADLINE_RESERVE_S - loop.time()
                 if left <= 0:
@@ -154,6 +162,11 @@ class OutboxStore:
                 await self._outbox.unreserve(key, token, now=time.time())
         except OutboxUnavailable as exc:
             self._log.warning("idempotency record failed" if delivered else "idempotency release failed", error=str(exc))
+
+
+def log_wait(message_id: str, held_until: float) -> None:
+    """One debug line per call that waits for a delivery of its messageId in flight in another process."""
+    log.debug("waiting for another delivery of this messageId", message_id=message_id, held_until=round(held_until, 3))
 
 
 def polls() -> Iterator[float]:

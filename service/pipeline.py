@@ -29,7 +29,7 @@ from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
 from service.errors import CallError, InvalidArgument, MappingError, MissingSetting, OutboxUnavailable, Overloaded
 from service.filters import NO_FILTERS, FilterSet, Verdict
-from service.idempotency import POLL_MAX_S, DeliveredStore, NoStore, OutboxStore, polls
+from service.idempotency import POLL_MAX_S, DeliveredStore, NoStore, OutboxStore, log_wait, polls
 from service.metrics import NoMetrics
 from service.outbox.base import Accepted, NewEvent, Outbox
 from service.outbox.sealing import Sealer
@@ -420,6 +420,8 @@ class Pipeline:
         (the delivery holding its key failed, or its process died) or a duplicate (it succeeded). One still held
         once the reservations first met (``until``) have run out, another delivery having taken the key since,
         is refused: OutboxUnavailable in ``results``, nothing queued, never an OK."""
+        for index in busy:
+            log_wait(events[index].message_id, until)
         pauses = polls()
         while busy:
             if time.time() > until + POLL_MAX_S:

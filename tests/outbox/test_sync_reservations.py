@@ -38,11 +38,6 @@ async def replicas(start_service, outbox_url):
     return [await start_service(**settings), await start_service(**settings)]
 
 
-def serving(app) -> int:
-    """The LogEvent calls ``app`` is serving now (entered, not answered)."""
-    return app.metrics.rpcs_in_flight.values.get(("LogEvent",), 0)
-
-
 def hold_first_posts(sink, first: Reply) -> None:
     """The first POST of each messageId gets ``first``; the others an immediate 200."""
     seen: set[str] = set()
@@ -65,11 +60,19 @@ async def call(stub, request, timeout: float = 30):
         return exc.code()
 
 
-async def both_at_once(sink, replicas) -> list[asyncio.Future]:
+def waiting(log_lines) -> int:
+    """Calls that found their messageId held by a delivery in flight on another replica (and wait)."""
+    return sum(line["event"] == "waiting for another delivery of this messageId" for line in log_lines())
+
+
+async def both_at_once(sink, replicas, log_lines, timeout: float = 30) -> list[asyncio.Future]:
     """Send every messageId of IDS to both replicas at once (sync) and wait until the first POST of each is
-    at the stand-in and both replicas are serving every call: per messageId, the future of both answers."""
-    calls = [asyncio.ensure_future(asyncio.gather(*(call(stub, track(message_id)) for _, stub in replicas))) for message_id in IDS]
-    await until(lambda: len(sink.received) >= len(IDS) and sum(serving(app) for app, _ in replicas) == 2 * len(IDS))
+    at the stand-in and the other call waits for it: per messageId, the future of both answers."""
+    calls = [
+        asyncio.ensure_future(asyncio.gather(*(call(stub, track(message_id), timeout) for _, stub in replicas)))
+        for message_id in IDS
+    ]
+    await until(lambda: len(sink.received) >= len(IDS) and waiting(log_lines) == len(IDS))
     return calls
 
 
@@ -81,10 +84,10 @@ def answered(sink) -> dict[str, list[int]]:
     return found
 
 
-async def test_the_same_messageids_sent_to_two_replicas_at_once_are_delivered_once(replicas, sink):
+async def test_the_same_messageids_sent_to_two_replicas_at_once_are_delivered_once(replicas, sink, log_lines):
     release = asyncio.Event()
     sink.default = Reply(hold=release)
-    calls = await both_at_once(sink, replicas)
+    calls = await both_at_once(sink, replicas, log_lines)
     release.set()
     for first, second in await asyncio.gather(*calls):
         assert sorted((first.duplicate, second.duplicate)) == [False, True]
@@ -93,10 +96,11 @@ async def test_the_same_messageids_sent_to_two_replicas_at_once_are_delivered_on
     assert sum(sum(app.metrics.duplicates.values.values()) for app, _ in replicas) == len(IDS)
 
 
-async def test_when_the_holders_post_fails_the_waiting_replica_posts_it_itself(replicas, sink):
+async def test_when_the_holders_post_fails_the_waiting_replica_posts_it_itself(replicas, sink, log_lines):
     release = asyncio.Event()
     hold_first_posts(sink, Reply(status=500, hold=release))
-    calls = await both_at_once(sink, replicas)
+    # The failed post frees the key at once: the waiting call does not sit out the reservation (15 s here).
+    calls = await both_at_once(sink, replicas, log_lines, timeout=10)
     release.set()
     for answers in await asyncio.gather(*calls):
         failed = [a for a in answers if a == grpc.StatusCode.UNAVAILABLE]
@@ -108,10 +112,13 @@ async def test_when_the_holders_post_fails_the_waiting_replica_posts_it_itself(r
 async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_sent_nothing(replicas, sink):
     release = asyncio.Event()
     sink.default = Reply(hold=release)
-    (_, one), (_, two) = replicas
+    (_, one), (two_app, two) = replicas
     first = asyncio.ensure_future(call(one, track("slow")))
     await until(lambda: len(sink.received) == 1)
     assert await call(two, track("slow"), timeout=1) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Our own answer (not gRPC cutting the call off): the waiting replica ended it before the deadline.
+    sample = two_app.metrics.registry.get_sample_value
+    await until(lambda: sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) == 1)
     release.set()
     assert (await first).http_status == 200
     again = await call(two, track("slow"))
@@ -120,14 +127,14 @@ async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_
 
 
 @pytest.mark.parametrize("status", [200, 500])
-async def test_a_queued_call_meeting_a_sync_post_in_flight_neither_duplicates_nor_loses_it(replicas, sink, status):
+async def test_a_queued_call_meeting_a_sync_post_in_flight_neither_duplicates_nor_loses_it(replicas, sink, log_lines, status):
     release = asyncio.Event()
     hold_first_posts(sink, Reply(status=status, hold=release))
-    (_, one), (two_app, two) = replicas
+    (_, one), (_, two) = replicas
     posting = [asyncio.ensure_future(call(one, track(message_id))) for message_id in IDS]
     await until(lambda: len(sink.received) == len(IDS))
     queueing = [asyncio.ensure_future(call(two, track(message_id, QUEUED))) for message_id in IDS]
-    await until(lambda: serving(two_app) == len(IDS))
+    await until(lambda: waiting(log_lines) == len(IDS))
     release.set()
     for first, second in zip(await asyncio.gather(*posting), await asyncio.gather(*queueing)):
         if status == 200:  # delivered by the sync call: the queued one is a duplicate, nothing stored
