@@ -145,3 +145,17 @@ async def test_a_queued_call_meeting_a_sync_post_in_flight_neither_duplicates_no
     if status == 500:
         await until(lambda: answered(sink) == {message_id: [500, 200] for message_id in IDS})
     assert answered(sink) == {message_id: [status] if status == 200 else [500, 200] for message_id in IDS}
+
+
+async def test_a_holder_whose_call_is_cancelled_frees_the_messageid_for_the_other_replica(replicas, sink, log_lines):
+    hold_first_posts(sink, Reply(hold=asyncio.Event()))  # the first POST never gets an answer
+    (_, one), (_, two) = replicas
+    cancelled = one.LogEvent(track("gone"), timeout=30)
+    await until(lambda: len(sink.received) == 1)
+    waiter = asyncio.ensure_future(call(two, track("gone"), timeout=10))  # less than the reservation (15 s)
+    await until(lambda: waiting(log_lines) == 1)
+    cancelled.cancel()  # the caller gives up: the service stops the post and frees the key at once
+    done = await waiter
+    assert (done.duplicate, done.http_status) == (False, 200)
+    await until(lambda: sink.received[0].abandoned is not None)
+    assert [r.status for r in sink.received] == [None, 200]
