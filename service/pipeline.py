@@ -12,6 +12,11 @@ starts, so a reload never changes an event half way.
 Queued delivery takes the same way up to the body, then commits the rendered
 request to the outbox instead of posting it (``queue_payload``,
 ``queue_events``); the deliverer (service.outbox.deliverer) posts it later.
+
+Once per messageId: within a process, a delivery waits for one of the same
+key in flight; with an outbox, the key is also reserved there while posting
+(service.idempotency.OutboxStore), and a queued event meeting such a
+reservation is enqueued again once it ends (``_commit_when_free``).
 """
 
 from __future__ import annotations
