@@ -12,13 +12,17 @@ Every wait polls for a condition.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
+from service.outbox import create
+from service.outbox.base import TAKEN
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE
+from tests.test_queued import track as raw_track
 from tests.test_queued import until
 
 TS = "2024-03-15T12:34:56.789Z"
@@ -159,3 +163,33 @@ async def test_a_holder_whose_call_is_cancelled_frees_the_messageid_for_the_othe
     assert (done.duplicate, done.http_status) == (False, 200)
     await until(lambda: sink.received[0].abandoned is not None)
     assert [r.status for r in sink.received] == [None, 200]
+
+
+async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_refused_not_queued(
+        replicas, sink, log_lines, outbox_url):
+    """The bound of a queued call's wait: another post took the key over as the first reservation ended,
+    so its outcome is not known: that event UNAVAILABLE, nothing stored (the rest of its batch queued).
+    Once that post failed too, a retry is queued."""
+    holder = create(outbox_url)  # a third process on the store, posting "held" synchronously
+    await holder.open()
+    try:
+        key, window = f"{SITECODE}\x1fTrack Calls\x1fheld", 86400.0
+        first_until = time.time() + 1
+        assert (await holder.reserve(key, now=time.time(), window_s=window, until=first_until)).state == TAKEN
+        (_, _), (_, two) = replicas
+        batch = pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held"), raw_track("free")])
+        queued = asyncio.ensure_future(two.SendBatch(batch, timeout=30))
+        await until(lambda: waiting(log_lines) == 1)
+        # The holder's clock reaches first_until: its reservation is over, and a next post takes the key.
+        second = await holder.reserve(key, now=first_until, window_s=window, until=first_until + 60)
+        assert second.state == TAKEN
+        held, free = (await queued).responses
+        assert held.status.code == grpc.StatusCode.UNAVAILABLE.value[0] and "held" in held.status.message
+        assert free.status.code == 0 and free.results[0].queued
+        await until(lambda: answered(sink) == {"free": [200]})
+        assert await holder.unreserve(key, second.token, now=time.time())
+        [again] = (await two.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held")]), timeout=30)).responses
+        assert again.results[0].queued and again.results[0].outbox_id
+        await until(lambda: answered(sink) == {"free": [200], "held": [200]})
+    finally:
+        await holder.close()
