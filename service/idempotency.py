@@ -36,6 +36,8 @@ POLL_MAX_S = 0.25
 RESERVE_MARGIN_S = 5.0
 
 log = structlog.get_logger("kameleoon.idempotency")
+# The token of a post made without a reservation: the store could not be asked.
+UNRESERVED = ""
 
 
 class DeliveredStore(Protocol):
@@ -110,9 +112,10 @@ class OutboxStore:
     will have finished at the latest: the caller's deadline, or ``longest_s``
     (service.delivery.longest_post_s) when that is sooner or there is none,
     plus :data:`RESERVE_MARGIN_S`; past it the holder is presumed dead and the
-    key free. A store that cannot be read or written stops the call before
-    anything is posted (OutboxUnavailable: UNAVAILABLE); one that fails after
-    the post is logged (the reservation then runs out by itself: at least once).
+    key free. A store that cannot be read or written does not stop synchronous
+    calls: the event is posted without a reservation (at least once: while the
+    store is down, two replicas may both post it) and the failure is logged; one
+    that fails after the post is logged too (the reservation runs out by itself).
     """
 
     def __init__(self, outbox, window_s: float, log, longest_s: float):
@@ -122,12 +125,12 @@ class OutboxStore:
         self._longest = longest_s
 
     async def reserve(self, key: str, deadline: float | None) -> str | None:
-        """Hold ``key`` for a post: the reservation's token; None when it was delivered or queued already.
+        """Hold ``key`` for a post: the reservation's token (:data:`UNRESERVED` when the store could not
+        be asked: post anyway); None when it was delivered or queued already.
 
         While another process holds it, waits (polling) until that one settles it
         or its reservation runs out. ``deadline`` is the caller's, an absolute
         ``loop.time()``: DeadlineExceeded when it comes first (nothing posted).
-        OutboxUnavailable when the store cannot answer (nothing posted).
         """
         loop = asyncio.get_running_loop()
         pauses = polls()
@@ -135,7 +138,11 @@ class OutboxStore:
         while True:
             now = time.time()
             left = self._longest if deadline is None else min(self._longest, max(deadline - loop.time(), 0.0))
-            found = await self._outbox.reserve(key, now=now, window_s=self._window, until=now + left + RESERVE_MARGIN_S)
+            try:
+                found = await self._outbox.reserve(key, now=now, window_s=self._window, until=now + left + RESERVE_MARGIN_S)
+            except OutboxUnavailable as exc:
+                self._log.warning("idempotency look-up failed: posting without a reservation", error=str(exc))
+                return UNRESERVED
             if found.state == TAKEN:
                 return found.token
             if found.state == DELIVERED:
@@ -155,6 +162,8 @@ class OutboxStore:
 
     async def settle(self, key: str, token: str, delivered: bool) -> None:
         """End the reservation ``token``: the key taken now if the post ``delivered``, else freed for a next one."""
+        if token == UNRESERVED and not delivered:  # nothing reserved, nothing to free
+            return
         try:
             if delivered:
                 await self._outbox.remember(key, now=time.time())

@@ -242,7 +242,7 @@ class Pipeline:
         shared = self._shared
         self._pending[key] = None
         try:
-            token = await shared.reserve(key, deadline)  # OutboxUnavailable, DeadlineExceeded: nothing posted
+            token = await shared.reserve(key, deadline)  # DeadlineExceeded: nothing posted
             if token is None:
                 self.metrics.duplicate(action)
                 return DUPLICATE
