@@ -43,6 +43,13 @@ MIN_ATTEMPT_S = 0.05
 DEADLINE_RESERVE_S = 0.05
 
 
+def longest_post_s(config: Config) -> float:
+    """How long one ``post`` takes at the most without a deadline: every attempt timing out, every
+    backoff at its ceiling (a longer Retry-After is not waited for). Waiting for a pool slot is not
+    counted: it has no bound of its own."""
+    return config.max_attempts * config.timeout_s + (config.max_attempts - 1) * config.backoff_max_s
+
+
 @dataclass(frozen=True)
 class Delivered:
     http_status: int
@@ -283,4 +290,4 @@ class KameleoonClient:
         return random.uniform(0, min(cap, self._config.backoff_base_s * 2 ** (attempts - 1)))
 
 
-__all__ = ["Delivered", "DeliveryError", "KameleoonClient", "retry_after_seconds"]
+__all__ = ["Delivered", "DeliveryError", "KameleoonClient", "longest_post_s", "retry_after_seconds"]

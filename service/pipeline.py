@@ -12,6 +12,11 @@ starts, so a reload never changes an event half way.
 Queued delivery takes the same way up to the body, then commits the rendered
 request to the outbox instead of posting it (``queue_payload``,
 ``queue_events``); the deliverer (service.outbox.deliverer) posts it later.
+
+Once per messageId: within a process, a delivery waits for one of the same
+key in flight; with an outbox, the key is also reserved there while posting
+(service.idempotency.OutboxStore), and a queued event meeting such a
+reservation is enqueued again once it ends (``_commit_when_free``).
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from service import jsonwire
 from service.actions import Action
 from service.credentials import Credentials
 from service.delivery import Delivered, KameleoonClient
-from service.errors import CallError, InvalidArgument, MappingError, MissingSetting, Overloaded
+from service.errors import CallError, InvalidArgument, MappingError, MissingSetting, OutboxUnavailable, Overloaded
 from service.filters import NO_FILTERS, FilterSet, Verdict
-from service.idempotency import DeliveredStore, NoStore
+from service.idempotency import POLL_MAX_S, DeliveredStore, NoStore, OutboxStore, log_wait, polls
 from service.metrics import NoMetrics
-from service.outbox.base import NewEvent, Outbox
+from service.outbox.base import Accepted, NewEvent, Outbox
 from service.outbox.sealing import Sealer
 from service.planner import type_dispatch
 from service.subscriptions import Subscription
@@ -129,7 +134,7 @@ class Pipeline:
         self,
         client: KameleoonClient,
         subscriptions: tuple[Subscription, ...],
-        store: DeliveredStore | None = None,
+        store: DeliveredStore | OutboxStore | None = None,
         max_in_flight: int = 2000,
         metrics=None,
         filters: FilterSet = NO_FILTERS,
@@ -146,6 +151,8 @@ class Pipeline:
         self.filters = filters
         self._dispatch = (subscriptions, type_dispatch(subscriptions))  # (subscriptions, by type or None)
         self.store = store if store is not None else NoStore()
+        # The window in the outbox, shared with other processes: keys are reserved there while posting.
+        self._shared = store if isinstance(store, OutboxStore) else None
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
@@ -210,6 +217,8 @@ class Pipeline:
                 if waiter is None:
                     waiter = pending[key] = asyncio.get_running_loop().create_future()
                 await asyncio.shield(waiter)
+            if self._shared is not None:
+                return await self._deliver_reserved(key, body, credentials, deadline, action)
             if await self.store.seen(key):
                 self.metrics.duplicate(action)
                 return DUPLICATE
@@ -225,6 +234,32 @@ class Pipeline:
             return delivered
         finally:
             self.in_flight -= 1
+            self._release(key)
+
+    async def _deliver_reserved(self, key: str, body: bytes, credentials: Credentials, deadline: float | None, action: str) -> Delivered:
+        """``_deliver_once`` on the outbox's window: the key is reserved there while the post is in flight, so a
+        delivery of the same messageId in another process waits for this one (service.idempotency.OutboxStore)."""
+        shared = self._shared
+        self._pending[key] = None
+        try:
+            token = await shared.reserve(key, deadline)  # DeadlineExceeded: nothing posted
+            if token is None:
+                self.metrics.duplicate(action)
+                return DUPLICATE
+            if self.in_flight >= self.max_in_flight:
+                await shared.settle(key, token, delivered=False)
+                raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
+            self.in_flight += 1
+            delivered = False
+            try:
+                done = await self.client.post(body, credentials, deadline, action)
+                delivered = True
+                return done
+            finally:
+                self.in_flight -= 1
+                # Settled even when the call is cancelled: a live process never leaves its reservation behind.
+                await asyncio.shield(shared.settle(key, token, delivered))
+        finally:
             self._release(key)
 
     def _release(self, key: str | None) -> None:
@@ -305,6 +340,8 @@ class Pipeline:
         message_id = valid.get("messageId") or ""
         event = self._new_event(action.slug, action.slug, message_id, body, credentials, self.sealer.reference(credentials))
         [queued] = await self._enqueue([event])
+        if isinstance(queued, CallError):
+            raise queued
         return queued
 
     async def queue_events(self, items: list[tuple[dict, Credentials]]) -> list[Outcome | CallError]:
@@ -337,19 +374,36 @@ class Pipeline:
         except CallError as exc:
             failed = {id(outcome) for outcome, _ in owners}
             return [exc if id(result) in failed else result for result in results]
+        refused: dict[int, CallError] = {}
         for (outcome, sub), queued in zip(owners, accepted):
-            outcome.results.append((sub, queued))
+            if isinstance(queued, CallError):
+                refused[id(outcome)] = queued
+            else:
+                outcome.results.append((sub, queued))
+        if refused:
+            return [refused.get(id(result), result) for result in results]
         return results
 
     def _new_event(self, action: str, route: str, message_id: str, body: bytes, credentials: Credentials, reference: str) -> NewEvent:
         key = _key(credentials, route, message_id) if self.queue_settings.idempotency_window_s else None
         return NewEvent(action, route, credentials.sitecode, message_id, body, reference, key)
 
-    async def _enqueue(self, events: list[NewEvent]) -> list[Queued]:
+    async def _enqueue(self, events: list[NewEvent]) -> list[Queued | CallError]:
+        """Commit ``events``: each Queued (stored, or a duplicate not stored again), or OutboxUnavailable for
+        one a synchronous delivery in another process kept busy too long. Raises the CallError refusing them all."""
         if self.outbox is None:
             raise MissingSetting(
                 "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)"
             )
+        accepted = await self._commit(events)
+        results: list[Queued | CallError] = [Queued(result.id or "", result.duplicate) for result in accepted]
+        busy = [index for index, result in enumerate(accepted) if result.busy]
+        if busy:
+            await self._commit_when_free(events, results, busy, max(accepted[index].busy_until for index in busy))
+        return results
+
+    async def _commit(self, events: list[NewEvent]) -> list[Accepted]:
+        """One enqueue, counted in the metrics (a busy event is neither enqueued nor a duplicate)."""
         settings = self.queue_settings
         accepted = await self.outbox.enqueue(
             events,
@@ -361,7 +415,29 @@ class Pipeline:
         for event, result in zip(events, accepted):
             if result.duplicate:
                 self.metrics.duplicate(event.action)
-            else:
+            elif result.id is not None:
                 self.metrics.outbox_event("enqueued", event.action)
         self.on_enqueued()
-        return [Queued(result.id or "", result.duplicate) for result in accepted]
+        return accepted
+
+    async def _commit_when_free(self, events: list[NewEvent], results: list, busy: list[int], until: float) -> None:
+        """Enqueue the ``busy`` events again, polling as a second synchronous caller does, until each is stored
+        (the delivery holding its key failed, or its process died) or a duplicate (it succeeded). One still held
+        once the reservations first met (``until``) have run out, another delivery having taken the key since,
+        is refused: OutboxUnavailable in ``results``, nothing queued, never an OK."""
+        for index in busy:
+            log_wait(events[index].message_id, until)
+        pauses = polls()
+        while busy:
+            if time.time() > until + POLL_MAX_S:
+                for index in busy:
+                    results[index] = OutboxUnavailable(
+                        f"messageId {events[index].message_id!r} is being delivered synchronously by another process "
+                        "and its outcome is not known yet: nothing was queued, retry later"
+                    )
+                return
+            await asyncio.sleep(next(pauses))
+            accepted = await self._commit([events[index] for index in busy])
+            for index, result in zip(busy, accepted):
+                results[index] = Queued(result.id or "", result.duplicate)
+            busy = [index for index, result in zip(busy, accepted) if result.busy]

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from service import decoding, tracing
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import Config
-from service.delivery import KameleoonClient
+from service.delivery import KameleoonClient, longest_post_s
 from service.auth import BearerTokenInterceptor
 from service.idempotency import MemoryStore, NoStore, OutboxStore
 from service.metrics import Metrics
@@ -153,7 +153,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     if not config.idempotency_window_s:
         store = NoStore()
     elif outbox is not None:
-        store = OutboxStore(outbox, config.idempotency_window_s, log)
+        store = OutboxStore(outbox, config.idempotency_window_s, log, longest_post_s(config))
     else:
         store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries)
     sealer = Sealer(config.outbox_key, config.api_key)

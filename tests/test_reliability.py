@@ -13,7 +13,7 @@ import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import OutboxUnavailable
-from service.idempotency import MemoryStore, OutboxStore
+from service.idempotency import UNRESERVED, MemoryStore, OutboxStore
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, bad_request_field
 
@@ -222,7 +222,10 @@ async def test_huge_flat_array_is_delivered_whole(stub, sink):
 class _BrokenOutbox:
     """An outbox whose database cannot be reached."""
 
-    async def seen(self, key, now, window_s):
+    async def reserve(self, key, now, window_s, until):
+        raise OutboxUnavailable("database is locked")
+
+    async def unreserve(self, key, token, now):
         raise OutboxUnavailable("database is locked")
 
     async def remember(self, key, now):
@@ -237,11 +240,16 @@ class _Lines:
         self.lines.append((event, fields))
 
 
-async def test_an_unreachable_outbox_window_counts_as_not_seen_and_is_logged():
-    """At least once: when the shared window cannot be read the event is sent, not dropped as a duplicate."""
+async def test_an_unreachable_outbox_window_posts_without_a_reservation_and_is_logged():
+    """At least once: when the shared window cannot be asked the event is posted, not refused nor dropped
+    as a duplicate; a record or release that fails after the post is logged."""
     log = _Lines()
-    store = OutboxStore(_BrokenOutbox(), window_s=60, log=log)
-    assert await store.seen("k") is False
-    await store.remember("k")
-    assert log.lines == [("idempotency look-up failed", {"error": "database is locked"}),
-                         ("idempotency record failed", {"error": "database is locked"})]
+    store = OutboxStore(_BrokenOutbox(), window_s=60, log=log, longest_s=1.0)
+    token = await store.reserve("k", None)
+    assert token == UNRESERVED
+    await store.settle("k", token, delivered=False)  # nothing was reserved: nothing to free, nothing asked
+    await store.settle("k", token, delivered=True)
+    await store.settle("k", "1", delivered=False)
+    assert log.lines == [("idempotency look-up failed: posting without a reservation", {"error": "database is locked"}),
+                         ("idempotency record failed", {"error": "database is locked"}),
+                         ("idempotency release failed", {"error": "database is locked"})]

@@ -21,10 +21,45 @@ Conventions every store keeps:
   event's (it ran out and someone else claimed the event) changes nothing.
 - Events whose retry window ended (``expires_at``) are never claimed;
   ``expire`` turns them into dead letters.
-- The idempotency window lives in the store too: ``enqueue`` refuses an event
-  whose ``dedupe_key`` was taken within the window (in the same transaction as
-  the insert, so every process sharing the store agrees), and
-  ``seen``/``remember`` serve synchronous deliveries.
+- The idempotency window lives in the store too, one row per key, so every
+  process sharing the store agrees. A key is in one of two states:
+
+  *taken* at ``at``: delivered (a synchronous call got Kameleoon's 2xx:
+  ``remember``) or enqueued (``enqueue`` stored its event). Within the window
+  it makes every later call a duplicate.
+
+  *reserved* until ``until`` with a token: a synchronous delivery is posting
+  it right now (``reserve``). A reservation is never a delivery: ``seen``
+  ignores it and it never makes anyone answer duplicate. It ends with
+  ``remember`` (the post succeeded: taken at that time, whoever held the
+  reservation), ``unreserve`` (it failed: the row goes, but only while it is
+  still that token's, so a holder that overran its expiry never frees someone
+  else's reservation), or by running out: ``until`` is when its holder would
+  have finished at the latest (its deadline, or attempts x timeout plus the
+  backoffs, plus a margin), so past it the holder is presumed dead and the key
+  can be reserved or enqueued again.
+
+  ``reserve`` is atomic (one writer at a time, or PostgreSQL's ON CONFLICT):
+  of two processes reserving the same free key, exactly one gets it; the other
+  is told ``busy`` and the holder's ``until``, and polls ``reserve`` again until
+  the key is taken (a duplicate), or free again (it takes it and posts), or its
+  own deadline comes. A second caller therefore never sends while the first
+  may still succeed, and never answers duplicate unless a delivery (or an
+  enqueue) was recorded.
+
+  The queued rule: ``enqueue`` treats a key taken within the window as a
+  duplicate (not stored), an expired reservation or a key taken before the
+  window as free (it takes the key for the event it stores), and a *live*
+  reservation as neither: the event is not stored, its key is not taken, and
+  its :class:`Accepted` says ``busy_until``. The caller waits as a second
+  synchronous caller does and enqueues again: the event is then a duplicate if
+  the synchronous delivery succeeded, or stored if it failed, expired or its
+  process died. So a caller that retries in queued mode on another process
+  while a synchronous post of the same messageId is in flight never loses the
+  event (a failed post does not leave it answered ``duplicate``) and never
+  gets it delivered twice (a successful post does not leave a queued copy).
+  The other way round, a synchronous call finding a key taken by ``enqueue``
+  is a duplicate, as before: the queued event will be delivered.
 - Failures: :class:`~service.errors.OutboxFull` when ``max_pending`` would be
   passed (nothing stored), :class:`~service.errors.OutboxUnavailable` when the
   store cannot read or write (disk full, read-only, gone); never a silent
@@ -57,10 +92,38 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class Accepted:
-    """What ``enqueue`` did with one event: stored under ``id``, or a duplicate (``id`` None)."""
+    """What ``enqueue`` did with one event: stored under ``id``, a duplicate, or busy (``id`` None for both).
+
+    ``busy_until`` set: a synchronous delivery of the same key is in flight
+    (reserved until then); nothing was stored, no key taken: enqueue it again
+    later (see the queued rule in the module docstring).
+    """
 
     id: str | None
     duplicate: bool = False
+    busy_until: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.busy_until is not None
+
+
+TAKEN, DELIVERED, BUSY = "taken", "delivered", "busy"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``reserve`` found for one key.
+
+    ``TAKEN``: the caller holds it and may post; ``token`` proves it to ``unreserve``.
+    ``DELIVERED``: taken (delivered or enqueued) within the window: a duplicate.
+    ``BUSY``: another delivery holds it until ``until`` (``until`` equals the
+    ``now`` of the call when the store saw the key change under it: look again soon).
+    """
+
+    state: str
+    token: str = ""
+    until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,7 +235,9 @@ class Outbox(abc.ABC):
         Each is due at ``now`` and expires at ``now + window_s``. An event whose
         ``dedupe_key`` was taken within ``idempotency_window_s`` (by an earlier
         event or ``remember``, or earlier in ``events``) is not stored:
-        ``Accepted(None, duplicate=True)``. OutboxFull when the events not yet
+        ``Accepted(None, duplicate=True)``. An event whose key a live reservation
+        holds is not stored either: ``Accepted(None, busy_until=...)`` (so are
+        its repeats in ``events``). OutboxFull when the events not yet
         delivered would then number more than ``max_pending`` (0: no limit):
         nothing is stored, no key taken.
         """
@@ -234,12 +299,26 @@ class Outbox(abc.ABC):
     # -- the idempotency window of synchronous deliveries ---------------------
 
     @abc.abstractmethod
+    async def reserve(self, key: str, *, now: float, window_s: float, until: float) -> Reservation:
+        """Reserve ``key`` until ``until`` for a synchronous delivery about to post, atomically.
+
+        ``TAKEN`` (with a fresh token) when the key is free: absent, taken before
+        the window, or reserved by someone whose reservation ran out (``until <=
+        now``); ``DELIVERED`` when taken within the window; ``BUSY`` with the
+        holder's expiry while another reservation is live.
+        """
+
+    @abc.abstractmethod
+    async def unreserve(self, key: str, token: str, *, now: float) -> bool:
+        """The delivery holding ``token`` failed: free ``key`` if that reservation still holds it; whether it did."""
+
+    @abc.abstractmethod
     async def seen(self, key: str, *, now: float, window_s: float) -> bool:
-        """Whether ``key`` was taken (enqueued or remembered) within the window."""
+        """Whether ``key`` was taken (enqueued or remembered) within the window; a reservation is not."""
 
     @abc.abstractmethod
     async def remember(self, key: str, *, now: float) -> None:
-        """Take ``key`` at ``now`` (a synchronous delivery succeeded)."""
+        """Take ``key`` at ``now``: a synchronous delivery succeeded (its reservation, if any, ends here)."""
 
 
 __all__ = [
@@ -249,8 +328,12 @@ __all__ = [
     "Dead",
     "DeadLetter",
     "DeadLetterFilter",
+    "BUSY",
+    "DELIVERED",
     "NewEvent",
     "Outbox",
+    "Reservation",
     "Retry",
     "Stats",
+    "TAKEN",
 ]

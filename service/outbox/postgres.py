@@ -49,6 +49,16 @@ error text show the URL with it replaced by ``***``.
 Text that callers send (route, sitecode, messageId) is stored as UTF-8 bytes
 (``bytea``): PostgreSQL text cannot hold NUL, JSON strings can. Idempotency
 keys are stored as a 16-byte BLAKE2b digest.
+
+Reservations (``outbox_keys.reservation``, a token, and ``reserved_until``;
+NULL for a key taken by a delivery or an enqueue): ``reserve`` and
+``enqueue`` take a key with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
+the row is free, which PostgreSQL decides on the row's latest committed
+version, so of two replicas exactly one takes it. What the others are told
+comes from the statement's snapshot: a key is called a duplicate only when
+that snapshot shows it taken within the window; any other key not taken is
+``busy`` (with the holder's expiry when the snapshot shows it, else "look
+again now"), never a duplicate without a recorded delivery.
 """
 
 from __future__ import annotations
@@ -72,8 +82,12 @@ from service.outbox.base import (
     Dead,
     DeadLetter,
     DeadLetterFilter,
+    BUSY,
+    DELIVERED,
+    TAKEN,
     NewEvent,
     Outbox,
+    Reservation,
     Retry,
     Stats,
 )
@@ -157,6 +171,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_events_due_id ON outbox_events (due_at, id);
     DROP INDEX outbox_events_due;
     """,
+    # 3: a key can be reserved by a synchronous delivery in flight (a token, until when); NULL: taken.
+    """
+    ALTER TABLE outbox_keys ADD COLUMN reservation bigint, ADD COLUMN reserved_until double precision;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -174,8 +192,16 @@ WITH input AS MATERIALIZED (
 ), taken AS (
     INSERT INTO outbox_keys AS k (key, at)
     SELECT key, $8::float8 FROM input WHERE key IS NOT NULL AND nth = 1 ORDER BY key
-    ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE k.at < $9::float8
+    ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL
+    WHERE (k.reservation IS NULL AND k.at < $9::float8) OR (k.reservation IS NOT NULL AND k.reserved_until <= $8::float8)
     RETURNING key
+), missed AS MATERIALIZED (
+    SELECT ord, key FROM input WHERE key IS NOT NULL AND key NOT IN (SELECT key FROM taken)
+), busy AS (
+    -- not taken and not (in this statement's snapshot) taken within the window: a reservation holds it
+    SELECT m.ord, CASE WHEN k.reserved_until > $8::float8 THEN k.reserved_until ELSE $8::float8 END AS until
+    FROM missed AS m LEFT JOIN outbox_keys AS k ON k.key = m.key
+    WHERE NOT coalesce(k.reservation IS NULL AND k.at >= $9::float8, false)
 ), chosen AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('outbox_events', 'id')) AS id, c.*
     FROM (SELECT * FROM input WHERE key IS NULL OR (nth = 1 AND key IN (SELECT key FROM taken)) ORDER BY ord) AS c
@@ -185,7 +211,9 @@ WITH input AS MATERIALIZED (
 ), counted AS (
     """ + _COUNT.format(sign="+", rows="chosen", slot=11) + """
 )
-SELECT ord, id FROM chosen ORDER BY ord
+SELECT ord, id, NULL::float8 FROM chosen
+UNION ALL
+SELECT ord, NULL, until FROM busy
 """
 _GUARD = """, refused AS (
     SELECT outbox_refuse(live, adding) FROM (
@@ -280,13 +308,30 @@ UNION ALL
 SELECT action, 0, 0, count(*), NULL FROM outbox_dead_letters GROUP BY action
 """
 
-SEEN = "SELECT EXISTS (SELECT 1 FROM outbox_keys WHERE key = $1 AND at >= $2::float8)"
-REMEMBER = "INSERT INTO outbox_keys AS k (key, at) VALUES ($1, $2::float8) ON CONFLICT (key) DO UPDATE SET at = excluded.at"
+SEEN = "SELECT EXISTS (SELECT 1 FROM outbox_keys WHERE key = $1 AND at >= $2::float8 AND reservation IS NULL)"
+REMEMBER = """
+INSERT INTO outbox_keys AS k (key, at) VALUES ($1, $2::float8)
+ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL
+"""
+# $1 key, $2 now, $3 token, $4 until, $5 start of the window. Returns (taken, reservation, reserved_until, at)
+# with the row as this statement's snapshot saw it.
+RESERVE = """
+WITH taken AS (
+    INSERT INTO outbox_keys AS k (key, at, reservation, reserved_until) VALUES ($1, $2::float8, $3::bigint, $4::float8)
+    ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = excluded.reservation, reserved_until = excluded.reserved_until
+    WHERE (k.reservation IS NULL AND k.at < $5::float8) OR (k.reservation IS NOT NULL AND k.reserved_until <= $2::float8)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM taken), k.reservation, k.reserved_until, k.at
+FROM (SELECT 1) AS one LEFT JOIN outbox_keys AS k ON k.key = $1
+"""
+UNRESERVE = "DELETE FROM outbox_keys WHERE key = $1 AND reservation = $2::bigint"
 
 # Housekeeping: one small batch per statement; rows someone holds are left for the next round.
 FORGET_KEYS = """
 DELETE FROM outbox_keys WHERE key IN (
-    SELECT key FROM outbox_keys WHERE at < $1::float8 LIMIT $2 FOR UPDATE SKIP LOCKED
+    SELECT key FROM outbox_keys WHERE at < $1::float8 AND (reservation IS NULL OR reserved_until <= $3::float8)
+    LIMIT $2 FOR UPDATE SKIP LOCKED
 )
 """
 FORGET_LETTERS = """
@@ -513,8 +558,8 @@ class PostgresOutbox(Outbox):
         else:
             rows = await self._call(True, "fetch", ENQUEUE, *args)
         accepted = [Accepted(None, duplicate=True)] * len(events)
-        for ord_, id_ in rows:
-            accepted[ord_ - 1] = Accepted(str(id_))
+        for ord_, id_, busy_until in rows:
+            accepted[ord_ - 1] = Accepted(str(id_)) if id_ is not None else Accepted(None, busy_until=busy_until)
         return accepted
 
     # -- delivering -----------------------------------------------------------
@@ -628,19 +673,36 @@ class PostgresOutbox(Outbox):
 
     async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
         letters = await self._forget(FORGET_LETTERS, now - dead_letter_retention_s)
-        keys = await self._forget(FORGET_KEYS, now - idempotency_window_s)
+        keys = await self._forget(FORGET_KEYS, now - idempotency_window_s, now)
         return letters, keys
 
-    async def _forget(self, sql: str, cut: float) -> int:
+    async def _forget(self, sql: str, cut: float, *more) -> int:
         total = 0
         while True:
-            done = _count(await self._call(False, "execute", sql, cut, self._cleanup_batch))
+            done = _count(await self._call(False, "execute", sql, cut, self._cleanup_batch, *more))
             total += done
             if done < self._cleanup_batch:
                 return total
             await asyncio.sleep(0)  # let enqueues and deliveries of this process run between batches
 
     # -- idempotency of synchronous deliveries -----------------------------------
+
+    async def reserve(self, key: str, *, now: float, window_s: float, until: float) -> Reservation:
+        token = secrets.randbits(63)
+        cut = now - window_s
+        taken, holder, held_until, at = await self._call(False, "fetchrow", RESERVE, digest(key), now, token, until, cut)
+        if taken:
+            return Reservation(TAKEN, token=str(token))
+        if holder is None and at is not None and at >= cut:
+            return Reservation(DELIVERED)
+        # Reserved by someone else; or changed since this statement's snapshot (look again at once).
+        return Reservation(BUSY, until=held_until if holder is not None and held_until > now else now)
+
+    async def unreserve(self, key: str, token: str, *, now: float) -> bool:
+        held = _int(token)
+        if held is None:
+            return False
+        return _count(await self._call(False, "execute", UNRESERVE, digest(key), held)) > 0
 
     async def seen(self, key: str, *, now: float, window_s: float) -> bool:
         return await self._call(False, "fetchval", SEEN, digest(key), now - window_s)

@@ -18,6 +18,17 @@ processes claim the same event.
 Each operation of a shared transaction runs in a SAVEPOINT: one that fails
 (OutboxFull) is rolled back alone; a commit that fails fails them all
 (OutboxUnavailable), so nobody is told OK for something not committed.
+
+Schema: :data:`SCHEMA` is version 1 as the first release wrote it; each later
+version is one entry of :data:`MIGRATIONS`, applied at open in the start-up
+transaction (``BEGIN IMMEDIATE``: processes opening together wait for each
+other), the version kept in ``PRAGMA user_version``. A file written by a newer
+release is refused.
+
+Idempotency keys (table ``idempotency``): ``reservation`` NULL means taken at
+``at`` (delivered or enqueued); set, it is a synchronous delivery's token,
+live until ``reserved_until`` (see service.outbox.base). Reserving is a write
+like any other: one writer at a time makes it atomic across processes.
 """
 
 from __future__ import annotations
@@ -39,14 +50,17 @@ from service.outbox.base import (
     Dead,
     DeadLetter,
     DeadLetterFilter,
+    BUSY,
+    DELIVERED,
+    TAKEN,
     NewEvent,
     Outbox,
+    Reservation,
     Retry,
     Stats,
 )
 
 BUSY_TIMEOUT_MS = 10_000
-SCHEMA_VERSION = 1
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 SCHEMA = """
@@ -91,6 +105,16 @@ CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, at REAL NOT NULL) 
 CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency (at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+# Version N (N >= 2) is MIGRATIONS[N - 2]: statements taking a file from N-1 to N. Append only.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 2: reservations of synchronous deliveries in flight (a key with a token is not a delivery).
+    (
+        "ALTER TABLE idempotency ADD COLUMN reservation INTEGER",
+        "ALTER TABLE idempotency ADD COLUMN reserved_until REAL",
+    ),
+)
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Columns shared by events and dead_letters, in the order DeadLetter wants them.
 _LETTER_COLUMNS = "id, action, route, sitecode, message_id, attempts, accepted_at, first_attempt_at, last_attempt_at, dead_at, last_status, last_error"
@@ -162,12 +186,7 @@ class SqliteOutbox(Outbox):
             if check != "ok":
                 raise sqlite3.DatabaseError(f"the file is damaged ({check})")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(f"written by a newer version (schema {version}, this one knows {SCHEMA_VERSION})")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(conn)
             conn.execute(
                 "INSERT INTO counters (name, value) VALUES ('live', (SELECT count(*) FROM events)) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
@@ -282,25 +301,36 @@ class SqliteOutbox(Outbox):
 
         def run(conn: sqlite3.Connection) -> list[Accepted]:
             fresh: set = set()
+            busy: dict = {}
             wanted = [key for key in keys if key is not None]
             if wanted:
                 fresh = {
                     row[0]
                     for row in conn.execute(
-                        "INSERT INTO idempotency (key, at) SELECT value, ? FROM json_each(?) WHERE true "
-                        "ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE idempotency.at < ? RETURNING key",
-                        (now, json.dumps(wanted), now - idempotency_window_s),
+                        "INSERT INTO idempotency (key, at) SELECT value, :now FROM json_each(:keys) WHERE true "
+                        f"ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL WHERE {_FREE} "
+                        "RETURNING key",
+                        {"now": now, "keys": json.dumps(wanted), "cut": now - idempotency_window_s},
                     )
                 }
+                if len(fresh) < len(wanted):  # duplicates, or keys a synchronous delivery holds right now
+                    busy = dict(conn.execute(
+                        "SELECT key, reserved_until FROM idempotency WHERE key IN (SELECT value FROM json_each(?)) "
+                        "AND reservation IS NOT NULL",
+                        (json.dumps([key for key in wanted if key not in fresh]),),
+                    ).fetchall())
             stored = []
+            answers = [Accepted(None, duplicate=True)] * len(events)
             for index, key in enumerate(keys):
                 if key is None:
                     stored.append(index)
                 elif key in fresh:
                     fresh.discard(key)  # a second one of the same key in this call is a duplicate
                     stored.append(index)
+                elif key in busy:
+                    answers[index] = Accepted(None, busy_until=busy[key])
             if not stored:
-                return [Accepted(None, duplicate=True)] * len(events)
+                return answers
             if max_pending:
                 live = conn.execute("SELECT value FROM counters WHERE name = 'live'").fetchone()[0]
                 if live + len(stored) > max_pending:
@@ -315,10 +345,9 @@ class SqliteOutbox(Outbox):
             )
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             _count(conn, len(stored))
-            accepted = [Accepted(None, duplicate=True)] * len(events)
             for offset, index in enumerate(stored):  # one writer at a time: the ids are consecutive
-                accepted[index] = Accepted(str(last - len(stored) + 1 + offset))
-            return accepted
+                answers[index] = Accepted(str(last - len(stored) + 1 + offset))
+            return answers
 
         return await self._submit(run, durable=True)
 
@@ -485,26 +514,81 @@ class SqliteOutbox(Outbox):
             letters = _changes(conn, lambda: conn.execute(
                 "DELETE FROM dead_letters WHERE dead_at < ?", (now - dead_letter_retention_s,)
             ))
-            keys = _changes(conn, lambda: conn.execute("DELETE FROM idempotency WHERE at < ?", (now - idempotency_window_s,)))
+            keys = _changes(conn, lambda: conn.execute(
+                "DELETE FROM idempotency WHERE at < ? AND (reservation IS NULL OR reserved_until <= ?)",
+                (now - idempotency_window_s, now),
+            ))
             return letters, keys
 
         return await self._submit(run, durable=False)
 
     # -- idempotency of synchronous deliveries -----------------------------------
 
+    async def reserve(self, key: str, *, now: float, window_s: float, until: float) -> Reservation:
+        token = secrets.randbits(63)
+
+        def run(conn: sqlite3.Connection) -> Reservation:
+            taken = conn.execute(
+                "INSERT INTO idempotency (key, at, reservation, reserved_until) VALUES (:key, :now, :token, :until) "
+                "ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = excluded.reservation, "
+                f"reserved_until = excluded.reserved_until WHERE {_FREE} RETURNING 1",
+                {"key": key, "now": now, "token": token, "until": until, "cut": now - window_s},
+            ).fetchall()
+            if taken:
+                return Reservation(TAKEN, token=str(token))
+            holder, held_until = conn.execute(
+                "SELECT reservation, reserved_until FROM idempotency WHERE key = ?", (key,)
+            ).fetchone()
+            return Reservation(DELIVERED) if holder is None else Reservation(BUSY, until=held_until)
+
+        return await self._submit(run, durable=False)
+
+    async def unreserve(self, key: str, token: str, *, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return bool(_changes(conn, lambda: conn.execute(
+                "DELETE FROM idempotency WHERE key = ? AND reservation = ?", (key, _int(token))
+            )))
+
+        return await self._submit(run, durable=False)
+
     async def seen(self, key: str, *, now: float, window_s: float) -> bool:
         return await self._read_op(
-            lambda conn: conn.execute("SELECT 1 FROM idempotency WHERE key = ? AND at >= ?", (key, now - window_s)).fetchone()
-            is not None
+            lambda conn: conn.execute(
+                "SELECT 1 FROM idempotency WHERE key = ? AND at >= ? AND reservation IS NULL", (key, now - window_s)
+            ).fetchone() is not None
         )
 
     async def remember(self, key: str, *, now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO idempotency (key, at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET at = excluded.at", (key, now)
+                "INSERT INTO idempotency (key, at) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL",
+                (key, now),
             )
 
         await self._submit(run, durable=False)
+
+
+# A key row that a new delivery or enqueue may take (named parameters :now and :cut, the window's start):
+# taken before the window, or reserved by a delivery whose reservation ran out.
+_FREE = (
+    "(idempotency.reservation IS NULL AND idempotency.at < :cut) "
+    "OR (idempotency.reservation IS NOT NULL AND idempotency.reserved_until <= :now)"
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to SCHEMA_VERSION inside the caller's transaction; the version found before."""
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        conn.execute(statement)
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"written by a newer version (schema {found}, this one knows {SCHEMA_VERSION})")
+    for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version - 2]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return found
 
 
 def _count(conn: sqlite3.Connection, delta: int) -> None:
@@ -559,4 +643,4 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
-__all__ = ["SqliteOutbox", "path_of"]
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "SqliteOutbox", "migrate", "path_of"]

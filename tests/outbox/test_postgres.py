@@ -205,6 +205,19 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
         await store.close()
 
 
+async def test_sync_calls_go_on_while_the_database_is_down(own_postgres, start_service, sink):
+    """The messageId window cannot be asked: the event is still posted (at least once), a warning is logged."""
+    url = own_postgres.create_database()
+    _, stub = await start_service(delivery="sync", outbox=url, api_key=API_KEY, sitecode=SITECODE)
+    await asyncio.to_thread(own_postgres.stop, "fast")
+    try:
+        answer = await stub.LogEvent(pb.LogEventRequest(timestamp="2024-01-01T00:00:00Z", message_id="down-1"), timeout=10)
+        assert answer.http_status == 200
+        assert [r.json()["messageId"] for r in sink.received] == ["down-1"]
+    finally:
+        await asyncio.to_thread(own_postgres.start)
+
+
 # -- migrations ---------------------------------------------------------------------
 
 # The schema as release 1 wrote it (migration 1, word for word), to upgrade from.
@@ -236,15 +249,23 @@ END
 $$;
 INSERT INTO outbox_schema_version (version) VALUES (1);
 """
+# What migration 2 changed (word for word): the schema as release 2 left it is SCHEMA_1 + this.
+SCHEMA_2 = """
+CREATE INDEX outbox_events_due_id ON outbox_events (due_at, id);
+DROP INDEX outbox_events_due;
+INSERT INTO outbox_schema_version (version) VALUES (2);
+"""
+EARLIER = {1: SCHEMA_1, 2: SCHEMA_1 + SCHEMA_2}
 
 
-async def test_a_database_at_the_previous_schema_version_is_upgraded_at_start_up(postgres_url, start_service, sink):
-    assert SCHEMA_VERSION == 2  # a new migration: this test starts from the version before it
+@pytest.mark.parametrize("version", sorted(EARLIER))
+async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(postgres_url, start_service, sink, version):
+    assert SCHEMA_VERSION == 3  # a new migration: add the schema before it to EARLIER
     now = time.time()
     conn = await asyncpg.connect(postgres_url)
     try:
-        await conn.execute(SCHEMA_1)
-        # What release 1 left behind: a pending event, a taken messageId, a dead letter.
+        await conn.execute(EARLIER[version])
+        # What the earlier release left behind: a pending event, a taken messageId, a dead letter.
         body = b'{"type":"track","event":"Old","messageId":"old-1","timestamp":"2024-01-01T00:00:00Z","properties":{}}'
         await conn.execute(
             "INSERT INTO outbox_events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
@@ -266,11 +287,21 @@ async def test_a_database_at_the_previous_schema_version_is_upgraded_at_start_up
     assert [(d.id, d.message_id) for d in listed.dead_letters] == [("777", "old-3")]
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2]
+        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2, 3]
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events'")}
         assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
+        # Migration 3: the key the old release took is a plain taken key (no reservation), and a sync call reserves.
+        rows = await conn.fetch("SELECT reservation, reserved_until FROM outbox_keys WHERE key = $1",
+                                digest(f"{SITECODE}\x1flogEvent\x1fold-2"))
+        assert [tuple(r) for r in rows] == [(None, None)]
     finally:
         await conn.close()
+    store = await opened(postgres_url)
+    try:
+        reservation = await store.reserve("some key", now=now, window_s=IDEM, until=now + 30)
+        assert reservation.state == "taken" and not await store.seen("some key", now=now, window_s=IDEM)
+    finally:
+        await store.close()
 
 
 async def test_serve_and_the_outbox_command_stop_naming_the_variable_when_the_database_is_unreachable():

@@ -83,10 +83,20 @@ async def test_a_messageid_sent_to_both_replicas_is_delivered_once(sink, postgre
             again = await send_batch(ports[1], ids, second)
             assert all(r.status.code == OK and r.results[0].duplicate for r in again), tag
             assert all(r.results[0].http_status == 0 and not r.results[0].queued for r in again)
+        # At the same moment, sync on both, Kameleoon holding the posts: one posts, the other waits for it.
+        ids = [f"at-once-{i}" for i in range(100)]
+        release = asyncio.Event()
+        sink.default = Reply(hold=release)
+        both = asyncio.ensure_future(asyncio.gather(*(send_batch(port, ids, sync) for port in ports)))
+        await until(lambda: len(sink.received) >= 300 + 32)  # a batch posts 32 at once (KAMELEOON_BATCH_CONCURRENCY)
+        release.set()
+        for first, second in zip(*await both):
+            assert first.status.code == OK and second.status.code == OK
+            assert sorted((first.results[0].duplicate, second.results[0].duplicate)) == [False, True]
     finally:
         for replica in replicas:
             await finish(replica)
-    assert len(delivered_ids(sink)) == 300 and duplicates(sink) == 0
+    assert len(delivered_ids(sink)) == 400 and duplicates(sink) == 0
 
 
 async def test_postgres_restarting_under_load_never_gives_a_false_ok(sink, own_postgres):

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from service.errors import OutboxFull
-from service.outbox.base import Dead, DeadLetterFilter, NewEvent, Retry
+from service.outbox.base import BUSY, DELIVERED, TAKEN, Dead, DeadLetterFilter, NewEvent, Retry
 
 T0 = 1_800_000_000.0
 WINDOW = 3600.0
@@ -240,6 +240,124 @@ async def test_seen_and_remember_share_the_window_with_enqueue(store_factory):
     assert (await put(store, [event(9)], now=T0 + 5))[0].duplicate
     await put(store, [event(8)])
     assert await (await store_factory()).seen("0123456789\x1flogEvent\x1fm-8", now=T0 + 1, window_s=IDEM)
+
+
+# -- reservations: synchronous deliveries in flight ------------------------------------
+
+KEY = "0123456789\x1flogEvent\x1fm-7"  # the key of event(7)
+HOLD = 40.0  # how long a reservation holds in these tests
+
+
+async def reserve(store, now=T0, until=None):
+    return await store.reserve(KEY, now=now, window_s=IDEM, until=now + HOLD if until is None else until)
+
+
+async def test_a_reservation_is_taken_by_one_and_makes_the_others_wait(store_factory):
+    one, two = await store_factory(), await store_factory()
+    first = await reserve(one)
+    assert first.state == TAKEN and first.token
+    again = await reserve(two, now=T0 + 1)
+    assert (again.state, again.until) == (BUSY, T0 + HOLD)
+    assert (await reserve(one, now=T0 + 2)).state == BUSY  # the same store: no second holder either
+    # In flight is not delivered: not seen, and an enqueue is neither stored nor a duplicate.
+    assert not await two.seen(KEY, now=T0 + 1, window_s=IDEM)
+    [queued] = await put(two, [event(7)], now=T0 + 1)
+    assert (queued.id, queued.duplicate, queued.busy_until) == (None, False, T0 + HOLD)
+    assert (await two.stats(now=T0 + 1)).pending == 0
+
+
+async def test_a_delivered_reservation_makes_every_later_call_a_duplicate(store_factory):
+    one, two = await store_factory(), await store_factory()
+    await reserve(one)
+    await one.remember(KEY, now=T0 + 5)  # the post succeeded
+    assert (await reserve(two, now=T0 + 6)).state == DELIVERED
+    assert await two.seen(KEY, now=T0 + 6, window_s=IDEM)
+    assert (await put(two, [event(7)], now=T0 + 6))[0].duplicate
+    # ... for the window, counted from the delivery.
+    assert (await reserve(two, now=T0 + 5 + IDEM + 1)).state == TAKEN
+
+
+async def test_a_failed_delivery_frees_its_reservation_and_only_its_own(store_factory):
+    one, two = await store_factory(), await store_factory()
+    first = await reserve(one)
+    assert not await two.unreserve(KEY, "12345", now=T0 + 1)  # not that reservation's token: nothing freed
+    assert not await two.unreserve(KEY, "not a token", now=T0 + 1)
+    assert (await reserve(two, now=T0 + 1)).state == BUSY
+    assert await one.unreserve(KEY, first.token, now=T0 + 2)  # the post failed
+    second = await reserve(two, now=T0 + 3)
+    assert second.state == TAKEN and second.token != first.token
+    assert not await one.unreserve(KEY, first.token, now=T0 + 4)  # late: the key is someone else's now
+    assert (await reserve(one, now=T0 + 4)).state == BUSY
+
+
+async def test_an_expired_reservation_is_taken_over_and_never_counts_as_a_delivery(store_factory):
+    """A process that died holding a key: once its reservation runs out, the event is sent (or queued), not a duplicate."""
+    one, two = await store_factory(), await store_factory()
+    first = await reserve(one)  # ... and the process dies
+    assert not await two.seen(KEY, now=T0 + HOLD + 1, window_s=IDEM)
+    second = await reserve(two, now=T0 + HOLD)  # its expiry reached: free
+    assert second.state == TAKEN
+    assert (await reserve(one, now=T0 + HOLD + 1)).state == BUSY
+    # The holder that overran cannot free the new reservation; its success still counts (Kameleoon got it).
+    assert not await one.unreserve(KEY, first.token, now=T0 + HOLD + 1)
+    await one.remember(KEY, now=T0 + HOLD + 2)
+    assert not await two.unreserve(KEY, second.token, now=T0 + HOLD + 3)  # a delivery is never undone
+    assert (await reserve(two, now=T0 + HOLD + 4)).state == DELIVERED
+
+
+async def test_an_expired_reservation_does_not_stop_an_enqueue(store_factory):
+    one, two = await store_factory(), await store_factory()
+    await reserve(one)
+    [queued] = await put(two, [event(7)], now=T0 + HOLD + 1)
+    assert queued.id and not queued.busy
+    assert (await reserve(one, now=T0 + HOLD + 2)).state == DELIVERED  # enqueued: taken, as before
+    assert (await put(one, [event(7)], now=T0 + HOLD + 2))[0].duplicate
+
+
+async def test_an_enqueue_meeting_a_live_reservation_stores_the_rest_of_its_batch(store_factory):
+    one, two = await store_factory(), await store_factory()
+    await reserve(one)
+    accepted = await put(two, [event(6), event(7), event(8), event(7), event(9, key=False)], now=T0 + 1)
+    assert [bool(a.id) for a in accepted] == [True, False, True, False, True]
+    assert [a.busy_until for a in accepted] == [None, T0 + HOLD, None, T0 + HOLD, None]  # the repeat shares its fate
+    assert not any(a.duplicate for a in accepted)
+    # The holder fails: the event can be enqueued now, once.
+    await one.unreserve(KEY, (await reserve(one, now=T0 + HOLD, until=T0 + HOLD + 1)).token, now=T0 + HOLD)
+    again = await put(two, [event(7), event(7)], now=T0 + HOLD + 1)
+    assert again[0].id and again[1].duplicate
+    assert (await two.stats(now=T0 + HOLD + 1)).pending == 4
+
+
+async def test_reservations_are_atomic_across_instances(store_factory):
+    stores = [await store_factory() for _ in range(3)]
+    results = await asyncio.gather(*(
+        store.reserve(f"{KEY}-{n}", now=T0, window_s=IDEM, until=T0 + HOLD) for n in range(30) for store in stores for _ in range(2)
+    ))
+    for n in range(30):
+        states = [r.state for r in results[n * 6:(n + 1) * 6]]
+        assert states.count(TAKEN) == 1 and states.count(BUSY) == 5, (n, states)
+    # Sync reservations and queued enqueues racing for the same keys: each key goes to exactly one of them.
+    keys = [event(100 + n) for n in range(30)]
+    races = await asyncio.gather(
+        stores[0].enqueue(keys, now=T0, window_s=WINDOW, idempotency_window_s=IDEM, max_pending=0),
+        *(store.reserve(e.dedupe_key, now=T0, window_s=IDEM, until=T0 + HOLD) for e in keys for store in stores[1:]),
+    )
+    accepted, reservations = races[0], races[1:]
+    for n, result in enumerate(accepted):
+        states = [r.state for r in reservations[n * 2:(n + 1) * 2]]
+        if result.id:
+            assert all(state in (BUSY, DELIVERED) for state in states), (n, states)
+        else:
+            assert result.busy and states.count(TAKEN) == 1, (n, result, states)
+
+
+async def test_housekeeping_keeps_live_reservations(store_factory):
+    store = await store_factory()
+    await store.reserve(KEY, now=T0, window_s=IDEM, until=T0 + 3 * IDEM)  # a (very) long delivery
+    await store.reserve(KEY + "-dead", now=T0, window_s=IDEM, until=T0 + HOLD)  # its process died
+    assert await store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM) == (0, 1)
+    assert (await reserve(store, now=T0 + IDEM + 2)).state == BUSY
+    assert (await store.reserve(KEY + "-dead", now=T0 + IDEM + 2, window_s=IDEM, until=T0 + 2 * IDEM)).state == TAKEN
 
 
 async def test_housekeeping_forgets_old_dead_letters_and_keys(store_factory):

@@ -1,0 +1,195 @@
+"""Two replicas on one outbox (a SQLite file, a PostgreSQL database) and the same messageIds sent to both at once.
+
+Each replica is a real gRPC server with its own connection to the store (as two
+processes would have); Kameleoon is the HTTP stand-in, holding the first POST
+of each messageId so that it is in flight while the other replica is asked.
+While it is, the other replica waits (the key is reserved in the store): it
+answers ``duplicate`` when that post succeeded, posts itself when it failed,
+and a queued call neither stores a second copy nor loses the event.
+Every wait polls for a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from kameleoon.destination.v1 import destination_pb2 as pb
+from service.outbox import create
+from service.outbox.base import TAKEN
+from service.sink import Reply
+from tests.conftest import API_KEY, SETTINGS, SITECODE
+from tests.test_queued import track as raw_track
+from tests.test_queued import until
+
+TS = "2024-03-15T12:34:56.789Z"
+IDS = [f"same-{n}" for n in range(10)]
+SYNC, QUEUED = pb.DELIVERY_MODE_SYNC, pb.DELIVERY_MODE_QUEUED
+
+
+def track(message_id: str, delivery: int = SYNC) -> pb.LogEventRequest:
+    return pb.LogEventRequest(settings=SETTINGS, event="Paid", timestamp=TS, message_id=message_id, delivery=delivery)
+
+
+@pytest.fixture
+async def replicas(start_service, outbox_url):
+    """Two services sharing ``outbox_url``, sync by default, one HTTP attempt per call: [(app, stub), (app, stub)]."""
+    settings = dict(outbox=outbox_url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1,
+                    retry_max_backoff_s=0.05)
+    return [await start_service(**settings), await start_service(**settings)]
+
+
+def hold_first_posts(sink, first: Reply) -> None:
+    """The first POST of each messageId gets ``first``; the others an immediate 200."""
+    seen: set[str] = set()
+
+    def choose(received):
+        message_id = received.json()["messageId"]
+        if message_id in seen:
+            return Reply()
+        seen.add(message_id)
+        return first
+
+    sink.choose = choose
+
+
+async def call(stub, request, timeout: float = 30):
+    """The response, or the gRPC status code it failed with."""
+    try:
+        return await stub.LogEvent(request, timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+
+
+def waiting(log_lines) -> int:
+    """Calls that found their messageId held by a delivery in flight on another replica (and wait)."""
+    return sum(line["event"] == "waiting for another delivery of this messageId" for line in log_lines())
+
+
+async def both_at_once(sink, replicas, log_lines, timeout: float = 30) -> list[asyncio.Future]:
+    """Send every messageId of IDS to both replicas at once (sync) and wait until the first POST of each is
+    at the stand-in and the other call waits for it: per messageId, the future of both answers."""
+    calls = [
+        asyncio.ensure_future(asyncio.gather(*(call(stub, track(message_id), timeout) for _, stub in replicas)))
+        for message_id in IDS
+    ]
+    await until(lambda: len(sink.received) >= len(IDS) and waiting(log_lines) == len(IDS))
+    return calls
+
+
+def answered(sink) -> dict[str, list[int]]:
+    """The sink's answers by messageId, in arrival order."""
+    found: dict[str, list[int]] = {}
+    for received in sink.received:
+        found.setdefault(received.json()["messageId"], []).append(received.status)
+    return found
+
+
+async def test_the_same_messageids_sent_to_two_replicas_at_once_are_delivered_once(replicas, sink, log_lines):
+    release = asyncio.Event()
+    sink.default = Reply(hold=release)
+    calls = await both_at_once(sink, replicas, log_lines)
+    release.set()
+    for first, second in await asyncio.gather(*calls):
+        assert sorted((first.duplicate, second.duplicate)) == [False, True]
+        assert sorted((first.http_status, second.http_status)) == [0, 200]
+    assert answered(sink) == {message_id: [200] for message_id in IDS}
+    assert sum(sum(app.metrics.duplicates.values.values()) for app, _ in replicas) == len(IDS)
+
+
+async def test_when_the_holders_post_fails_the_waiting_replica_posts_it_itself(replicas, sink, log_lines):
+    release = asyncio.Event()
+    hold_first_posts(sink, Reply(status=500, hold=release))
+    # The failed post frees the key at once: the waiting call does not sit out the reservation (15 s here).
+    calls = await both_at_once(sink, replicas, log_lines, timeout=10)
+    release.set()
+    for answers in await asyncio.gather(*calls):
+        failed = [a for a in answers if a == grpc.StatusCode.UNAVAILABLE]
+        delivered = [a for a in answers if not isinstance(a, grpc.StatusCode)]
+        assert len(failed) == 1 and [(d.duplicate, d.http_status) for d in delivered] == [(False, 200)], answers
+    assert answered(sink) == {message_id: [500, 200] for message_id in IDS}
+
+
+async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_sent_nothing(replicas, sink):
+    release = asyncio.Event()
+    sink.default = Reply(hold=release)
+    (_, one), (two_app, two) = replicas
+    first = asyncio.ensure_future(call(one, track("slow")))
+    await until(lambda: len(sink.received) == 1)
+    assert await call(two, track("slow"), timeout=1) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Our own answer (not gRPC cutting the call off): the waiting replica ended it before the deadline.
+    sample = two_app.metrics.registry.get_sample_value
+    await until(lambda: sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) == 1)
+    release.set()
+    assert (await first).http_status == 200
+    again = await call(two, track("slow"))
+    assert (again.duplicate, again.http_status) == (True, 0)
+    assert answered(sink) == {"slow": [200]}
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_queued_call_meeting_a_sync_post_in_flight_neither_duplicates_nor_loses_it(replicas, sink, log_lines, status):
+    release = asyncio.Event()
+    hold_first_posts(sink, Reply(status=status, hold=release))
+    (_, one), (_, two) = replicas
+    posting = [asyncio.ensure_future(call(one, track(message_id))) for message_id in IDS]
+    await until(lambda: len(sink.received) == len(IDS))
+    queueing = [asyncio.ensure_future(call(two, track(message_id, QUEUED))) for message_id in IDS]
+    await until(lambda: waiting(log_lines) == len(IDS))
+    release.set()
+    for first, second in zip(await asyncio.gather(*posting), await asyncio.gather(*queueing)):
+        if status == 200:  # delivered by the sync call: the queued one is a duplicate, nothing stored
+            assert (first.http_status, second.duplicate, second.queued, second.outbox_id) == (200, True, False, "")
+        else:  # the sync post failed: the queued call stored the event, and it is delivered from the outbox
+            assert first == grpc.StatusCode.UNAVAILABLE
+            assert second.queued and second.outbox_id and not second.duplicate
+    if status == 500:
+        await until(lambda: answered(sink) == {message_id: [500, 200] for message_id in IDS})
+    assert answered(sink) == {message_id: [status] if status == 200 else [500, 200] for message_id in IDS}
+
+
+async def test_a_holder_whose_call_is_cancelled_frees_the_messageid_for_the_other_replica(replicas, sink, log_lines):
+    hold_first_posts(sink, Reply(hold=asyncio.Event()))  # the first POST never gets an answer
+    (_, one), (_, two) = replicas
+    cancelled = one.LogEvent(track("gone"), timeout=30)
+    await until(lambda: len(sink.received) == 1)
+    waiter = asyncio.ensure_future(call(two, track("gone"), timeout=10))  # less than the reservation (15 s)
+    await until(lambda: waiting(log_lines) == 1)
+    cancelled.cancel()  # the caller gives up: the service stops the post and frees the key at once
+    done = await waiter
+    assert (done.duplicate, done.http_status) == (False, 200)
+    await until(lambda: sink.received[0].abandoned is not None)
+    assert [r.status for r in sink.received] == [None, 200]
+
+
+async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_refused_not_queued(
+        replicas, sink, log_lines, outbox_url):
+    """The bound of a queued call's wait: another post took the key over as the first reservation ended,
+    so its outcome is not known: that event UNAVAILABLE, nothing stored (the rest of its batch queued).
+    Once that post failed too, a retry is queued."""
+    holder = create(outbox_url)  # a third process on the store, posting "held" synchronously
+    await holder.open()
+    try:
+        key, window = f"{SITECODE}\x1fTrack Calls\x1fheld", 86400.0
+        first_until = time.time() + 1
+        assert (await holder.reserve(key, now=time.time(), window_s=window, until=first_until)).state == TAKEN
+        (_, _), (_, two) = replicas
+        batch = pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held"), raw_track("free")])
+        queued = asyncio.ensure_future(two.SendBatch(batch, timeout=30))
+        await until(lambda: waiting(log_lines) == 1)
+        # The holder's clock reaches first_until: its reservation is over, and a next post takes the key.
+        second = await holder.reserve(key, now=first_until, window_s=window, until=first_until + 60)
+        assert second.state == TAKEN
+        held, free = (await queued).responses
+        assert held.status.code == grpc.StatusCode.UNAVAILABLE.value[0] and "held" in held.status.message
+        assert free.status.code == 0 and free.results[0].queued
+        await until(lambda: answered(sink) == {"free": [200]})
+        assert await holder.unreserve(key, second.token, now=time.time())
+        [again] = (await two.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held")]), timeout=30)).responses
+        assert again.results[0].queued and again.results[0].outbox_id
+        await until(lambda: answered(sink) == {"free": [200], "held": [200]})
+    finally:
+        await holder.close()
