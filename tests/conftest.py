@@ -14,7 +14,7 @@ import pytest
 import structlog
 from google.rpc import error_details_pb2, status_pb2
 
-from service import jsonwire, logs
+from service import credentials, delivery, jsonwire, logs, servicer
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import Config
@@ -63,6 +63,17 @@ async def eventually(predicate, timeout: float = 10.0, what: str = "") -> None:
         if loop.time() > give_up:
             pytest.fail(f"still not true after {timeout} s: {what or predicate}")
         await asyncio.sleep(0.005)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """The values the service makes once per process (credentials with their headers, answers) are
+    made anew in every test: no test leans on what an earlier one made, and `make mutate` sees every
+    test that runs the code making them."""
+    credentials._credentials.cache_clear()
+    delivery._DELIVERED.clear()
+    servicer._RESULTS.clear()
+    yield
 
 
 @pytest.fixture(autouse=True)
