@@ -10,7 +10,7 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
-from tests.conftest import SETTINGS, eventually
+from tests.conftest import API_KEY, SETTINGS, SITECODE, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 TRACK = json.dumps({"type": "track", "event": "Signed Up", "timestamp": TS, "messageId": "raw-1"})
@@ -150,3 +150,36 @@ async def test_a_filter_that_cannot_be_evaluated_is_logged_once_per_reason(start
     warnings = [line for line in log_lines() if line["level"] == "warning"]
     assert [(line["event"], line["filter"]) for line in warnings] == [("filter condition cannot be evaluated: events dropped", "Broken")]
     assert warnings[0]["error"]
+
+
+async def test_queued_and_filtered_lines_and_results(start_service, sink, log_lines, tmp_path):
+    """Queued calls log queued and their outbox ids, filtered ones the filter; a batch counts both; a
+    queued result names its subscription and action like a delivered one."""
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps([{"title": "No tests", "enabled": True, "if": 'event = "Test"', "actions": [{"type": "DROP"}]}]))
+    _, stub = await start_service(delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters),
+                                  api_key=API_KEY, sitecode=SITECODE)
+
+    def track(message_id: str, name: str = "Signed Up") -> pb.SendRequest:
+        return pb.SendRequest(event_json=json.dumps({"type": "track", "event": name, "timestamp": TS, "messageId": message_id}))
+
+    typed = await stub.LogEvent(pb.LogEventRequest(event="e", timestamp=TS, message_id="q-1"), timeout=5)
+    await stub.LogEvent(pb.LogEventRequest(event="Test", timestamp=TS, message_id="q-2"), timeout=5)
+    sent = await stub.Send(pb.SendRequest(event_json=track("q-3").event_json), timeout=5)
+    await stub.Send(pb.SendRequest(event_json=track("q-4", "Test").event_json), timeout=5)
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7")]), timeout=5)
+    assert (typed.queued, typed.outbox_id) == (True, "1")
+    queued_result = ("Track Calls", "logEvent", True)
+    assert [(r.subscription, r.action, r.queued, r.outbox_id) for r in sent.results] == [(*queued_result, "2")]
+    assert [[(r.subscription, r.action, r.queued, r.outbox_id) for r in response.results] for response in batch.responses] == [
+        [(*queued_result, "3")], [], [(*queued_result, "4")]]
+    assert [response.filtered_by for response in batch.responses] == ["", "No tests", ""]
+    typed_line = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "http_status": 0, "attempts": 0, "duplicate": False, "code": "OK"}
+    send_line = {"event": "rpc", "method": "Send", "attempts": 0, "code": "OK"}
+    assert rpc_lines(log_lines) == [
+        {**typed_line, "message_id": "q-1", "queued": True, "outbox_id": "1"},
+        {**typed_line, "message_id": "q-2", "filtered_by": "No tests"},
+        {**send_line, "message_id": "q-3", "matched": ["logEvent"], "http_status": [0], "outbox_id": ["2"]},
+        {**send_line, "message_id": "q-4", "matched": [], "http_status": [], "filtered_by": "No tests"},
+        {"event": "rpc", "method": "SendBatch", "code": "OK", "events": 3, "delivered": 0, "queued": 2, "failed": 0, "filtered": 1},
+    ]
