@@ -26,6 +26,13 @@ class _ConnectionError(str):
 ANY_CONNECTION_ERROR = _ConnectionError("Kameleoon is unavailable: connection error (<aiohttp's error>) after 1 attempt(s)")
 
 
+async def rpc_lines_of(log_lines, calls: int) -> list[dict]:
+    """rpc_lines once ``calls`` lines are written: an RPC that fails sends its status (grpc.aio's abort)
+    before the handler returns and writes the line, so the caller may see the error first."""
+    await eventually(lambda: sum(line["event"] == "rpc" for line in log_lines()) >= calls, what=f"{calls} rpc lines")
+    return rpc_lines(log_lines)
+
+
 def rpc_lines(log_lines) -> list[dict]:
     """The RPC lines so far, without what changes from run to run (time and duration), checked once here."""
     lines = []
@@ -48,7 +55,7 @@ async def test_typed_rpc_lines(start_service, sink, log_lines):
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.PageEvent(pb.PageEventRequest(settings=SETTINGS, timestamp="yesterday"), timeout=5)
     common = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "message_id": "m-1", "code": "OK"}
-    assert rpc_lines(log_lines) == [
+    assert await rpc_lines_of(log_lines, 4) == [
         {**common, "http_status": 200, "attempts": 1, "duplicate": False},
         {**common, "http_status": 0, "attempts": 0, "duplicate": True},
         {"event": "rpc", "method": "IdentifyEvent", "action": "identify", "message_id": "m-2", "code": "INVALID_ARGUMENT",
@@ -70,7 +77,7 @@ async def test_send_lines(stub, sink, log_lines):
     sink.script.append(Reply(status=403))
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=TRACK.replace("raw-1", "raw-2")), timeout=5)
-    assert rpc_lines(log_lines) == [
+    assert await rpc_lines_of(log_lines, 4) == [
         {"event": "rpc", "method": "Send", "code": "OK", "message_id": "raw-1", "matched": ["logEvent"], "http_status": [200], "attempts": 1},
         {"event": "rpc", "method": "Send", "code": "OK", "message_id": None, "matched": [], "http_status": [], "attempts": 0},
         {"event": "rpc", "method": "Send", "code": "INVALID_ARGUMENT",
@@ -115,7 +122,7 @@ async def test_test_authentication_lines(start_service, sink, log_lines):
         await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     common = {"event": "rpc", "method": "TestAuthentication"}
-    assert rpc_lines(log_lines) == [
+    assert await rpc_lines_of(log_lines, 5) == [
         {**common, "code": "OK", "ok": True, "http_status": 200, "attempts": 1},
         {**common, "code": "OK", "ok": False, "http_status": 401},
         {**common, "code": "OK", "ok": False, "http_status": 0},
@@ -176,7 +183,7 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     assert [response.filtered_by for response in batch.responses] == ["", "No tests", ""]
     typed_line = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "http_status": 0, "attempts": 0, "duplicate": False, "code": "OK"}
     send_line = {"event": "rpc", "method": "Send", "attempts": 0, "code": "OK"}
-    assert rpc_lines(log_lines) == [
+    assert await rpc_lines_of(log_lines, 5) == [
         {**typed_line, "message_id": "q-1", "queued": True, "outbox_id": "1"},
         {**typed_line, "message_id": "q-2", "filtered_by": "No tests"},
         {**send_line, "message_id": "q-3", "matched": ["logEvent"], "http_status": [0], "outbox_id": ["2"]},
