@@ -314,12 +314,26 @@ async def test_a_sync_batch_on_a_queued_server_is_delivered_during_the_call(queu
     assert sorted(delivered_ids(sink)) == ["sb-1", "sb-2"]
 
 
+async def test_with_the_window_off_a_repeated_messageid_is_queued_again(queued, sink):
+    app, stub, admin = await queued(idempotency_window_s=0)
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track("w-1"), track("w-1")]), timeout=10)
+    again = await stub.Send(track("w-1"), timeout=10)
+    ids = [r.results[0].outbox_id for r in batch.responses] + [again.results[0].outbox_id]
+    assert all(ids) and len(set(ids)) == 3 and not any(r.results[0].duplicate for r in [*batch.responses, again])
+    await until(lambda: len(sink.accepted()) == 3)
+    assert delivered_ids(sink) == ["w-1"] * 3
+
+
 async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, sink):
-    app, stub = await start_service()  # sync by default, no KAMELEOON_OUTBOX
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE)  # sync by default, no KAMELEOON_OUTBOX
     assert app.outbox is None
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, timestamp=TS, message_id="n-1", delivery=QUEUED), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "KAMELEOON_OUTBOX" in raised.value.details()
+    for call in (stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="n-1", delivery=QUEUED), timeout=10),
+                 stub.Send(pb.SendRequest(event_json=track("n-2").event_json, delivery=QUEUED), timeout=10)):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert raised.value.details() == (
+            "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
@@ -344,4 +358,8 @@ async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, 
     await until(lambda: value('kameleoon_outbox_delivered_total{action="logEvent"}') == 1)
     assert value('kameleoon_outbox_enqueued_total{action="logEvent"}') == 2
     assert value('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
+    duplicate = await stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="x-1"), timeout=10)
+    assert duplicate.duplicate and not duplicate.queued
+    assert value('kameleoon_duplicates_total{action="logEvent"}') == 1
+    assert value('kameleoon_outbox_enqueued_total{action="logEvent"}') == 2
 

@@ -87,6 +87,17 @@ async def test_send_is_idempotent_per_subscription_and_per_project(start_service
     assert [r.headers["x-segment-settings"] for r in sink.received] == [SETTINGS.sitecode] * 2 + ["other00001"] * 2
 
 
+async def test_one_messageid_on_events_of_two_subscriptions_is_delivered_to_each(stub, sink):
+    """The key names the subscription also when an event matches one alone (the presets): a track and a
+    page sharing a messageId are two deliveries; each again is a duplicate."""
+    track = json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": "shared-1"})
+    page = json.dumps({"type": "page", "name": "Home", "timestamp": TS, "messageId": "shared-1"})
+    answers = [await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=5) for text in (track, page, track, page)]
+    assert [(r.results[0].subscription, r.results[0].duplicate) for r in answers] == [
+        ("Track Calls", False), ("Page Calls", False), ("Track Calls", True), ("Page Calls", True)]
+    assert [r.json()["messageId"] for r in sink.received] == ["shared-1", "shared-1"]
+
+
 async def test_idempotency_can_be_turned_off(start_service, sink):
     _, stub = await start_service(idempotency_window_s=0)
     await stub.LogEvent(track(), timeout=5)
