@@ -49,6 +49,11 @@ async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink):
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-3").event_json), timeout=20)
     assert response.results[0].http_status == 200, "the connection was not lost with the cancelled wait"
     assert [r.json()["messageId"] for r in sink.received] == ["c-1", "c-3"]
+    # ... nor doubled: two events at once still share the one connection, the second waits for it.
+    at_once = app.metrics.registry.get_sample_value("kameleoon_pool_wait_seconds_bucket", {"le": "0.0005"})
+    sink.default = Reply(delay=0.3)
+    await asyncio.gather(*(stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(f"c-{n}").event_json), timeout=20) for n in (4, 5)))
+    assert app.metrics.registry.get_sample_value("kameleoon_pool_wait_seconds_bucket", {"le": "0.0005"}) == at_once + 1
 
 
 async def test_the_header_lines_are_segments(stub, sink):
