@@ -15,7 +15,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import OutboxUnavailable
 from service.idempotency import UNRESERVED, MemoryStore, OutboxStore
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, bad_request_field
+from tests.conftest import API_KEY, SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 OTHER_PROJECT = pb.Settings(api_key=API_KEY, sitecode="other00001")
@@ -85,6 +85,27 @@ async def test_send_is_idempotent_per_subscription_and_per_project(start_service
     elsewhere = await stub.Send(pb.SendRequest(settings=OTHER_PROJECT, event_json=text), timeout=5)
     assert [r.duplicate for r in elsewhere.results] == [False, False]
     assert [r.headers["x-segment-settings"] for r in sink.received] == [SETTINGS.sitecode] * 2 + ["other00001"] * 2
+
+
+async def test_an_event_matching_two_subscriptions_posts_both_under_the_callers_deadline(start_service, sink, tmp_path):
+    """Both deliveries are counted under their action, and both attempts end at the caller's deadline
+    with the service's own DEADLINE_EXCEEDED (not gRPC cancelling the call)."""
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump(TWO_SUBSCRIPTIONS, sort_keys=False))
+    app, stub = await start_service(mappings=str(path))
+    sample = app.metrics.registry.get_sample_value
+    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": "both-1"})), timeout=5)
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "200"}) == 2
+    sink.default = Reply(hold=asyncio.Event())  # Kameleoon never answers
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps(
+            {"type": "track", "event": "e", "timestamp": TS, "messageId": "both-2"})), timeout=1)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    held = sink.received[2:]
+    assert len(held) == 2
+    await eventually(lambda: all(attempt.abandoned is not None for attempt in held), what="both attempts cut")
+    await eventually(lambda: sample("kameleoon_rpc_total", {"method": "Send", "code": "DEADLINE_EXCEEDED"}) == 1,
+                     what="the service's own DEADLINE_EXCEEDED")
 
 
 async def test_one_messageid_on_events_of_two_subscriptions_is_delivered_to_each(stub, sink):
