@@ -345,6 +345,7 @@ async def test_undecodable_stream_message_gets_its_own_status(start_service, sin
 
         responses = [r async for r in call(requests(), timeout=10)]
     assert [r.status.code for r in responses] == [grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert [r.message_id for r in responses] == ["", "after-bad"]  # nothing to read a messageId from
     assert "cannot be decoded" in responses[0].status.message
     assert [r.json()["messageId"] for r in sink.received] == ["after-bad"]
 
