@@ -297,3 +297,17 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+async def test_a_300_is_not_a_delivery(start_service, sink):
+    """Only 2xx counts as delivered: Kameleoon answering 300 (the first status past 299) is an
+    unexpected answer, UNAVAILABLE, counted as a final attempt."""
+    app, stub = await start_service(max_attempts=1)
+    sink.script.append(Reply(status=300))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-300"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "unexpected answer (HTTP 300)" in raised.value.details()
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_http_attempts_total", {"action": "logEvent", "http_status": "3xx_other"}) == 1
+    assert sample("kameleoon_delivery_attempts_total", {"action": "logEvent", "outcome": "final"}) == 1
