@@ -225,7 +225,7 @@ class Pipeline:
             pending[key] = None
         if self.in_flight >= self.max_in_flight:
             self._release(key)
-            raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
+            raise self._overloaded()
         self.in_flight += 1
         try:
             delivered = await self.client.post(body, credentials, deadline, action)
@@ -248,7 +248,7 @@ class Pipeline:
                 return DUPLICATE
             if self.in_flight >= self.max_in_flight:
                 await shared.settle(key, token, delivered=False)
-                raise Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
+                raise self._overloaded()
             self.in_flight += 1
             delivered = False
             try:
@@ -261,6 +261,9 @@ class Pipeline:
                 await asyncio.shield(shared.settle(key, token, delivered))
         finally:
             self._release(key)
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(f"{self.in_flight} events are being delivered already (KAMELEOON_MAX_IN_FLIGHT): retry later")
 
     def _release(self, key: str | None) -> None:
         if key is not None:
