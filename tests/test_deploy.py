@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import SECRET_SETTINGS, SETTINGS, Config, from_env, host_port
+from service.delivery import longest_post_s
 from service.outbox import default_url
 from tests.test_security import pki  # noqa: F401  (a CA and certificates, made with openssl)
 
@@ -231,9 +232,8 @@ def test_configmap_values_parse_as_the_service_would(variant):
 @variants
 def test_grace_covers_one_whole_delivery_and_the_pod_waits_for_it(variant):
     config = from_env(settings(variant))
-    # The longest one delivery can take: every attempt timing out, the longest backoff between them.
-    delivery_s = config.max_attempts * config.timeout_s + (config.max_attempts - 1) * config.backoff_max_s
-    assert config.grace_s >= delivery_s
+    # The longest one delivery can take (every attempt timing out, the longest backoff between them).
+    assert config.grace_s >= longest_post_s(config)
     if variant in QUEUED:  # the outbox's attempts in flight at SIGTERM get the same grace: one attempt each
         assert config.grace_s >= config.timeout_s
     command = container(variant)["lifecycle"]["preStop"]["exec"]["command"]
