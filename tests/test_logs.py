@@ -193,3 +193,18 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     ]
     [failed] = [line for line in log_lines() if line["event"] == "event failed"]
     assert (failed["method"], failed["message_id"], failed["code"]) == ("SendBatch", "q-8", "INVALID_ARGUMENT")
+
+
+def test_a_handler_failing_unexpectedly_writes_its_error_and_an_internal_rpc_line(log_lines):
+    """A bug in a handler (an exception that is no CallError) still ends the RPC with its one line,
+    code INTERNAL, after an error line carrying the traceback. No RPC can be made to fail this way
+    on purpose, so the handlers' own context manager is driven directly."""
+    from service.servicer import _rpc_log
+
+    with pytest.raises(ZeroDivisionError):
+        with _rpc_log("Send", {"events": 1}):
+            1 / 0
+    failed, line = log_lines()
+    assert (failed["event"], failed["level"], failed["method"]) == ("rpc failed", "error", "Send")
+    assert "ZeroDivisionError" in failed["exception"]
+    assert (line["event"], line["method"], line["code"], line["events"]) == ("rpc", "Send", "INTERNAL", 1)

@@ -343,6 +343,18 @@ async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, 
     assert sink.received == []
 
 
+async def test_a_queued_batch_without_an_outbox_refuses_only_the_events_it_would_store(start_service, sink, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps([{"title": "Drop tests", "enabled": True, "if": "properties.test = true", "actions": [{"type": "DROP"}]}]))
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE, filters=str(filters))
+    batch = await stub.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[track("f-1", properties={"test": True}), track("f-2")]), timeout=10)
+    dropped, refused = batch.responses
+    assert (dropped.message_id, dropped.status.code, dropped.filtered_by) == ("f-1", grpc.StatusCode.OK.value[0], "Drop tests")
+    assert (refused.message_id, refused.status.code) == ("f-2", grpc.StatusCode.FAILED_PRECONDITION.value[0])
+    assert "KAMELEOON_OUTBOX" in refused.status.message
+    assert sink.received == []
+
+
 @BOTH_STORES
 async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, sink):
     sink.script.append(Reply(status=400))

@@ -14,6 +14,7 @@ It reports; it never fails a build (exit 0 unless mutmut itself could not run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -32,11 +33,31 @@ def run(modules: list[str], workers: int, names: list[str]) -> None:
 
     config = configuration.config()
     config.only_mutate = modules
+    with shared_postgres():
+        try:
+            cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+
+
+@contextlib.contextmanager
+def shared_postgres():
+    """One PostgreSQL server for the whole run, which every mutant's tests use (tests/outbox/pg.py):
+    started per mutant, a server would cost each about 2 s. Without binaries, the tests skip as usual."""
+    from tools import postgres_server
+
+    if postgres_server.find_bindir() is None:
+        yield
+        return
+    server = postgres_server.start_server()
     try:
-        cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
-    except SystemExit as exc:
-        if exc.code:
-            raise
+        server.create_password_user()  # made once here: mutants testing at once would race to make it
+        os.environ["KAMELEOON_TEST_PG_SERVER"] = server.handle()
+        yield
+    finally:
+        os.environ.pop("KAMELEOON_TEST_PG_SERVER", None)
+        server.destroy()
 
 
 def verdicts(modules: list[str]) -> dict[str, dict[str, str]]:
