@@ -18,7 +18,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.outbox.deliverer import CIRCUIT_THRESHOLD
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, SITECODE
+from tests.conftest import API_KEY, SETTINGS, SITECODE, patience
 
 QUEUED, SYNC = pb.DELIVERY_MODE_QUEUED, pb.DELIVERY_MODE_SYNC
 TS = "2024-01-01T00:00:00Z"
@@ -37,7 +37,7 @@ async def until(predicate, timeout: float = 30.0, interval: float = 0.02):
                 return value
             await asyncio.sleep(interval)
 
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), patience(timeout))
 
 
 def track(message_id: str, **extra) -> pb.SendRequest:
