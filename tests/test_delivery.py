@@ -343,8 +343,9 @@ async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
 
 async def test_a_302_answer_to_a_post_is_followed_with_a_get(stub, sink):
     """302 (and 301, 303) to a POST: the next request is a GET without the body, as fetch and aiohttp do;
-    here the stand-in's getapikey route answers it (401: no apiKey in the query)."""
-    sink.script.append(Reply(status=302, headers={"Location": sink.url + "/getapikey"}))
+    here the stand-in's getapikey route answers it (401: no apiKey in the query). The Location is relative,
+    resolved against the endpoint's URL."""
+    sink.script.append(Reply(status=302, headers={"Location": "/segmentio/getapikey"}))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(track(message_id="m-302"), timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED and "(HTTP 401)" in raised.value.details()
