@@ -166,9 +166,8 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
-            response = _send_response(outcome)
-            _record_results(fields, response)
-            return response
+            _record_results(fields, outcome)
+            return _send_response(outcome)
 
     async def SendBatch(self, request, context):
         fields: dict = {"events": len(request.requests), "delivered": 0, "queued": 0, "failed": 0}
@@ -311,15 +310,17 @@ def _message_id_hint(request) -> str:
         return ""
 
 
-def _record_results(fields: dict, response: pb.SendResponse) -> None:
-    fields["message_id"] = response.message_id or None
-    fields["matched"] = [result.action for result in response.results]
-    fields["http_status"] = [result.http_status for result in response.results]
-    fields["attempts"] = sum(result.attempts for result in response.results)
-    if any(result.queued for result in response.results):
-        fields["outbox_id"] = [result.outbox_id for result in response.results]
-    if response.filtered_by:
-        fields["filtered_by"] = response.filtered_by
+def _record_results(fields: dict, outcome: Outcome) -> None:
+    """The log line's fields of a Send: what its response says, read from the outcome (not the message's fields)."""
+    results = outcome.results
+    fields["message_id"] = outcome.message_id or None
+    fields["matched"] = [sub.action.slug for sub, _ in results]
+    fields["http_status"] = [done.http_status for _, done in results]
+    fields["attempts"] = sum(done.attempts for _, done in results)
+    if any(type(done) is not Delivered and done.queued for _, done in results):
+        fields["outbox_id"] = [getattr(done, "outbox_id", "") for _, done in results]
+    if outcome.filtered_by:
+        fields["filtered_by"] = outcome.filtered_by
 
 
 def _auth_message(exc: CallError) -> str:
