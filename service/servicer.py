@@ -118,27 +118,29 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         event = parse_event(request.event_json)
         return event, credentials.resolve(_settings(request) or batch_settings, self._config)
 
-    async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> pb.SendResponse:
+    async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> Outcome:
         """One raw event, sync or queued; raises CallError."""
         event, creds = self._prepare(request, batch_settings)
         if self._queued(request, batch_mode):
             [outcome] = await self._pipeline.queue_events([(event, creds)])
             if isinstance(outcome, CallError):
                 raise outcome
-        else:
-            outcome = await self._pipeline.send_event(event, creds, deadline)
-        return _send_response(outcome)
+            return outcome
+        return await self._pipeline.send_event(event, creds, deadline)
 
-    async def _send_logged(self, method: str, request, batch_settings, deadline, tally: dict, batch_mode: int = 0) -> pb.SendResponse:
-        """One raw event of a batch or stream: its own status, never an exception; a log line when it failed."""
+    async def _send_logged(
+        self, method: str, request, batch_settings, deadline, tally: dict, batch_mode: int = 0, into: pb.SendResponse | None = None
+    ) -> pb.SendResponse:
+        """One raw event of a batch or stream: its own status, never an exception; a log line when it failed.
+        The response is written into ``into`` (a batch's own entry) when given."""
         if isinstance(request, Undecodable):
-            return _failed(method, request, request.error, tally)
+            return _failed(method, request, request.error, tally, into)
         try:
-            response = await self._send_one(request, batch_settings, deadline, batch_mode)
+            outcome = await self._send_one(request, batch_settings, deadline, batch_mode)
         except CallError as exc:
-            return _failed(method, request, exc, tally)
-        _tally(tally, response)
-        return response
+            return _failed(method, request, exc, tally, into)
+        _tally(tally, outcome)
+        return _send_response(outcome, into)
 
     async def _queue_batch(self, method: str, items: list, batch_settings, responses: list, tally: dict) -> None:
         """The queued events of a batch: each prepared alone, all committed in one transaction."""
@@ -147,25 +149,25 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             try:
                 prepared.append((index, request, *self._prepare(request, batch_settings)))
             except CallError as exc:
-                responses[index] = _failed(method, request, exc, tally)
+                _failed(method, request, exc, tally, responses[index])
         outcomes = await self._pipeline.queue_events([(event, creds) for _, _, event, creds in prepared])
         for (index, request, _, _), outcome in zip(prepared, outcomes):
             if isinstance(outcome, CallError):
-                responses[index] = _failed(method, request, outcome, tally)
+                _failed(method, request, outcome, tally, responses[index])
             else:
-                responses[index] = _send_response(outcome)
-                _tally(tally, responses[index])
+                _send_response(outcome, responses[index])
+                _tally(tally, outcome)
 
     async def Send(self, request, context):
         fields: dict = {}
         with _rpc_log("Send", fields):
             try:
-                response = await self._send_one(request, None, _deadline(context, self._loop))
+                outcome = await self._send_one(request, None, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
-            _record_results(fields, response)
-            return response
+            _record_results(fields, outcome)
+            return _send_response(outcome)
 
     async def SendBatch(self, request, context):
         fields: dict = {"events": len(request.requests), "delivered": 0, "queued": 0, "failed": 0}
@@ -180,7 +182,9 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 await abort(context, exc)
             batch_settings = _settings(request)
             deadline = _deadline(context, self._loop)
-            responses: list = [None] * len(request.requests)
+            batch = pb.SendBatchResponse()
+            add = batch.responses.add
+            responses = [add() for _ in range(len(request.requests))]  # filled in place: no copy of each into the batch
             queued, sync = [], []
             for item in enumerate(request.requests):
                 (queued if self._queued(item[1], request.delivery) else sync).append(item)
@@ -190,10 +194,10 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
             async def worker() -> None:  # batch_concurrency of these share the events
                 for index, item in pending:
-                    responses[index] = await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery)
+                    await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery, responses[index])
 
             await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(sync)))))
-            return pb.SendBatchResponse(responses=responses)
+            return batch
 
     async def SendStream(self, request_iterator, context):
         """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
@@ -245,33 +249,57 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
 
 
-def _send_response(outcome: Outcome) -> pb.SendResponse:
-    return pb.SendResponse(
-        message_id=outcome.message_id,
-        results=[_result(sub, done) for sub, done in outcome.results],
-        status=OK_STATUS,
-        filtered_by=outcome.filtered_by,
-    )
+_RESPONSES: dict[tuple, pb.SendResponse] = {}
 
 
-def _tally(tally: dict, response: pb.SendResponse) -> None:
-    for result in response.results:
-        if result.queued:
+def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.SendResponse:
+    """The response of a handled event, written into ``into`` (a batch's entry) or a new message. Responses
+    of deliveries differ only by messageId: each shape is built once and copied (one copy in C)."""
+    response = pb.SendResponse() if into is None else into
+    shape = _shape(outcome)
+    template = _RESPONSES.get(shape) if shape is not None else None
+    if template is None:
+        template = pb.SendResponse(
+            results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS, filtered_by=outcome.filtered_by
+        )
+        if shape is not None and len(_RESPONSES) < 4096:
+            _RESPONSES[shape] = template
+    response.CopyFrom(template)
+    response.message_id = outcome.message_id
+    return response
+
+
+def _shape(outcome: Outcome) -> tuple | None:
+    """What a response says besides the messageId; None for a queued event (its outbox_id is its own)."""
+    shape = [outcome.filtered_by]
+    for sub, done in outcome.results:
+        if type(done) is not Delivered:
+            return None
+        shape.append((sub.name, sub.action.slug, done.http_status, done.attempts, done.duplicate))
+    return tuple(shape)
+
+
+def _tally(tally: dict, outcome: Outcome) -> None:
+    for _, done in outcome.results:
+        if type(done) is not Delivered and done.queued:
             tally["queued"] += 1
-        elif not result.duplicate:
+        elif not done.duplicate:
             tally["delivered"] += 1
-    if response.filtered_by:
+    if outcome.filtered_by:
         tally["filtered"] = tally.get("filtered", 0) + 1
 
 
-def _failed(method: str, request, exc: CallError, tally: dict) -> pb.SendResponse:
-    """The response of one event of a batch or stream that failed, and its log line."""
+def _failed(method: str, request, exc: CallError, tally: dict, into: pb.SendResponse | None = None) -> pb.SendResponse:
+    """The response of one event of a batch or stream that failed (into ``into`` when given), and its log line."""
     tally["failed"] += 1
     message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
     fields = {"message_id": message_id or None}
     _record_failure(fields, exc)
     log.info("event failed", method=method, **fields)
-    return pb.SendResponse(message_id=message_id, status=status_of(exc))
+    response = pb.SendResponse() if into is None else into
+    response.message_id = message_id
+    response.status.CopyFrom(status_of(exc))
+    return response
 
 
 def _message_id_hint(request) -> str:
@@ -282,15 +310,17 @@ def _message_id_hint(request) -> str:
         return ""
 
 
-def _record_results(fields: dict, response: pb.SendResponse) -> None:
-    fields["message_id"] = response.message_id or None
-    fields["matched"] = [result.action for result in response.results]
-    fields["http_status"] = [result.http_status for result in response.results]
-    fields["attempts"] = sum(result.attempts for result in response.results)
-    if any(result.queued for result in response.results):
-        fields["outbox_id"] = [result.outbox_id for result in response.results]
-    if response.filtered_by:
-        fields["filtered_by"] = response.filtered_by
+def _record_results(fields: dict, outcome: Outcome) -> None:
+    """The log line's fields of a Send: what its response says, read from the outcome (not the message's fields)."""
+    results = outcome.results
+    fields["message_id"] = outcome.message_id or None
+    fields["matched"] = [sub.action.slug for sub, _ in results]
+    fields["http_status"] = [done.http_status for _, done in results]
+    fields["attempts"] = sum(done.attempts for _, done in results)
+    if any(type(done) is not Delivered and done.queued for _, done in results):
+        fields["outbox_id"] = [getattr(done, "outbox_id", "") for _, done in results]
+    if outcome.filtered_by:
+        fields["filtered_by"] = outcome.filtered_by
 
 
 def _auth_message(exc: CallError) -> str:

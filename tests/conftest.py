@@ -106,6 +106,7 @@ def fresh_caches():
     credentials._credentials.cache_clear()
     delivery._DELIVERED.clear()
     servicer._RESULTS.clear()
+    servicer._RESPONSES.clear()
     yield
 
 

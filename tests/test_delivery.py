@@ -311,3 +311,44 @@ async def test_a_300_is_not_a_delivery(start_service, sink):
     sample = app.metrics.registry.get_sample_value
     assert sample("kameleoon_http_attempts_total", {"action": "logEvent", "http_status": "3xx_other"}) == 1
     assert sample("kameleoon_delivery_attempts_total", {"action": "logEvent", "outcome": "final"}) == 1
+
+
+async def test_a_redirect_on_the_same_origin_is_followed_with_the_same_request(stub, sink):
+    """Kameleoon answering 307 to its own URL: the POST goes again, same body and headers (fetch and
+    aiohttp both keep the method, the body and the Authorization header on a same-origin 307)."""
+    sink.script.append(Reply(status=307, headers={"Location": sink.url}))
+    response = await stub.LogEvent(track(message_id="m-307"), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 1)
+    first, second = sink.received
+    assert (first.method, first.status, second.method, second.status) == ("POST", 307, "POST", 200)
+    assert second.body == first.body and second.headers == first.headers
+
+
+async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
+    """308 to another host: the POST follows with its body but without the apiKey's Authorization header."""
+    from service.sink import KameleoonSink
+
+    other = await KameleoonSink().start()
+    try:
+        sink.script.append(Reply(status=308, headers={"Location": other.url}))
+        response = await stub.LogEvent(track(message_id="m-308"), timeout=10)
+        assert response.http_status == 200
+        [first] = sink.received
+        [moved] = other.received
+        assert moved.method == "POST" and moved.body == first.body
+        assert "authorization" in first.headers and "authorization" not in moved.headers
+    finally:
+        await other.stop()
+
+
+async def test_a_302_answer_to_a_post_is_followed_with_a_get(stub, sink):
+    """302 (and 301, 303) to a POST: the next request is a GET without the body, as fetch and aiohttp do;
+    here the stand-in's getapikey route answers it (401: no apiKey in the query). The Location is relative,
+    resolved against the endpoint's URL."""
+    sink.script.append(Reply(status=302, headers={"Location": "/segmentio/getapikey"}))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-302"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED and "(HTTP 401)" in raised.value.details()
+    first, moved = sink.received
+    assert (first.method, moved.method, moved.path, moved.body) == ("POST", "GET", "/segmentio/getapikey", "")
+    assert moved.headers.get("authorization") == first.headers["authorization"]

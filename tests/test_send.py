@@ -167,6 +167,29 @@ async def test_batch_answers_in_order_with_own_statuses(stub, sink):
     assert sorted(r.json()["messageId"] for r in sink.received) == ["b-0", "b-3"]
 
 
+async def test_each_response_says_what_its_own_delivery_did(stub, sink):
+    """Responses alike but for what happened (attempts, status, duplicate, subscription) each say their own:
+    a first delivery, one after a retry, a duplicate, another subscription's, in one batch and unary."""
+
+    def said(response: pb.SendResponse) -> list:
+        return [(r.subscription, r.action, r.http_status, r.attempts, r.duplicate) for r in response.results]
+
+    first = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(messageId="r-1")), timeout=10)
+    sink.script.append(Reply(status=503))
+    retried = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(messageId="r-2")), timeout=10)
+    again = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(messageId="r-1")), timeout=10)
+    page = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="page", name="Home", messageId="r-3")), timeout=10)
+    track = ("Track Calls", "logEvent")
+    assert [said(r) for r in (first, retried, again)] == [[(*track, 200, 1, False)], [(*track, 200, 2, False)], [(*track, 0, 0, True)]]
+    assert [r.message_id for r in (first, retried, again, page)] == ["r-1", "r-2", "r-1", "r-3"]
+    assert said(page)[0][1:] == ("page", 200, 1, False) and said(page)[0][0] != track[0]
+    sink.script.append(Reply(status=503))
+    requests = [pb.SendRequest(event_json=event(messageId=m)) for m in ("r-4", "r-1", "r-5")]
+    batch = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=requests), timeout=10)
+    assert [r.message_id for r in batch.responses] == ["r-4", "r-1", "r-5"]
+    assert sorted(said(r)[0][2:] for r in batch.responses) == [(0, 0, True), (200, 1, False), (200, 2, False)]
+
+
 async def test_batch_event_settings_override_batch_settings(stub, sink):
     own = pb.Settings(api_key="b3du", sitecode="own0000001")
     requests = [pb.SendRequest(event_json=event(messageId="x")), pb.SendRequest(settings=own, event_json=event(messageId="y"))]
