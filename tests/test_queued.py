@@ -220,9 +220,14 @@ async def test_dead_letters_page_filter_and_purge(queued, sink):
     assert (await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)).dead == 1
 
 
-async def test_a_request_with_its_own_api_key_needs_the_outbox_key(queued, sink):
-    app, stub, admin = await queued()
+async def test_a_request_with_its_own_api_key_needs_the_outbox_key(queued, sink, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps([{"title": "Drop tests", "enabled": True, "if": "properties.test = true", "actions": [{"type": "DROP"}]}]))
+    app, stub, admin = await queued(filters=str(filters))
     own = pb.Settings(api_key=OTHER_KEY, sitecode=SITECODE)
+    # An event a filter drops is stored nowhere: its own apiKey needs no sealing.
+    dropped = await stub.SendBatch(pb.SendBatchRequest(settings=own, requests=[track("k-0", properties={"test": True})]), timeout=10)
+    assert (dropped.responses[0].status.code, dropped.responses[0].filtered_by) == (grpc.StatusCode.OK.value[0], "Drop tests")
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(pb.LogEventRequest(settings=own, timestamp=TS, message_id="k-1"), timeout=10)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
