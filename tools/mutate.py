@@ -81,20 +81,21 @@ def report(found: dict[str, dict[str, str]]) -> dict:
         counts = Counter(statuses.values())
         total.update(counts)
         summary["modules"][module] = _line(module, counts)
-        summary["survived"] += sorted(name for name, status in statuses.items() if status != "killed")
+        summary["survived"] += sorted(name for name, status in statuses.items() if status not in ("killed", "timeout"))
     summary["total"] = _line("all", total)
     if summary["survived"]:
         print("\nNot killed (see each with `.venv/bin/mutmut show NAME`; why each is harmless: tests/MUTANTS.md):")
         for module, statuses in found.items():
             for name in sorted(statuses):
-                if statuses[name] != "killed":
+                if statuses[name] not in ("killed", "timeout"):
                     print(f"  {statuses[name]:10} {name}")
     return summary
 
 
 def _line(label: str, counts: Counter) -> dict:
+    """One module's line: a timeout counts as killed (the tests caught a mutant that makes them hang)."""
     mutants = sum(counts.values())
-    killed = counts["killed"]
+    killed = counts["killed"] + counts["timeout"]
     score = 100.0 * killed / mutants if mutants else 100.0
     other = mutants - killed - counts["survived"]
     print(f"{label:32} {mutants:8} {killed:8} {counts['survived']:9} {other:6} {score:6.1f}%")
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
     parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
                         help="with --keep: test these mutants again (names or globs, e.g. 'service.pipeline.*')")
+    parser.add_argument("--report", action="store_true", help="only print the score of the verdicts mutants/ holds")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     missing = [module for module in args.modules if not pathlib.Path(module).is_file()]
@@ -119,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such file: {', '.join(missing)}")
     if args.retest and not args.keep:
         parser.error("--retest goes with --keep")
-    if not args.keep and MUTANTS.exists():
-        shutil.rmtree(MUTANTS)
-    run(args.modules, args.workers, args.retest)
+    if not args.report:
+        if not args.keep and MUTANTS.exists():
+            shutil.rmtree(MUTANTS)
+        run(args.modules, args.workers, args.retest)
     summary = report(verdicts(args.modules))
     REPORT.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nreport: {REPORT.relative_to(ROOT)}")
