@@ -1,8 +1,8 @@
 """Which timestamps count as date-times: exactly Segment's runtime's answers."""
 
-import pytest
-
 import itertools
+
+import pytest
 
 from service.validation import _matches_ajv, is_date_time
 from tests.conftest import golden
@@ -19,7 +19,9 @@ def test_the_toisostring_shape_is_judged_as_the_general_check_judges_it():
     """The fast path (JavaScript's toISOString() shape) against the general check, over the boundaries of
     every field: years with and without Feb 29 and year 0, months and days out of range, hour 24,
     minute 60, a leap second, a letter where a digit goes."""
-    years, months, days = ("0000", "1900", "2000", "2023", "2024"), ("00", "01", "02", "04", "12", "13"), ("00", "01", "28", "29", "30", "31", "32")
+    years = ("0000", "1900", "2000", "2023", "2024")
+    months = ("00", "01", "02", "04", "12", "13")
+    days = ("00", "01", "28", "29", "30", "31", "32")
     times = ("00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:60:00", "12:00:60", "1a:00:00", "99:99:99")
     fractions = (".000", ".999", ".9a9")
     checked = 0
