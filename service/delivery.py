@@ -140,6 +140,27 @@ class _Slots:
         self.free += 1
 
 
+class _Expiry:
+    """An attempt's timeout, as asyncio.timeout() keeps it (cancel the task when it fires; that cancellation,
+    and only that one, becomes TimeoutError) for a fifth of its instructions: a timer and this callback,
+    no async context manager and its states."""
+
+    __slots__ = ("task", "cancelling", "fired")
+
+    def __init__(self, task: asyncio.Task):
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+    def ended_it(self) -> bool:
+        """Whether the CancelledError being handled is this timeout's (not also a cancellation from elsewhere)."""
+        return self.fired and self.task.uncancel() <= self.cancelling
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, http_status: int = 0, retry_after: float | None = None, timed_out: bool = False):
         super().__init__(reason)
@@ -307,7 +328,10 @@ class KameleoonClient:
             hdrs.METH_POST, url, headers=headers, data=body, loop=self._loop, response_class=aiohttp.ClientResponse,
             session=self._session,
         )
-        async with asyncio.timeout(timeout):
+        loop = self._loop
+        expiry = _Expiry(asyncio.current_task(loop))
+        timer = loop.call_at(loop.time() + timeout, expiry)
+        try:
             connection = await self._connector.connect(request, [], _CONNECT_TIMEOUT)
             try:
                 connection.protocol.set_response_params(read_until_eof=True, auto_decompress=False)
@@ -317,6 +341,12 @@ class KameleoonClient:
                 connection.close()
                 raise
             raw = await response.read()  # a failed read closes the connection itself
+        except asyncio.CancelledError:
+            if expiry.ended_it():
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
         response.release()
         if response.status in _REDIRECTS and hdrs.LOCATION in response.headers:
             return await self._redirected(response, url, headers, body, timeout)

@@ -354,3 +354,31 @@ async def test_a_302_answer_to_a_post_is_followed_with_a_get(stub, sink, status)
     first, moved = sink.received
     assert (first.method, moved.method, moved.path, moved.body) == ("POST", "GET", "/segmentio/getapikey", "")
     assert moved.headers.get("authorization") == first.headers["authorization"]
+
+
+async def test_a_timed_out_attempt_leaves_its_task_as_it_found_it(sink):
+    """The attempt's own timeout ends it as timed out and retries; the task is left with no cancellation
+    counted (as asyncio.timeout leaves it), so a caller's own timeout or task group still reads it right;
+    a cancellation from elsewhere stays a cancellation."""
+    from service.config import Config
+    from service.credentials import resolve
+    from service.delivery import KameleoonClient
+
+    config = Config(base_url=sink.url, timeout_s=1.0, max_attempts=2, backoff_base_s=0.01)
+    creds = resolve(SETTINGS, config)
+    sink.script.append(Reply(delay=5))
+    async with KameleoonClient(config) as client:
+        delivered = await client.post(b"{}", creds, action="logEvent")
+        assert (delivered.http_status, delivered.attempts) == (200, 2)
+        assert asyncio.current_task().cancelling() == 0
+        # Two attempts of 0.6 s, longer than timeout_s in all: a timer the attempts before left running would cancel it.
+        sink.script.extend([Reply(status=503, delay=0.6), Reply(delay=0.6)])
+        delivered = await client.post(b"{}", creds, action="logEvent")
+        assert (delivered.http_status, delivered.attempts) == (200, 2)
+        sink.script.append(Reply(delay=5))
+        posting = asyncio.ensure_future(client.post(b"{}", creds, action="logEvent"))
+        await sink.wait_for(5)
+        posting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await posting
+    assert len(sink.received) == 5, "a cancelled post is not retried"
