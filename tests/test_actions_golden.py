@@ -115,3 +115,13 @@ def test_every_action_has_its_typed_rpc():
     assert typed == {action.rpc for action in ACTIONS.values()}
     for action in ACTIONS.values():
         assert service.methods_by_name[action.rpc].input_type is action.request.DESCRIPTOR
+
+
+def test_a_field_no_action_knows_is_dropped_and_the_fields_after_it_still_checked():
+    """removeAdditional: an unknown key is left out of the payload, and the ones after it are validated as usual."""
+    action = ACTIONS["logEvent"]
+    event = {"type": "track", "notAField": 1, "timestamp": "2024-01-01T00:00:00Z", "messageId": "m"}
+    assert action.validate(event) == {"type": "track", "timestamp": "2024-01-01T00:00:00Z", "messageId": "m"}
+    with pytest.raises(InvalidArgument) as raised:
+        action.validate({**event, "timestamp": "yesterday"})
+    assert raised.value.field == "timestamp"

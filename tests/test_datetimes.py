@@ -5,12 +5,12 @@ import itertools
 import pytest
 
 from service.validation import _matches_ajv, is_date_time
-from tests.conftest import golden
+from tests.conftest import golden, plain_id
 
 CASES = golden("datetimes.json")["cases"]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[repr(case["value"]) for case in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[plain_id(repr(case["value"])) for case in CASES])
 def test_date_time_like_runtime(case):
     assert is_date_time(case["value"]) is case["valid"]
 

@@ -337,17 +337,19 @@ async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
         [moved] = other.received
         assert moved.method == "POST" and moved.body == first.body
         assert "authorization" in first.headers and "authorization" not in moved.headers
+        assert {name: value for name, value in first.headers.items() if name not in ("authorization", "host")}.items() <= moved.headers.items()
     finally:
         await other.stop()
 
 
-async def test_a_302_answer_to_a_post_is_followed_with_a_get(stub, sink):
+@pytest.mark.parametrize("status", [301, 302, 303])
+async def test_a_302_answer_to_a_post_is_followed_with_a_get(stub, sink, status):
     """302 (and 301, 303) to a POST: the next request is a GET without the body, as fetch and aiohttp do;
     here the stand-in's getapikey route answers it (401: no apiKey in the query). The Location is relative,
     resolved against the endpoint's URL."""
-    sink.script.append(Reply(status=302, headers={"Location": "/segmentio/getapikey"}))
+    sink.script.append(Reply(status=status, headers={"Location": "/segmentio/getapikey"}))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.LogEvent(track(message_id="m-302"), timeout=10)
+        await stub.LogEvent(track(message_id=f"m-{status}"), timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED and "(HTTP 401)" in raised.value.details()
     first, moved = sink.received
     assert (first.method, moved.method, moved.path, moved.body) == ("POST", "GET", "/segmentio/getapikey", "")

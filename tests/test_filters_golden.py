@@ -14,14 +14,14 @@ from service.filters.fql import compile_fql, where
 from service.filters.glob import glob_matches
 from service.mapping.fql_lexer import LexError, lex_positions
 from service.mapping.jsvalue import json_stringify
-from tests.conftest import golden
+from tests.conftest import golden, plain_id
 
 GOLDEN = golden("filters.json")
 EVENTS = GOLDEN["events"]
 
 
 def _id(text: str) -> str:
-    return repr(text)[1:-1][:70] or "<empty>"
+    return plain_id(text)[:70] or "<empty>"
 
 
 def test_the_corpus_is_wide() -> None:

@@ -175,13 +175,13 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     sent = await stub.Send(pb.SendRequest(event_json=track("q-3").event_json), timeout=5)
     await stub.Send(pb.SendRequest(event_json=track("q-4", "Test").event_json), timeout=5)
     invalid = pb.SendRequest(event_json=json.dumps({"type": "track", "event": "e", "messageId": "q-8"}))  # no timestamp
-    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7"), invalid]), timeout=5)
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7"), invalid, track("q-9", "Test")]), timeout=5)
     assert (typed.queued, typed.outbox_id) == (True, "1")
     queued_result = ("Track Calls", "logEvent", True)
     assert [(r.subscription, r.action, r.queued, r.outbox_id) for r in sent.results] == [(*queued_result, "2")]
     assert [[(r.subscription, r.action, r.queued, r.outbox_id) for r in response.results] for response in batch.responses] == [
-        [(*queued_result, "3")], [], [(*queued_result, "4")], []]
-    assert [response.filtered_by for response in batch.responses] == ["", "No tests", "", ""]
+        [(*queued_result, "3")], [], [(*queued_result, "4")], [], []]
+    assert [response.filtered_by for response in batch.responses] == ["", "No tests", "", "", "No tests"]
     typed_line = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "http_status": 0, "attempts": 0, "duplicate": False, "code": "OK"}
     send_line = {"event": "rpc", "method": "Send", "attempts": 0, "code": "OK"}
     assert await rpc_lines_of(log_lines, 5) == [
@@ -189,7 +189,22 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
         {**typed_line, "message_id": "q-2", "filtered_by": "No tests"},
         {**send_line, "message_id": "q-3", "matched": ["logEvent"], "http_status": [0], "outbox_id": ["2"]},
         {**send_line, "message_id": "q-4", "matched": [], "http_status": [], "filtered_by": "No tests"},
-        {"event": "rpc", "method": "SendBatch", "code": "OK", "events": 4, "delivered": 0, "queued": 2, "failed": 1, "filtered": 1},
+        {"event": "rpc", "method": "SendBatch", "code": "OK", "events": 5, "delivered": 0, "queued": 2, "failed": 1, "filtered": 2},
     ]
     [failed] = [line for line in log_lines() if line["event"] == "event failed"]
     assert (failed["method"], failed["message_id"], failed["code"]) == ("SendBatch", "q-8", "INVALID_ARGUMENT")
+
+
+def test_a_handler_failing_unexpectedly_writes_its_error_and_an_internal_rpc_line(log_lines):
+    """A bug in a handler (an exception that is no CallError) still ends the RPC with its one line,
+    code INTERNAL, after an error line carrying the traceback. No RPC can be made to fail this way
+    on purpose, so the handlers' own context manager is driven directly."""
+    from service.servicer import _rpc_log
+
+    with pytest.raises(ZeroDivisionError):
+        with _rpc_log("Send", {"events": 1}):
+            1 / 0
+    failed, line = log_lines()
+    assert (failed["event"], failed["level"], failed["method"]) == ("rpc failed", "error", "Send")
+    assert "ZeroDivisionError" in failed["exception"]
+    assert (line["event"], line["method"], line["code"], line["events"]) == ("rpc", "Send", "INTERNAL", 1)

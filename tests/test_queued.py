@@ -18,7 +18,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.outbox.deliverer import CIRCUIT_THRESHOLD
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, SITECODE
+from tests.conftest import API_KEY, SETTINGS, SITECODE, patience
 
 QUEUED, SYNC = pb.DELIVERY_MODE_QUEUED, pb.DELIVERY_MODE_SYNC
 TS = "2024-01-01T00:00:00Z"
@@ -37,7 +37,7 @@ async def until(predicate, timeout: float = 30.0, interval: float = 0.02):
                 return value
             await asyncio.sleep(interval)
 
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), patience(timeout))
 
 
 def track(message_id: str, **extra) -> pb.SendRequest:
@@ -220,9 +220,14 @@ async def test_dead_letters_page_filter_and_purge(queued, sink):
     assert (await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)).dead == 1
 
 
-async def test_a_request_with_its_own_api_key_needs_the_outbox_key(queued, sink):
-    app, stub, admin = await queued()
+async def test_a_request_with_its_own_api_key_needs_the_outbox_key(queued, sink, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps([{"title": "Drop tests", "enabled": True, "if": "properties.test = true", "actions": [{"type": "DROP"}]}]))
+    app, stub, admin = await queued(filters=str(filters))
     own = pb.Settings(api_key=OTHER_KEY, sitecode=SITECODE)
+    # An event a filter drops is stored nowhere: its own apiKey needs no sealing.
+    dropped = await stub.SendBatch(pb.SendBatchRequest(settings=own, requests=[track("k-0", properties={"test": True})]), timeout=10)
+    assert (dropped.responses[0].status.code, dropped.responses[0].filtered_by) == (grpc.StatusCode.OK.value[0], "Drop tests")
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(pb.LogEventRequest(settings=own, timestamp=TS, message_id="k-1"), timeout=10)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -340,6 +345,18 @@ async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, 
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert sink.received == []
+
+
+async def test_a_queued_batch_without_an_outbox_refuses_only_the_events_it_would_store(start_service, sink, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps([{"title": "Drop tests", "enabled": True, "if": "properties.test = true", "actions": [{"type": "DROP"}]}]))
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE, filters=str(filters))
+    batch = await stub.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[track("f-1", properties={"test": True}), track("f-2")]), timeout=10)
+    dropped, refused = batch.responses
+    assert (dropped.message_id, dropped.status.code, dropped.filtered_by) == ("f-1", grpc.StatusCode.OK.value[0], "Drop tests")
+    assert (refused.message_id, refused.status.code) == ("f-2", grpc.StatusCode.FAILED_PRECONDITION.value[0])
+    assert "KAMELEOON_OUTBOX" in refused.status.message
     assert sink.received == []
 
 

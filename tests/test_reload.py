@@ -14,7 +14,7 @@ import structlog
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.sink import Reply
-from tests.conftest import SETTINGS
+from tests.conftest import SETTINGS, patience
 from tests.test_cli import free_port, start, wait_serving
 
 TS = "2024-01-01T00:00:00Z"
@@ -43,7 +43,7 @@ async def send(stub, event: str, message_id: str = "") -> pb.SendResponse:
 
 async def eventually(condition, timeout: float = 20.0, every: float = 0.05):
     """Poll ``condition`` (a coroutine function) until it returns something true."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + patience(timeout)
     while True:
         result = await condition()
         if result:

@@ -353,7 +353,7 @@ async def test_batch_logs_one_line_and_each_failure(stub, sink, log_lines):
     assert failure["code"] == "INVALID_ARGUMENT" and "event_json" in failure["error"]
 
 
-async def test_undecodable_stream_message_gets_its_own_status(start_service, sink):
+async def test_undecodable_stream_message_gets_its_own_status(start_service, sink, log_lines):
     app, _ = await start_service()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         call = channel.stream_stream(
@@ -371,6 +371,8 @@ async def test_undecodable_stream_message_gets_its_own_status(start_service, sin
     assert [r.message_id for r in responses] == ["", "after-bad"]  # nothing to read a messageId from
     assert "cannot be decoded" in responses[0].status.message
     assert [r.json()["messageId"] for r in sink.received] == ["after-bad"]
+    [failed] = [line for line in log_lines() if line["event"] == "event failed"]
+    assert (failed["method"], failed["code"], failed["message_id"]) == ("SendStream", "INVALID_ARGUMENT", None)
 
 
 async def test_a_stream_the_caller_cancels_cancels_its_deliveries(start_service, sink):
@@ -401,3 +403,13 @@ async def test_queued_events_a_filter_drops_are_not_enqueued(start_service, sink
     assert [(r.queued, r.http_status) for r in kept.results] == [(True, 0)]
     await sink.wait_for(1)
     assert [r.json()["messageId"] for r in sink.received] == ["q-3"], "only the kept event was enqueued and delivered"
+
+
+@pytest.mark.parametrize("context, field", [(None, "context"), ({"personas": None}, "context.personas")])
+async def test_a_null_context_or_personas_is_refused_naming_it_as_segments_runtime_fails(stub, sink, context, field):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(messageId="ctx-1", context=context)), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_field(raised.value) == field
+    assert raised.value.details() == f"subscription 'Track Calls' (logEvent): {field} must be an object or absent, not null"
+    assert sink.received == []

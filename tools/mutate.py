@@ -14,6 +14,7 @@ It reports; it never fails a build (exit 0 unless mutmut itself could not run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -32,11 +33,31 @@ def run(modules: list[str], workers: int, names: list[str]) -> None:
 
     config = configuration.config()
     config.only_mutate = modules
+    with shared_postgres():
+        try:
+            cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+
+
+@contextlib.contextmanager
+def shared_postgres():
+    """One PostgreSQL server for the whole run, which every mutant's tests use (tests/outbox/pg.py):
+    started per mutant, a server would cost each about 2 s. Without binaries, the tests skip as usual."""
+    from tools import postgres_server
+
+    if postgres_server.find_bindir() is None:
+        yield
+        return
+    server = postgres_server.start_server()
     try:
-        cli.main(["run", "--max-children", str(workers), *names], prog_name="mutmut", standalone_mode=False)
-    except SystemExit as exc:
-        if exc.code:
-            raise
+        server.create_password_user()  # made once here: mutants testing at once would race to make it
+        os.environ["KAMELEOON_TEST_PG_SERVER"] = server.handle()
+        yield
+    finally:
+        os.environ.pop("KAMELEOON_TEST_PG_SERVER", None)
+        server.destroy()
 
 
 def verdicts(modules: list[str]) -> dict[str, dict[str, str]]:
@@ -60,20 +81,21 @@ def report(found: dict[str, dict[str, str]]) -> dict:
         counts = Counter(statuses.values())
         total.update(counts)
         summary["modules"][module] = _line(module, counts)
-        summary["survived"] += sorted(name for name, status in statuses.items() if status != "killed")
+        summary["survived"] += sorted(name for name, status in statuses.items() if status not in ("killed", "timeout"))
     summary["total"] = _line("all", total)
     if summary["survived"]:
         print("\nNot killed (see each with `.venv/bin/mutmut show NAME`; why each is harmless: tests/MUTANTS.md):")
         for module, statuses in found.items():
             for name in sorted(statuses):
-                if statuses[name] != "killed":
+                if statuses[name] not in ("killed", "timeout"):
                     print(f"  {statuses[name]:10} {name}")
     return summary
 
 
 def _line(label: str, counts: Counter) -> dict:
+    """One module's line: a timeout counts as killed (the tests caught a mutant that makes them hang)."""
     mutants = sum(counts.values())
-    killed = counts["killed"]
+    killed = counts["killed"] + counts["timeout"]
     score = 100.0 * killed / mutants if mutants else 100.0
     other = mutants - killed - counts["survived"]
     print(f"{label:32} {mutants:8} {killed:8} {counts['survived']:9} {other:6} {score:6.1f}%")
@@ -84,11 +106,14 @@ def _line(label: str, counts: Counter) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. service/pipeline.py")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "2")),
-                        help="mutants tested at once (default 2, or MUTATE_WORKERS)")
+    # A mutant's tests mostly wait (on the stand-in, backoffs, deadlines, polls): with 3 at once a run
+    # kept half a core busy on this 2-core machine, so 8 at once use about 1.3 cores.
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "8")),
+                        help="mutants tested at once (default 8, or MUTATE_WORKERS)")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
     parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
                         help="with --keep: test these mutants again (names or globs, e.g. 'service.pipeline.*')")
+    parser.add_argument("--report", action="store_true", help="only print the score of the verdicts mutants/ holds")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     missing = [module for module in args.modules if not pathlib.Path(module).is_file()]
@@ -96,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such file: {', '.join(missing)}")
     if args.retest and not args.keep:
         parser.error("--retest goes with --keep")
-    if not args.keep and MUTANTS.exists():
-        shutil.rmtree(MUTANTS)
-    run(args.modules, args.workers, args.retest)
+    if not args.report:
+        if not args.keep and MUTANTS.exists():
+            shutil.rmtree(MUTANTS)
+        run(args.modules, args.workers, args.retest)
     summary = report(verdicts(args.modules))
     REPORT.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nreport: {REPORT.relative_to(ROOT)}")

@@ -16,6 +16,7 @@ that need a server skip, or fail when CI=true (see tests/outbox/pg.py).
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -79,6 +80,7 @@ class PostgresServer:
         self._as_user: list[str] = []
         self._databases = 0
         self._file_copy: bool | None = None
+        self.attached = False  # another process started this server and owns it (see attach)
 
     # -- the server -------------------------------------------------------------
 
@@ -150,6 +152,22 @@ class PostgresServer:
         except OSError:
             return ""
 
+    def handle(self) -> str:
+        """What another process needs to use this running server: see attach."""
+        return json.dumps({"bindir": self.bindir, "root": self.root, "port": self.port})
+
+    @classmethod
+    def attach(cls, handle: str) -> PostgresServer:
+        """The running server another process started (its ``handle()``): used, never stopped here."""
+        fields = json.loads(handle)
+        server = cls(fields["bindir"])
+        server.root, server.port, server.attached = fields["root"], fields["port"], True
+        server.datadir = os.path.join(server.root, "data")
+        server.logfile = os.path.join(server.root, "server.log")
+        if os.geteuid() == 0:
+            server._as_user = ["runuser", "-u", UNPRIVILEGED_USER, "--"]
+        return server
+
     # -- using it -------------------------------------------------------------
 
     def url(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
@@ -174,6 +192,10 @@ class PostgresServer:
             self._file_copy = int(self.psql("SHOW server_version_num")) >= 150000
         self.psql(f"CREATE DATABASE {name}" + (" STRATEGY FILE_COPY" if self._file_copy else ""))
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database create_database made, closing its connections."""
+        self.psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
     def create_password_user(self) -> None:
         self.psql(

@@ -3,7 +3,9 @@
 The server comes from tools/postgres_server.py (initdb + pg_ctl from the
 machine's binaries, as user postgres when root). Without binaries, tests that
 need it skip saying how to install them, except under CI=true where they fail:
-CI must run them. tests/conftest.py imports these fixtures, so every test can
+CI must run them. Under ``make mutate`` every mutant's tests run in a fresh process: they use the
+one server tools/mutate.py started for the run (its handle in $KAMELEOON_TEST_PG_SERVER) instead
+of starting their own, and drop the databases they made. tests/conftest.py imports these fixtures, so every test can
 ask for ``postgres`` or ``postgres_url``.
 """
 
@@ -16,6 +18,7 @@ import pytest
 
 from tools import postgres_server
 
+SHARED = "KAMELEOON_TEST_PG_SERVER"
 NO_POSTGRES = (
     "PostgreSQL binaries not found (initdb, pg_ctl): apt-get install postgresql, "
     "or set KAMELEOON_TEST_PG_BINDIR to their directory"
@@ -45,15 +48,21 @@ def throwaway_server():
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A PostgreSQL server for the session (started on first use)."""
+    """A PostgreSQL server for the session (started on first use), or the one of the mutation run."""
+    if os.environ.get(SHARED):
+        yield postgres_server.PostgresServer.attach(os.environ[SHARED])
+        return
     with throwaway_server() as server:
         yield server
 
 
 @pytest.fixture
-def postgres_url(postgres) -> str:
+def postgres_url(postgres):
     """A fresh, empty database on the session's server."""
-    return postgres.create_database()
+    url = postgres.create_database()
+    yield url
+    if postgres.attached:  # the server outlives this process: leave nothing on it
+        postgres.drop_database(url)
 
 
 @pytest.fixture(scope="module")

@@ -113,13 +113,18 @@ async def test_when_the_holders_post_fails_the_waiting_replica_posts_it_itself(r
     assert answered(sink) == {message_id: [500, 200] for message_id in IDS}
 
 
-async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_sent_nothing(replicas, sink):
+async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_sent_nothing(replicas, sink, log_lines):
     release = asyncio.Event()
     sink.default = Reply(hold=release)
     (_, one), (two_app, two) = replicas
     first = asyncio.ensure_future(call(one, track("slow")))
     await until(lambda: len(sink.received) == 1)
-    assert await call(two, track("slow"), timeout=1) == grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await two.LogEvent(track("slow"), timeout=1)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert raised.value.details() == "the call's deadline passed while another delivery of this messageId was in flight; nothing was sent"
+    [wait] = [line for line in log_lines() if line["event"] == "waiting for another delivery of this messageId"]
+    assert wait["message_id"] == "slow" and wait["held_until"] > time.time() - 60 and round(wait["held_until"], 3) == wait["held_until"]
     # Our own answer (not gRPC cutting the call off): the waiting replica ended it before the deadline.
     sample = two_app.metrics.registry.get_sample_value
     await until(lambda: sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) == 1)
