@@ -38,21 +38,10 @@ def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop
     return loop.time() + remaining
 
 
-_RESULTS: dict[tuple, pb.SubscriptionResult] = {}
-
-
 def _result(subscription, done) -> pb.SubscriptionResult:
-    """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued); those of deliveries
-    are few and made once (a response copies them in), a queued event's carries its own outbox_id."""
-    if type(done) is not Delivered:
-        return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
-    key = (subscription.name, subscription.action.slug, done.http_status, done.attempts, done.duplicate)
-    found = _RESULTS.get(key)
-    if found is None:
-        found = pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
-        if len(_RESULTS) < 4096:
-            _RESULTS[key] = found
-    return found
+    """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued). Those of deliveries are
+    made only when a response's shape is new (_send_response keeps one response per shape)."""
+    return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
 
 
 def _settings(request):
