@@ -25,6 +25,7 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -63,6 +64,9 @@ class Delivered:
     attempts: int
     duplicate: bool = False  # already delivered within the idempotency window: not sent again
     filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
+    # Answered during the call, never in the outbox: what a Queued (service.pipeline) says otherwise.
+    queued: ClassVar[bool] = False
+    outbox_id: ClassVar[str] = ""
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

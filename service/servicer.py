@@ -57,8 +57,8 @@ def _result_fields(done) -> dict:
         "http_status": done.http_status,
         "attempts": done.attempts,
         "duplicate": done.duplicate,
-        "queued": getattr(done, "queued", False),
-        "outbox_id": getattr(done, "outbox_id", ""),
+        "queued": done.queued,
+        "outbox_id": done.outbox_id,
     }
 
 
@@ -270,7 +270,7 @@ def _shape(outcome: Outcome) -> tuple | None:
 
 def _tally(tally: dict, outcome: Outcome) -> None:
     for _, done in outcome.results:
-        if type(done) is not Delivered and done.queued:
+        if done.queued:
             tally["queued"] += 1
         elif not done.duplicate:
             tally["delivered"] += 1
@@ -306,8 +306,8 @@ def _record_results(fields: dict, outcome: Outcome) -> None:
     fields["matched"] = [sub.action.slug for sub, _ in results]
     fields["http_status"] = [done.http_status for _, done in results]
     fields["attempts"] = sum(done.attempts for _, done in results)
-    if any(type(done) is not Delivered and done.queued for _, done in results):
-        fields["outbox_id"] = [getattr(done, "outbox_id", "") for _, done in results]
+    if any(done.queued for _, done in results):
+        fields["outbox_id"] = [done.outbox_id for _, done in results]
     if outcome.filtered_by:
         fields["filtered_by"] = outcome.filtered_by
 
