@@ -1,0 +1,260 @@
+"""The deliverer on its own: a real SQLite outbox file, the real delivery client, the HTTP stand-in.
+
+What it promises (service/outbox/deliverer.py): one attempt per claim; a retryable answer comes back
+after a backoff (full jitter under ``backoff_base_s * 2 ** (attempts - 1)``, at most
+``retry_max_backoff_s``, or Kameleoon's Retry-After when longer) while the event's window lasts, then
+and for any other answer a dead letter with one log line; a circuit that stops claims after
+CIRCUIT_THRESHOLD retryable outcomes in a row and probes one event at a time, warning once an
+outage; stop() putting back what was not delivered. The tests read what reached the stand-in, the
+rows of the outbox file, the metrics and the log lines; every wait polls for a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from service.config import Config
+from service.delivery import KameleoonClient
+from service.metrics import Metrics
+from service.outbox.base import NewEvent
+from service.outbox.deliverer import CIRCUIT_THRESHOLD, WINDOW_ENDED, Circuit, Deliverer
+from service.outbox.sealing import Sealer
+from service.outbox.sqlite import SqliteOutbox
+from service.sink import Reply
+from tests.conftest import API_KEY, SITECODE, eventually
+
+HOUR = 3600.0
+
+
+def body(message_id: str) -> bytes:
+    return json.dumps({"messageId": message_id, "type": "track", "event": "Signed Up"}).encode()
+
+
+@dataclass
+class Rig:
+    store: SqliteOutbox
+    deliverer: Deliverer
+    client: KameleoonClient
+    metrics: Metrics
+    path: str
+    started: bool = False
+    stopped: bool = False
+
+    async def enqueue(self, *ids: str, window_s: float = HOUR, credentials: str = "server", action: str = "logEvent",
+                      now: float | None = None, dedupe: bool = False, idempotency_window_s: float = 0.0) -> list[str]:
+        events = [NewEvent(action, "route-" + action, SITECODE, i, body(i), credentials, dedupe_key=i if dedupe else None) for i in ids]
+        accepted = await self.store.enqueue(events, now=time.time() if now is None else now, window_s=window_s,
+                                            idempotency_window_s=idempotency_window_s, max_pending=0)
+        return [a.id for a in accepted]
+
+    async def start(self) -> None:
+        await self.deliverer.start()
+        self.started = True
+
+    async def stop(self, grace: float | None = 0) -> None:
+        self.stopped = True
+        await self.deliverer.stop(grace)
+
+    def sql(self, query: str, *args) -> list[tuple]:
+        with sqlite3.connect(self.path) as conn:
+            return conn.execute(query, args).fetchall()
+
+    def events(self) -> dict[str, tuple]:
+        """message_id -> (attempts, due_at, lease, last_status, last_error) of every event still in the outbox."""
+        return {row[0]: row[1:] for row in self.sql("SELECT message_id, attempts, due_at, lease, last_status, last_error FROM events")}
+
+    def letters(self) -> dict[str, tuple]:
+        """message_id -> (attempts, last_status, last_error, route) of every dead letter."""
+        return {row[0]: row[1:] for row in self.sql("SELECT message_id, attempts, last_status, last_error, route FROM dead_letters")}
+
+    def metric(self, name: str) -> float:
+        for line in self.metrics.exposition().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                if line.split(" ", 1)[0] == name or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+
+@pytest.fixture
+async def rig(sink, tmp_path):
+    """``await rig(**config)``: a deliverer (not started) on a fresh outbox file, posting to the stand-in."""
+    made: list[Rig] = []
+
+    async def make(**overrides) -> Rig:
+        config = Config(**{"base_url": sink.url, "api_key": API_KEY, "backoff_base_s": 0.01, "retry_max_backoff_s": 0.05,
+                           "outbox_concurrency": 2, **overrides})
+        path = str(tmp_path / f"outbox-{len(made)}.db")
+        store = SqliteOutbox(path)
+        await store.open()
+        metrics = Metrics()
+        client = KameleoonClient(config, metrics)
+        await client.start()
+        made.append(Rig(store, Deliverer(store, client, Sealer(config.outbox_key, config.api_key), config, metrics), client, metrics, path))
+        return made[-1]
+
+    yield make
+    for r in made:
+        if r.started and not r.stopped:
+            await r.deliverer.stop(0)
+        await r.client.close()
+        await r.store.close()
+
+
+def posted(sink) -> list[str]:
+    return [r.json()["messageId"] for r in sink.received if r.method == "POST"]
+
+
+# -- the circuit -----------------------------------------------------------------
+
+
+def test_the_circuit_opens_at_the_threshold_and_not_again_before_its_probe():
+    circuit = Circuit(base_s=1.0, cap_s=8.0)
+    for _ in range(CIRCUIT_THRESHOLD - 1):
+        assert circuit.failure(100.0, None) is False
+    assert not circuit.is_open and circuit.opened == 0 and circuit.until == 0.0
+    assert circuit.failure(100.0, None) is True  # the threshold-th failure in a row opens it
+    assert circuit.is_open and circuit.opened == 1
+    assert 100.5 <= circuit.until <= 101.0  # a first pause of base_s, jittered over its upper half
+    first = circuit.until
+    # Failures of attempts still in flight before the probe is due change nothing.
+    assert circuit.failure(first - 0.01, None) is False
+    assert (circuit.opened, circuit.until) == (1, first)
+    # The failed probe (at or after ``until``) opens it again, with a pause twice as long.
+    assert circuit.failure(first, None) is True
+    assert circuit.opened == 2 and first + 1.0 <= circuit.until <= first + 2.0
+    # A success closes it and forgets the outage; only an open circuit reports closing.
+    assert circuit.success() is True
+    assert (circuit.failures, circuit.opened, circuit.is_open) == (0, 0, False)
+    assert circuit.success() is False
+
+
+def test_the_circuit_pauses_grow_to_the_cap_with_jitter_and_honour_retry_after():
+    circuit = Circuit(base_s=1.0, cap_s=8.0)
+    now, pauses = 0.0, []
+    for _ in range(CIRCUIT_THRESHOLD - 1):
+        circuit.failure(now, None)
+    for _ in range(6):  # pauses 1, 2, 4, 8, 8, 8 (each jittered within its upper half)
+        assert circuit.failure(now, None) is True
+        pauses.append(circuit.until - now)
+        now = circuit.until
+    for pause, ceiling in zip(pauses, [1, 2, 4, 8, 8, 8]):
+        assert ceiling / 2 <= pause <= ceiling
+    assert circuit.opened == 6
+    # Kameleoon's Retry-After, when longer than the pause, is when the next probe goes.
+    assert circuit.failure(now, 100.0) is True and circuit.until == now + 100.0
+    now = circuit.until
+    assert circuit.failure(now, 0.5) is True and now + 4.0 <= circuit.until <= now + 8.0
+
+
+def test_the_circuit_jitter_spreads_over_the_upper_half_of_the_pause():
+    pauses = []
+    for _ in range(200):
+        circuit = Circuit(base_s=2.0, cap_s=30.0)
+        for _ in range(CIRCUIT_THRESHOLD):
+            circuit.failure(10.0, None)
+        pauses.append(circuit.until - 10.0)
+    assert 1.0 <= min(pauses) < 1.2 and 1.8 < max(pauses) <= 2.0  # uniform over [pause / 2, pause]
+
+
+def test_a_circuit_with_no_backoff_still_pauses_between_probes():
+    circuit = Circuit(base_s=0.0, cap_s=5.0)  # KAMELEOON_BACKOFF_BASE_S=0
+    assert circuit.base_s == 0.01
+    for _ in range(CIRCUIT_THRESHOLD):
+        circuit.failure(50.0, None)
+    assert 50.005 <= circuit.until <= 50.01
+
+
+# -- retries and dead letters ------------------------------------------------------
+
+
+@pytest.mark.parametrize("base, cap, ceiling", [(1.0, HOUR, 8.0), (1.0, 2.0, 2.0)], ids=["backoff", "capped"])
+async def test_a_retryable_answer_comes_back_after_a_jittered_exponential_backoff(rig, sink, base, cap, ceiling):
+    """The fourth attempt of an event: its retry is due within ``min(cap, base * 2 ** 3)``, spread over all of it."""
+    sink.default = Reply(status=503, body="busy")
+    r = await rig(backoff_base_s=base, retry_max_backoff_s=cap, outbox_concurrency=20)
+    ids = [f"b-{i}" for i in range(20)]
+    await r.enqueue(*ids)
+    r.sql("UPDATE events SET attempts = 3")  # three attempts already made: this claim is the fourth
+    before = time.time()
+    await r.start()
+    await eventually(lambda: [row[0] for row in r.events().values()] == [4] * 20 and all(row[2] is None for row in r.events().values()),
+                     what="20 retries marked")
+    after = time.time()
+    await r.stop()
+    assert sorted(posted(sink)) == sorted(ids)  # one attempt each: the client's own retries are off
+    rows = r.events()
+    assert {(row[3], row[4]) for row in rows.values()} == {(503, "Kameleoon is unavailable: HTTP 503 (Kameleoon answered: busy) after 1 attempt(s)")}
+    delays = [row[1] - before for row in rows.values()]
+    assert all(0 <= d <= ceiling + (after - before) for d in delays)
+    assert max(row[1] - after for row in rows.values()) > ceiling / 2  # all 20 in the lower half: about 1 in a million
+    assert r.letters() == {}
+
+
+async def test_retry_after_longer_than_the_backoff_is_waited_for_unless_the_window_ends_first(rig, sink, log_lines):
+    sink.default = Reply(status=429, headers={"Retry-After": "300"})
+    r = await rig(backoff_base_s=0.01)
+    before = time.time()
+    [kept] = await r.enqueue("ra-kept", window_s=HOUR)
+    [dead] = await r.enqueue("ra-dead", window_s=200.0)  # ends before Kameleoon asks us to come back
+    await r.start()
+    await eventually(lambda: "ra-dead" in r.letters() and r.events().get("ra-kept", (0, 0, "x"))[2] is None, what="both marked")
+    after = time.time()
+    await r.stop()
+    attempts, due_at, lease, status, error = r.events()["ra-kept"]
+    assert (attempts, status) == (1, 429) and before + 300 <= due_at <= after + 300
+    assert r.letters() == {"ra-dead": (1, 429, f"{WINDOW_ENDED}; last error: Kameleoon is unavailable: HTTP 429 "
+                                             "(Kameleoon answered: {\"status\":\"ok\"}) after 1 attempt(s)", "route-logEvent")}
+    await eventually(lambda: any(line["event"] == "dead letter" for line in log_lines()), what="the dead letter's line")
+    [line] = [line for line in log_lines() if line["event"] == "dead letter"]
+    assert line["level"] == "warning"
+    assert {k: line[k] for k in ("outbox_id", "message_id", "action", "route", "attempts", "http_status", "error")} == {
+        "outbox_id": dead, "message_id": "ra-dead", "action": "logEvent", "route": "route-logEvent", "attempts": 1,
+        "http_status": 429, "error": r.letters()["ra-dead"][2]}
+    assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
+    assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 0
+
+
+async def test_a_final_answer_is_a_dead_letter_at_once_and_ends_a_run_of_failures(rig, sink, log_lines):
+    """422 for one event: a dead letter after one attempt, logged and counted; and it is an answer, so the
+    retryable failures before and after it are no run of CIRCUIT_THRESHOLD: the circuit stays closed."""
+    answers = {"f-final": [Reply(status=422, body='{"error":"bad payload"}')]}
+    for n in range(CIRCUIT_THRESHOLD - 1):
+        answers[f"f-before-{n}"] = [Reply(status=503, headers={"Retry-After": "3000"})]  # not back during the test
+        answers[f"f-after-{n}"] = [Reply(status=503, headers={"Retry-After": "3000"})]
+    order = [*(f"f-before-{n}" for n in range(CIRCUIT_THRESHOLD - 1)), "f-final", *(f"f-after-{n}" for n in range(CIRCUIT_THRESHOLD - 1))]
+    sink.choose = lambda received: answers[received.json()["messageId"]].pop(0)
+    r = await rig(outbox_concurrency=1)  # one attempt at a time, in the order enqueued
+    ids = {}
+    for message_id in order:
+        [ids[message_id]] = await r.enqueue(message_id)
+    await r.start()
+    await eventually(lambda: len(posted(sink)) == len(order) and "f-final" in r.letters()
+                     and all(row[2] is None for row in r.events().values()), what="every event attempted once")
+    assert posted(sink) == order
+    assert r.letters() == {"f-final": (1, 422, 'Kameleoon rejected the event (HTTP 422): the request was not accepted and will not '
+                                               'be retried. Kameleoon answered: {"error":"bad payload"}', "route-logEvent")}
+    await eventually(lambda: r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1, what="the dead letter counted")
+    [line] = [line for line in log_lines() if line["event"] == "dead letter"]
+    assert (line["outbox_id"], line["message_id"], line["attempts"], line["http_status"]) == (ids["f-final"], "f-final", 1, 422)
+    assert not [line for line in log_lines() if "circuit" in line["event"]]
+    await r.stop()
+
+
+async def test_an_event_whose_credentials_cannot_be_had_is_a_dead_letter_without_a_post(rig, sink, log_lines):
+    r = await rig()
+    [unknown] = await r.enqueue("c-unknown", credentials="not-a-reference")
+    await r.enqueue("c-ok")
+    await r.start()
+    await eventually(lambda: "c-unknown" in r.letters() and posted(sink) == ["c-ok"] and not r.events(), what="marks")
+    assert r.letters() == {"c-unknown": (1, 0, "unknown credentials reference", "route-logEvent")}
+    await eventually(lambda: r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 1, what="counted")
+    [line] = [line for line in log_lines() if line["event"] == "dead letter"]
+    assert (line["outbox_id"], line["http_status"], line["error"]) == (unknown, 0, "unknown credentials reference")
+    assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
+    await r.stop()
