@@ -258,3 +258,133 @@ async def test_an_event_whose_credentials_cannot_be_had_is_a_dead_letter_without
     assert (line["outbox_id"], line["http_status"], line["error"]) == (unknown, 0, "unknown credentials reference")
     assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
     await r.stop()
+
+
+# -- the circuit, through the deliverer ------------------------------------------------
+
+
+def opening_lines(lines: list[dict]) -> list[dict]:
+    return [line for line in lines if line["event"] == "kameleoon keeps failing: circuit open"]
+
+
+async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_drains_when_it_ends(rig, sink, log_lines):
+    sink.default = Reply(status=503, body="down")
+    r = await rig(outbox_concurrency=2)  # probes every 25-50 ms (backoff_base_s * 5, at most retry_max_backoff_s)
+    ids = [f"o-{i}" for i in range(10)]
+    await r.enqueue(*ids)
+    await r.start()
+    await eventually(lambda: len(opening_lines(log_lines())) >= 4, what="the circuit opened again after failed probes")
+    probes_from = len(sink.received)
+    await eventually(lambda: len(sink.received) >= probes_from + 3, what="three more probes")
+    lines = opening_lines(log_lines())
+    # One warning an outage; every failed probe after it re-opens the circuit at debug level.
+    assert [line["level"] for line in lines] == ["warning"] + ["debug"] * (len(lines) - 1)
+    for line in lines:
+        assert (line["http_status"], line["error"]) == (503, "Kameleoon is unavailable: HTTP 503 (Kameleoon answered: down) after 1 attempt(s)")
+        assert 0 < line["probe_in_s"] <= 0.05
+    # A probe is one event at a time: each arrives once the one before was answered.
+    probes = sink.received[probes_from:]
+    assert all(b.arrived >= a.answered for a, b in zip(probes, probes[1:]))
+    assert not [line for line in log_lines() if line["event"].startswith("kameleoon answers") or line["event"].startswith("kameleoon is back")]
+    sink.default = Reply()
+    await eventually(lambda: not r.events(), what="the backlog delivered")
+    assert sorted(set(posted(sink))) == sorted(ids) and sorted(r["messageId"] for r in (x.json() for x in sink.accepted())) == sorted(ids)
+    await eventually(lambda: r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 10, what="counted")
+    closed = [(line["level"], line["event"]) for line in log_lines() if line["event"].startswith("kameleoon answers")
+              or line["event"].startswith("kameleoon is back")]
+    assert closed == [("info", "kameleoon answers again: circuit closed"), ("info", "kameleoon is back: delivering the backlog")]
+    assert r.letters() == {}
+    await r.stop()
+
+
+async def test_events_put_back_when_the_circuit_opens_keep_their_attempt_count(rig, sink):
+    """Claimed events that the open circuit stopped before their attempt go back uncounted: every event's
+    attempts are the POSTs it made, once the deliverer stopped (with time for the probe in flight).
+    With one worker, the failure that opens the circuit finds the next claimed event waiting."""
+    sink.default = Reply(status=503)
+    r = await rig(outbox_concurrency=1)
+    await r.enqueue(*(f"u-{i}" for i in range(30)))
+    await r.start()
+    await eventually(lambda: len(sink.received) >= CIRCUIT_THRESHOLD + 6, what="the circuit opened and probes went")
+    await r.stop(grace=30)
+    made = {}
+    for message_id in posted(sink):
+        made[message_id] = made.get(message_id, 0) + 1
+    rows = r.events()
+    assert len(rows) == 30 and all(row[2] is None for row in rows.values())  # no lease left
+    assert {message_id: row[0] for message_id, row in rows.items() if row[0]} == made
+    assert len(made) < 30  # the open circuit stopped most of them before an attempt
+
+
+# -- stopping -----------------------------------------------------------------------
+
+
+async def test_stop_without_grace_cancels_the_attempt_and_puts_every_claimed_event_back(rig, sink):
+    hold = asyncio.Event()
+    sink.default = Reply(hold=hold)
+    r = await rig(outbox_concurrency=1, outbox_lease_s=HOUR)
+    await r.enqueue("s-1", "s-2", "s-3")
+    before = time.time()
+    await r.start()
+    await eventually(lambda: sink.in_flight == 1 and sum(row[2] is not None for row in r.events().values()) == 2,
+                     what="one attempt held, one more event claimed")
+    leased = {m: row for m, row in r.events().items() if row[2] is not None}
+    assert sorted(leased) == ["s-1", "s-2"]  # room for twice the workers, in the order they came
+    assert all(row[0] == 1 and row[1] >= before + HOUR for row in leased.values())  # leased for outbox_lease_s
+    await r.stop(grace=0)
+    await eventually(lambda: sink.received[0].abandoned is not None, what="the attempt cancelled")
+    after = time.time()
+    rows = r.events()
+    assert {m: (row[0], row[2]) for m, row in rows.items()} == {"s-1": (0, None), "s-2": (0, None), "s-3": (0, None)}
+    assert all(row[1] <= after for row in rows.values())  # due again at once
+    assert posted(sink) == ["s-1"] and r.letters() == {}
+    assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 0
+
+
+async def test_stop_gives_the_attempt_in_flight_its_grace(rig, sink):
+    hold = asyncio.Event()
+    sink.default = Reply(hold=hold)
+    r = await rig(outbox_concurrency=1)
+    await r.enqueue("g-1", "g-2")
+    await r.start()
+    await eventually(lambda: sink.in_flight == 1 and all(row[2] is not None for row in r.events().values()), what="both claimed")
+    stopping = asyncio.ensure_future(r.stop(grace=30))
+    await eventually(lambda: r.events()["g-2"][2] is None, what="the event not started put back")
+    assert not stopping.done()
+    hold.set()
+    await stopping
+    assert r.events() == {"g-2": (0, r.events()["g-2"][1], None, 0, "")}
+    assert posted(sink) == ["g-1"] and sink.received[0].status == 200
+    assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 1
+
+
+# -- housekeeping -------------------------------------------------------------------
+
+
+async def test_housekeeping_turns_ended_windows_into_logged_dead_letters_and_forgets_old_ones(rig, sink, log_lines):
+    r = await rig(dead_letter_retention_s=500.0, idempotency_window_s=100.0)
+    now = time.time()
+    await r.enqueue("h-old", now=now - 2000, window_s=10)
+    assert [letter.message_id for letter in await r.store.expire(now=now - 1000, limit=10)] == ["h-old"]  # dead since long ago
+    [expired] = await r.enqueue("h-expired", now=now - 1000, window_s=10, dedupe=True, idempotency_window_s=100.0)
+    [anonymous] = await r.enqueue("", now=now - 1000, window_s=10)
+    await r.enqueue("h-later")
+    r.sql("UPDATE events SET due_at = ? WHERE message_id = 'h-later'", now + HOUR)
+    assert r.sql("SELECT count(*) FROM idempotency") == [(1,)]
+    await r.start()
+    await eventually(lambda: r.metric("kameleoon_outbox_dead_letters") == 3, what="the gauges refreshed")
+    # The first tick: ended windows to dead letters, then the gauges, then old dead letters and keys forgotten.
+    assert (r.metric("kameleoon_outbox_pending"), r.metric("kameleoon_outbox_in_flight")) == (1, 0)
+    assert r.metric("kameleoon_outbox_oldest_pending_age_seconds") >= 0
+    await eventually(lambda: sorted(r.letters()) == ["", "h-expired"] and r.sql("SELECT count(*) FROM idempotency") == [(0,)],
+                     what="the old dead letter and key forgotten")
+    assert r.letters()["h-expired"] == (0, 0, "the retry window ended before any attempt", "route-logEvent")
+    lines = {line["outbox_id"]: line for line in log_lines() if line["event"] == "dead letter"}
+    assert sorted(lines) == sorted([expired, anonymous])
+    assert {k: lines[expired][k] for k in ("level", "message_id", "action", "route", "attempts", "http_status", "error")} == {
+        "level": "warning", "message_id": "h-expired", "action": "logEvent", "route": "route-logEvent", "attempts": 0,
+        "http_status": 0, "error": "the retry window ended before any attempt"}
+    assert lines[anonymous]["message_id"] is None
+    assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 2
+    assert posted(sink) == []
+    await r.stop()
