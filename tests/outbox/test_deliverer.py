@@ -388,3 +388,66 @@ async def test_housekeeping_turns_ended_windows_into_logged_dead_letters_and_for
     assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 2
     assert posted(sink) == []
     await r.stop()
+
+
+# -- an outbox that fails ---------------------------------------------------------------
+
+# SQLite itself refuses a statement while a switch row is in ``fail``: the store meets a real error
+# (sqlite3.IntegrityError from RAISE), as it would a full disk, and reports OutboxUnavailable.
+FAILURES = """
+CREATE TABLE fail (op TEXT PRIMARY KEY);
+CREATE TRIGGER fail_claim BEFORE UPDATE OF lease ON events WHEN EXISTS (SELECT 1 FROM fail WHERE op = 'claim')
+    BEGIN SELECT RAISE(ABORT, 'claims refused by the test'); END;
+CREATE TRIGGER fail_delivered BEFORE DELETE ON events WHEN EXISTS (SELECT 1 FROM fail WHERE op = 'marks')
+    BEGIN SELECT RAISE(ABORT, 'marks refused by the test'); END;
+CREATE TRIGGER fail_expire BEFORE INSERT ON dead_letters WHEN EXISTS (SELECT 1 FROM fail WHERE op = 'expire')
+    BEGIN SELECT RAISE(ABORT, 'expiry refused by the test'); END;
+"""
+
+
+def switch(r: Rig, op: str, on: bool) -> None:
+    with sqlite3.connect(r.path) as conn:
+        if on:
+            conn.executescript(FAILURES if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fail'").fetchall() else "")
+            conn.execute("INSERT INTO fail VALUES (?)", (op,))
+        else:
+            conn.execute("DELETE FROM fail WHERE op = ?", (op,))
+
+
+def warnings_of(lines: list[dict], event: str) -> list[str]:
+    return [line["error"] for line in lines if line["event"] == event and line["level"] == "warning"]
+
+
+async def test_marks_the_outbox_refuses_are_kept_and_committed_later_without_posting_again(rig, sink, log_lines):
+    r = await rig()
+    await r.enqueue("m-1")
+    switch(r, "marks", True)
+    await r.start()
+    await eventually(lambda: warnings_of(log_lines(), "outbox marks failed; will try again"), what="the marks refused")
+    assert posted(sink) == ["m-1"] and r.events()["m-1"][2] is not None  # delivered, still leased
+    assert "marks refused by the test" in warnings_of(log_lines(), "outbox marks failed; will try again")[0]
+    assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 0
+    switch(r, "marks", False)
+    await eventually(lambda: not r.events(), what="the kept mark committed")
+    await eventually(lambda: r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 1, what="counted")
+    assert posted(sink) == ["m-1"]
+    await r.stop()
+
+
+async def test_claims_and_expiry_the_outbox_refuses_are_tried_again(rig, sink, log_lines):
+    r = await rig()
+    await r.enqueue("x-1")
+    await r.enqueue("x-expired", now=time.time() - 100, window_s=10)
+    switch(r, "claim", True)
+    switch(r, "expire", True)
+    await r.start()
+    await eventually(lambda: warnings_of(log_lines(), "outbox claim failed") and warnings_of(log_lines(), "outbox housekeeping failed"),
+                     what="both refused")
+    # (a refused statement fails the whole group commit it shares: either text may come back)
+    for event in ("outbox claim failed", "outbox housekeeping failed"):
+        assert "refused by the test" in warnings_of(log_lines(), event)[0] and r.path in warnings_of(log_lines(), event)[0]
+    assert posted(sink) == [] and r.letters() == {}
+    switch(r, "claim", False)
+    switch(r, "expire", False)
+    await eventually(lambda: posted(sink) == ["x-1"] and not r.events() and list(r.letters()) == ["x-expired"], what="both done")
+    await r.stop()
