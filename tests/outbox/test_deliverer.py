@@ -451,3 +451,18 @@ async def test_claims_and_expiry_the_outbox_refuses_are_tried_again(rig, sink, l
     switch(r, "expire", False)
     await eventually(lambda: posted(sink) == ["x-1"] and not r.events() and list(r.letters()) == ["x-expired"], what="both done")
     await r.stop()
+
+
+async def test_a_probe_that_finds_nothing_due_waits_for_the_next_due_event(rig, sink, log_lines):
+    """The circuit opens on five events whose retries come later than the first probe (up to 4 s): the
+    probe finds nothing to claim (about 19 times in 20), waits, and probes with the first event that comes due."""
+    sink.default = Reply(status=503)
+    r = await rig(outbox_concurrency=CIRCUIT_THRESHOLD, retry_max_backoff_s=4.0)  # probes after 25-50 ms
+    await r.enqueue(*(f"n-{i}" for i in range(CIRCUIT_THRESHOLD)))
+    r.sql("UPDATE events SET attempts = 20")  # backoff at its cap: retries due within 4 s
+    await r.start()
+    await eventually(lambda: opening_lines(log_lines()), what="the circuit open")
+    r.deliverer.wake()  # as a local enqueue would: the claimer stops idling and finds the circuit open
+    await eventually(lambda: len(sink.received) >= CIRCUIT_THRESHOLD + 1, what="a probe once a retry came due")
+    await r.stop(grace=30)
+    assert r.letters() == {} and sorted(row[0] for row in r.events().values()) == [21] * (CIRCUIT_THRESHOLD - 1) + [22]
