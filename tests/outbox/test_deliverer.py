@@ -254,6 +254,7 @@ async def test_an_event_whose_credentials_cannot_be_had_is_a_dead_letter_without
     await eventually(lambda: "c-unknown" in r.letters() and posted(sink) == ["c-ok"] and not r.events(), what="marks")
     assert r.letters() == {"c-unknown": (1, 0, "unknown credentials reference", "route-logEvent")}
     await eventually(lambda: r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 1, what="counted")
+    assert r.metric('kameleoon_delivery_attempts_total{action="logEvent",outcome="ok"}') == 1  # the attempt names its action
     [line] = [line for line in log_lines() if line["event"] == "dead letter"]
     assert (line["outbox_id"], line["http_status"], line["error"]) == (unknown, 0, "unknown credentials reference")
     assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
@@ -267,9 +268,10 @@ def opening_lines(lines: list[dict]) -> list[dict]:
     return [line for line in lines if line["event"] == "kameleoon keeps failing: circuit open"]
 
 
-async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_drains_when_it_ends(rig, sink, log_lines):
+@pytest.mark.parametrize("concurrency", [1, 2])
+async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_drains_when_it_ends(rig, sink, log_lines, concurrency):
     sink.default = Reply(status=503, body="down")
-    r = await rig(outbox_concurrency=2)  # probes every 25-50 ms (backoff_base_s * 5, at most retry_max_backoff_s)
+    r = await rig(outbox_concurrency=concurrency)  # probes every 25-50 ms (backoff_base_s * 5, at most retry_max_backoff_s)
     ids = [f"o-{i}" for i in range(10)]
     await r.enqueue(*ids)
     await r.start()
@@ -314,6 +316,36 @@ async def test_events_put_back_when_the_circuit_opens_keep_their_attempt_count(r
     assert len(rows) == 30 and all(row[2] is None for row in rows.values())  # no lease left
     assert {message_id: row[0] for message_id, row in rows.items() if row[0]} == made
     assert len(made) < 30  # the open circuit stopped most of them before an attempt
+
+
+async def test_retry_after_on_the_opening_failure_sets_the_first_probe(rig, sink, log_lines):
+    sink.default = Reply(status=503, headers={"Retry-After": "30"})
+    r = await rig(outbox_concurrency=CIRCUIT_THRESHOLD)
+    await r.enqueue(*(f"ra-{i}" for i in range(CIRCUIT_THRESHOLD)))
+    await r.start()
+    await eventually(lambda: opening_lines(log_lines()), what="the circuit open")
+    [line] = opening_lines(log_lines())
+    assert (line["level"], line["probe_in_s"], line["http_status"]) == ("warning", 30.0, 503)
+    await r.stop()
+
+
+async def test_stop_without_grace_cancels_a_probe_in_flight_and_puts_it_back(rig, sink, log_lines):
+    hold = asyncio.Event()
+    answers = [Reply(status=503)] * CIRCUIT_THRESHOLD
+    sink.choose = lambda received: answers.pop() if answers else Reply(hold=hold)
+    r = await rig(outbox_concurrency=CIRCUIT_THRESHOLD)
+    await r.enqueue(*(f"p-{i}" for i in range(CIRCUIT_THRESHOLD)))  # one each for the workers
+    await r.start()
+    await eventually(lambda: opening_lines(log_lines()), what="the circuit open")
+    await r.enqueue("p-late")
+    r.deliverer.wake()  # as the enqueue of a call would: the claimer finds the circuit open and probes
+    await eventually(lambda: sink.in_flight == 1, what="a probe held")
+    await r.stop(grace=0)
+    await eventually(lambda: sink.received[-1].abandoned is not None, what="the probe cancelled")
+    rows = r.events()
+    assert len(rows) == CIRCUIT_THRESHOLD + 1 and all(row[2] is None for row in rows.values())
+    assert sum(row[0] for row in rows.values()) == CIRCUIT_THRESHOLD  # the cancelled probe is not counted
+    assert len(sink.received) == CIRCUIT_THRESHOLD + 1 and hold.is_set() is False
 
 
 # -- stopping -----------------------------------------------------------------------
