@@ -287,6 +287,12 @@ async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_d
     # A probe is one event at a time: each arrives once the one before was answered.
     probes = sink.received[probes_from:]
     assert all(b.arrived >= a.answered for a, b in zip(probes, probes[1:]))
+    if concurrency == 1:  # the failure of request CIRCUIT_THRESHOLD - 1 + k wrote line k; the next request is the probe it set
+        failures = sink.received[CIRCUIT_THRESHOLD - 1:]
+        pairs = list(zip(lines, failures, failures[1:]))
+        assert len(pairs) >= 3
+        for line, failed, probe in pairs:
+            assert probe.arrived >= failed.answered + line["probe_in_s"] - 0.001  # (probe_in_s is rounded to ms)
     assert not [line for line in log_lines() if line["event"].startswith("kameleoon answers") or line["event"].startswith("kameleoon is back")]
     sink.default = Reply()
     await eventually(lambda: not r.events(), what="the backlog delivered")
