@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from service.errors import OutboxOpenError
+from service.errors import OutboxOpenError, OutboxUnavailable
 from service.outbox import create, default_url
 from service.outbox.base import DELIVERED, TAKEN
 from service.outbox.sqlite import SCHEMA_VERSION, SqliteOutbox, path_of
@@ -52,8 +52,9 @@ def test_urls_follow_sqlalchemy():
     assert path_of("sqlite:///relative/o.db") == "relative/o.db"
     assert path_of("sqlite:////var/lib/o.db") == "/var/lib/o.db"
     for bad in ("sqlite://", "sqlite:///", "postgres://x", "o.db"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError) as raised:
             path_of(bad)
+        assert str(raised.value) == "must be sqlite:///relative/path.db or sqlite:////absolute/path.db"
     assert isinstance(create("sqlite:///x.db"), SqliteOutbox)
     assert default_url({"XDG_STATE_HOME": "/srv/state"}) == "sqlite:////srv/state/kameleoon-destination/outbox.db"
     assert default_url({"HOME": "/home/u"}).endswith("/.local/state/kameleoon-destination/outbox.db")
@@ -125,3 +126,29 @@ async def test_a_file_from_a_newer_release_stops_start_up_naming_it(tmp_path):
     conn.close()
     with pytest.raises(OutboxOpenError, match=f"{path}.*newer version"):
         await SqliteOutbox(str(path)).open()
+
+
+async def test_marks_of_nothing_open_no_transaction(tmp_path):
+    store = SqliteOutbox(str(tmp_path / "o.db"))
+    await store.open()
+    try:
+        before = store.commits
+        for mark in (store.mark_delivered, store.mark_retry, store.mark_dead, store.release):
+            assert await mark([], now=T0) == 0
+        assert store.commits == before
+    finally:
+        await store.close()
+
+
+async def test_a_refused_write_says_why_in_sqlite_s_words(tmp_path):
+    """OutboxUnavailable carries SQLite's message and its error name (here a trigger refusing the write)."""
+    store = SqliteOutbox(str(tmp_path / "o.db"))
+    await store.open()
+    try:
+        with sqlite3.connect(tmp_path / "o.db") as conn:
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no room'); END")
+        with pytest.raises(OutboxUnavailable) as raised:
+            await put(store, [event(1)])
+        assert str(raised.value) == f"the outbox {store.path} cannot be written: no room (SQLITE_CONSTRAINT_TRIGGER)"
+    finally:
+        await store.close()

@@ -391,3 +391,34 @@ async def test_many_concurrent_enqueues_all_commit(store_factory):
     ids = [a.id for accepted in results for a in accepted]
     assert len(set(ids)) == 600 and None not in ids
     assert (await (await store_factory()).stats(now=T0)).pending == 600
+
+
+async def test_expired_and_retried_dead_letters_leave_and_rejoin_the_pending_count(store_factory):
+    """max_pending counts what is not delivered: dead letters made by expiry leave it, retried ones come back."""
+    store = await store_factory()
+    await put(store, [event(1), event(2)], window=100)
+    assert len(await store.expire(now=T0 + 100, limit=10)) == 2
+    assert all(a.id for a in await put(store, [event(3), event(4)], now=T0 + 100, max_pending=2))
+    assert await store.retry_dead_letters(DeadLetterFilter(), now=T0 + 101, window_s=WINDOW) == 2
+    with pytest.raises(OutboxFull):
+        await put(store, [event(5)], now=T0 + 101, max_pending=4)
+    assert (await put(store, [event(5)], now=T0 + 101, max_pending=5))[0].id
+
+
+async def test_an_exact_page_of_dead_letters_has_no_next_page(store_factory):
+    store = await store_factory()
+    await put(store, [event(n) for n in range(3)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
+    page, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=3)
+    assert (len(page), cursor) == (3, None)
+
+
+async def test_marks_of_nothing_change_nothing_and_stats_add_up_over_actions(store_factory):
+    store = await store_factory()
+    for mark in (store.mark_delivered, store.mark_retry, store.mark_dead, store.release):
+        assert await mark([], now=T0) == 0
+    await put(store, [event(1, "page"), event(2), event(3, "identify")])
+    await store.claim(10, now=T0, lease_s=LEASE)
+    stats = await store.stats(now=T0 + 1)
+    assert (stats.pending, stats.in_flight) == (0, 3)
