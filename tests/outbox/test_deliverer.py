@@ -379,6 +379,13 @@ async def test_stop_without_grace_cancels_the_attempt_and_puts_every_claimed_eve
     assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 0
 
 
+async def test_a_deliverer_stopped_before_it_started_stops_at_once_and_touches_nothing(rig, sink):
+    r = await rig()
+    await r.enqueue("never-1")
+    await r.stop(grace=0)
+    assert r.events()["never-1"][:3:2] == (0, None) and sink.received == [] and r.letters() == {}
+
+
 async def test_stop_gives_the_attempt_in_flight_its_grace(rig, sink):
     hold = asyncio.Event()
     sink.default = Reply(hold=hold)
