@@ -173,26 +173,27 @@ def test_a_circuit_with_no_backoff_still_pauses_between_probes():
 # -- retries and dead letters ------------------------------------------------------
 
 
-@pytest.mark.parametrize("base, cap, ceiling", [(1.0, HOUR, 8.0), (1.0, 2.0, 2.0)], ids=["backoff", "capped"])
-async def test_a_retryable_answer_comes_back_after_a_jittered_exponential_backoff(rig, sink, base, cap, ceiling):
-    """The fourth attempt of an event: its retry is due within ``min(cap, base * 2 ** 3)``, spread over all of it."""
+@pytest.mark.parametrize("base, cap, before, ceiling", [(0.125, HOUR, 6, 8.0), (1.0, 2.0, 3, 2.0), (0.2, HOUR, 0, 0.2)],
+                         ids=["backoff", "capped", "first"])
+async def test_a_retryable_answer_comes_back_after_a_jittered_exponential_backoff(rig, sink, base, cap, before, ceiling):
+    """After ``before`` attempts, this one's retry is due within ``min(cap, base * 2 ** before)``, spread over all of it."""
     sink.default = Reply(status=503, body="busy")
     r = await rig(backoff_base_s=base, retry_max_backoff_s=cap, outbox_concurrency=20)
     ids = [f"b-{i}" for i in range(20)]
     await r.enqueue(*ids)
-    r.sql("UPDATE events SET attempts = 3")  # three attempts already made: this claim is the fourth
-    before = time.time()
+    r.sql("UPDATE events SET attempts = ?", before)  # attempts already made: this claim is number before + 1
+    started = time.time()
     await r.start()
-    await eventually(lambda: [row[0] for row in r.events().values()] == [4] * 20 and all(row[2] is None for row in r.events().values()),
+    await eventually(lambda: [row[0] for row in r.events().values()] == [before + 1] * 20 and all(row[2] is None for row in r.events().values()),
                      what="20 retries marked")
-    after = time.time()
+    ended = time.time()
     await r.stop()
     assert sorted(posted(sink)) == sorted(ids)  # one attempt each: the client's own retries are off
     rows = r.events()
     assert {(row[3], row[4]) for row in rows.values()} == {(503, "Kameleoon is unavailable: HTTP 503 (Kameleoon answered: busy) after 1 attempt(s)")}
-    delays = [row[1] - before for row in rows.values()]
-    assert all(0 <= d <= ceiling + (after - before) for d in delays)
-    assert max(row[1] - after for row in rows.values()) > ceiling / 2  # all 20 in the lower half: about 1 in a million
+    delays = [row[1] - started for row in rows.values()]
+    assert all(0 <= d <= ceiling + (ended - started) for d in delays)
+    assert max(delays) > ceiling / 2  # all 20 in the lower half: about 1 in a million
     assert r.letters() == {}
 
 
