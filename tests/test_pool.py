@@ -8,7 +8,7 @@ import json
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
-from tests.conftest import SETTINGS
+from tests.conftest import SETTINGS, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -34,7 +34,7 @@ async def test_events_past_the_pool_wait_for_a_connection_and_the_wait_is_measur
     assert sample("kameleoon_pool_wait_seconds_sum") >= 4 * 0.25
 
 
-async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink):
+async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink, log_lines):
     app, stub = await start_service(pool_size=1)
     sink.default = Reply(delay=0.3)
     first = asyncio.ensure_future(stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-1").event_json), timeout=20))
@@ -45,6 +45,10 @@ async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink):
     except Exception:  # noqa: BLE001 -- DEADLINE_EXCEEDED: its wait for the one connection was cancelled
         pass
     await first
+    # The waiting call ended as cancelled, its place in the queue given up cleanly (no error of its own).
+    await eventually(lambda: any(line.get("code") == "CANCELLED" for line in log_lines()), what="the cancelled call's line")
+    assert [line["code"] for line in log_lines() if line["event"] == "rpc"] in (["CANCELLED", "OK"], ["OK", "CANCELLED"])
+    assert not [line for line in log_lines() if line["event"] == "rpc failed"]
     sink.default = Reply()
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-3").event_json), timeout=20)
     assert response.results[0].http_status == 200, "the connection was not lost with the cancelled wait"
