@@ -141,13 +141,15 @@ async def test_deadline_ends_the_attempt_in_flight_with_our_own_answer(start_ser
 
 
 async def ended_by_the_service_at_its_deadline(app, raised: grpc.aio.AioRpcError, log_lines, method: str) -> dict:
-    """The call ended with the service's own DEADLINE_EXCEEDED (its words, its log line and metric), not
-    gRPC's cancellation at the deadline: the attempt's timeout was cut to the caller's deadline."""
+    """The call ended with the service's own DEADLINE_EXCEEDED (its words in its log line, its metric), not
+    gRPC's cancellation at the deadline (a line saying CANCELLED): the attempt's timeout was cut to the
+    caller's deadline. Read on the service's side: the client may see its own deadline pass first, on a
+    loaded machine, as the service answers only DEADLINE_RESERVE_S (50 ms) before it."""
     assert raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert raised.details() == "the call's deadline passed while Kameleoon was answering (attempt 1)"
     await eventually(lambda: any(line["event"] == "rpc" for line in log_lines()), what="the RPC's log line")
     [line] = [line for line in log_lines() if line["event"] == "rpc"]
-    assert (line["method"], line["code"], line["attempts"]) == (method, "DEADLINE_EXCEEDED", 1)
+    assert (line["method"], line["code"], line.get("attempts")) == (method, "DEADLINE_EXCEEDED", 1)
+    assert line.get("error") == "the call's deadline passed while Kameleoon was answering (attempt 1)"
     assert app.metrics.registry.get_sample_value("kameleoon_rpc_total", {"method": method, "code": "DEADLINE_EXCEEDED"}) == 1
     return line
 
