@@ -73,11 +73,11 @@ class Rig:
         """message_id -> (attempts, last_status, last_error, route) of every dead letter."""
         return {row[0]: row[1:] for row in self.sql("SELECT message_id, attempts, last_status, last_error, route FROM dead_letters")}
 
-    def metric(self, name: str) -> float:
+    def metric(self, sample: str) -> float:
+        """The value of one sample, e.g. ``name{label="value"}`` (labels as exposed); 0 when absent."""
         for line in self.metrics.exposition().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                if line.split(" ", 1)[0] == name or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
+            if line.split(" ", 1)[0] == sample:
+                return float(line.rsplit(" ", 1)[1])
         return 0.0
 
 
