@@ -404,6 +404,33 @@ async def test_stop_gives_the_attempt_in_flight_its_grace(rig, sink):
     assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 1
 
 
+async def test_the_claimer_keeps_twice_the_workers_claimed_as_events_are_delivered(rig, sink):
+    """Two workers: four events leased (two posting, two waiting); each delivery is topped up by one."""
+    holds: dict[str, asyncio.Event] = {}
+
+    def held(received):
+        holds[received.json()["messageId"]] = asyncio.Event()
+        return Reply(hold=holds[received.json()["messageId"]])
+
+    sink.choose = held
+    r = await rig(outbox_concurrency=2)
+    await r.enqueue(*(f"t-{i}" for i in range(12)))
+    await r.start()
+
+    def leased() -> list[str]:
+        return sorted(m for m, row in r.events().items() if row[2] is not None)
+
+    await eventually(lambda: sink.in_flight == 2 and leased() == ["t-0", "t-1", "t-2", "t-3"], what="four claimed")
+    for n in range(3):
+        holds[f"t-{n}"].set()
+        await eventually(lambda: f"t-{n}" not in r.events() and sink.in_flight == 2 and len(leased()) == 4,
+                         what=f"t-{n} delivered and one more claimed")
+        assert leased() == [f"t-{i}" for i in range(n + 1, n + 5)]
+    for hold in holds.values():
+        hold.set()
+    await r.stop(grace=30)
+
+
 # -- housekeeping -------------------------------------------------------------------
 
 
