@@ -9,13 +9,15 @@ Send with an empty message (valid: every field is optional) and prints
 ``--post URL``: the one-process floor. Each Send, and each message of a
 SendStream, first POSTs a body with aiohttp (the HTTP floor's session, bodies
 and header lines) to URL, on the same uvloop, then answers: grpc.aio and aiohttp
-in one process, doing nothing else. On this host that costs more than the two
+in one process, doing nothing else. A stream's POSTs run as the service runs
+them: up to 64 (the default stream window) in flight, answered in order. On this host that costs more than the two
 floors measured apart (they contend for the same event loop, caches and cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import sys
@@ -26,6 +28,7 @@ from bench.common import run, until_stopped
 
 SERVICE = "kameleoon.destination.v1.KameleoonDestination"
 METHODS = ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent", "Send")
+WINDOW = 64  # the service's default KAMELEOON_STREAM_WINDOW
 
 
 async def serve(post_url: str | None, events_file: str | None) -> None:
@@ -52,10 +55,25 @@ async def serve(post_url: str | None, events_file: str | None) -> None:
         return b""
 
     async def stream(request_iterator, context):
-        async for _ in request_iterator:
-            if post is not None:
-                await post()
+        if post is None:
+            async for _ in request_iterator:
+                yield b""
+            return
+        # As the service does: up to WINDOW messages' POSTs in flight, answered in order.
+        window, queue = asyncio.Semaphore(WINDOW), asyncio.Queue()
+
+        async def read() -> None:
+            async for _ in request_iterator:
+                await window.acquire()
+                queue.put_nowait(asyncio.ensure_future(post()))
+            queue.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        while (task := await queue.get()) is not None:
+            await task
+            window.release()
             yield b""
+        await reader
 
     handler = grpc.unary_unary_rpc_method_handler(empty, request_deserializer=None, response_serializer=None)
     methods = {m: handler for m in METHODS}

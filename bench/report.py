@@ -176,6 +176,10 @@ def summarise(report: dict) -> None:
                    "floors": floors_p50, "send_over_floors": send_over_floors_p50, "baseline_send": p50("baseline_send"),
                    "segment": p50("segment")},
         "peak_rss_mb": memory["peak_rss_mb"],
+        # What grpc.aio and aiohttp alone cost against the baseline: no mode can go below its one-process floor.
+        "one_process_floor_vs_baseline": {
+            mode: _div((best["one_process_floor"].get(mode) or {}).get("cpu_us_per_event"), per_mode[mode]["baseline"]["cpu_us_per_event"])
+            for mode in ("send", "stream") if mode in per_mode},
     }
     report["ratios"] = ratios
     targets = []
@@ -327,8 +331,9 @@ def markdown(report: dict) -> str:
         b = best.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else best.get(key)
         if b is None:
             continue
+        vs_base = (ratios.get("one_process_floor_vs_baseline") or {}).get(key[1]) if isinstance(key, tuple) else None
         cells = [title, _num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
-                 "", "", "", ""] + ([""] * 3 if has_base else []) + ([""] if has_warn else [])
+                 "", "", "", ""] + (["", "", _x(vs_base) if vs_base else ""] if has_base else []) + ([""] if has_warn else [])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "CPU us/event: CPU time of the measured process (the service's process tree; the floor's own process; Node) "
               f"per event answered OK in a run's measured window; the lowest over every round at concurrency >= {LOADED_CONCURRENCY} "
@@ -336,7 +341,9 @@ def markdown(report: dict) -> str:
               f"run, at concurrency c. Floors: gRPC {_num(fl.get('grpc'))}, HTTP {_num(fl.get('http'))}, sum {_num(fl.get('sum'))} us/event. "
               "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime. One-process "
               "floor: grpc.aio and aiohttp in one process doing nothing else (unary modes against its Send, SendStream against "
-              "its stream); on a shared host it costs more than the two floors apart."]
+              "its stream, up to 64 messages in flight as the service has them); on a shared host it costs more than the two floors apart. "
+              "Its 'this / baseline' is what grpc.aio and aiohttp alone cost against the baseline's same mode: "
+              "no change of ours can bring a mode below it."]
 
     p50 = ratios.get("p50_ms") or {}
     lines += ["", f"Send p50 at concurrency 1: {_num(p50.get('send'), ' ms', 3)} (baseline {_num(p50.get('baseline_send'), ' ms', 3)}); "
