@@ -432,9 +432,13 @@ async def test_stats_of_an_empty_store_and_of_events_in_flight_under_several_act
     await put(store, [event(1), event(2, "identify"), event(3, "page")])
     assert (await store.stats(now=T0)).oldest_pending_age_s == 0.0  # accepted this very moment
     assert (await store.stats(now=T0 + 0.5)).oldest_pending_age_s == 0.5
-    assert len(await store.claim(10, now=T0, lease_s=LEASE)) == 3
+    await put(store, [event(4)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(claimed[-1].id, claimed[-1].lease, 400, "x")], now=T0)
     stats = await store.stats(now=T0 + 1)
-    assert (stats.pending, stats.in_flight) == (0, 3)  # summed over the three actions
+    assert (stats.pending, stats.in_flight, stats.dead) == (0, 3, 1)  # summed over the three actions
+    logged = stats.by_action["logEvent"]
+    assert (logged.pending, logged.in_flight, logged.dead) == (0, 1, 1)  # one in flight, one dead letter
 
 
 async def test_the_last_page_of_dead_letters_has_no_cursor_when_it_is_full(store_factory):
