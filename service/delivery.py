@@ -131,7 +131,7 @@ class _Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a ticket as the wait was cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # give() may have taken it out already, skipping it as cancelled
                 self._waiters.remove(waiter)
             raise
 

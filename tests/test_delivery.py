@@ -140,6 +140,72 @@ async def test_deadline_ends_the_attempt_in_flight_with_our_own_answer(start_ser
     assert len(sink.received) == 1, "no retry started after the deadline"
 
 
+async def ended_by_the_service_at_its_deadline(app, raised: grpc.aio.AioRpcError, log_lines, method: str) -> dict:
+    """The call ended with the service's own DEADLINE_EXCEEDED (its words in its log line, its metric), not
+    gRPC's cancellation at the deadline (a line saying CANCELLED): the attempt's timeout was cut to the
+    caller's deadline. Read on the service's side: the client may see its own deadline pass first, on a
+    loaded machine, as the service answers only DEADLINE_RESERVE_S (50 ms) before it."""
+    assert raised.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await eventually(lambda: any(line["event"] == "rpc" for line in log_lines()), what="the RPC's log line")
+    [line] = [line for line in log_lines() if line["event"] == "rpc"]
+    assert (line["method"], line["code"], line.get("attempts")) == (method, "DEADLINE_EXCEEDED", 1)
+    assert line.get("error") == "the call's deadline passed while Kameleoon was answering (attempt 1)"
+    assert app.metrics.registry.get_sample_value("kameleoon_rpc_total", {"method": method, "code": "DEADLINE_EXCEEDED"}) == 1
+    return line
+
+
+async def test_a_redirect_that_hangs_ends_at_the_callers_deadline(start_service, sink, log_lines):
+    """The request a redirect asks for keeps the attempt's timeout, cut to the caller's deadline (timeout_s
+    is 30 s here): the redirected POST is abandoned at the deadline, with the service's own answer."""
+    app, stub = await start_service(timeout_s=30.0)
+    sink.script.extend([Reply(status=307, headers={"Location": sink.url}), Reply(hold=asyncio.Event())])
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-307-hang"), timeout=1)
+    await ended_by_the_service_at_its_deadline(app, raised.value, log_lines, "LogEvent")
+    first, moved = sink.received
+    assert (first.status, moved.method) == (307, "POST")
+    await eventually(lambda: moved.abandoned is not None, what="the redirected request was cancelled")
+    assert len(sink.received) == 2, "no retry started after the deadline"
+
+
+async def test_a_credential_check_that_hangs_ends_at_the_callers_deadline(start_service, sink, log_lines):
+    """TestAuthentication's GET under a deadline nearer than timeout_s (30 s): ended by the service at the deadline."""
+    app, stub = await start_service(timeout_s=30.0)
+    sink.script.append(Reply(hold=asyncio.Event()))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=1)
+    await ended_by_the_service_at_its_deadline(app, raised.value, log_lines, "TestAuthentication")
+    [check] = sink.received
+    assert check.method == "GET"
+    await eventually(lambda: check.abandoned is not None, what="the GET was cancelled")
+
+
+async def test_a_credential_check_that_hangs_without_a_nearer_deadline_ends_at_the_attempts_timeout(start_service, sink):
+    """TestAuthentication's GET with a deadline far off: its attempt still ends at timeout_s (0.3 s), UNAVAILABLE."""
+    _, stub = await start_service(timeout_s=0.3, max_attempts=1)
+    sink.script.append(Reply(hold=asyncio.Event()))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details() == "Kameleoon is unavailable: no answer within 0.3 s after 1 attempt(s)"
+    [check] = sink.received
+    await eventually(lambda: check.abandoned is not None, what="the GET was cancelled")
+
+
+async def test_only_a_redirect_status_with_a_location_is_followed(start_service, sink):
+    """A Location header on a 200, a 400 or a 500 is not a redirect: one request each, the answer taken as it is."""
+    _, stub = await start_service(max_attempts=1)
+    moved = {"Location": sink.url}  # followed, it would be a second POST to the stand-in (answered 200)
+    sink.script.append(Reply(status=200, headers=moved))
+    assert (await stub.LogEvent(track(message_id="loc-200"), timeout=10)).http_status == 200
+    for status, code in ((400, grpc.StatusCode.INVALID_ARGUMENT), (500, grpc.StatusCode.UNAVAILABLE)):
+        sink.script.append(Reply(status=status, headers=moved))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.LogEvent(track(message_id=f"loc-{status}"), timeout=10)
+        assert raised.value.code() == code and f"HTTP {status}" in raised.value.details()
+    assert [(r.json()["messageId"], r.status) for r in sink.received] == [("loc-200", 200), ("loc-400", 400), ("loc-500", 500)]
+
+
 def code_name(number: int) -> str:
     return next(code.name for code in grpc.StatusCode if code.value[0] == number)
 

@@ -4,11 +4,14 @@ events wait for a connection in kameleoon_pool_wait_seconds, and the header line
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+
+import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.sink import Reply
-from tests.conftest import SETTINGS
+from tests.conftest import SETTINGS, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
 
@@ -34,17 +37,25 @@ async def test_events_past_the_pool_wait_for_a_connection_and_the_wait_is_measur
     assert sample("kameleoon_pool_wait_seconds_sum") >= 4 * 0.25
 
 
-async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink):
+async def test_a_cancelled_wait_gives_its_connection_on(start_service, sink, log_lines):
     app, stub = await start_service(pool_size=1)
-    sink.default = Reply(delay=0.3)
+    release = asyncio.Event()
+    sink.default = Reply(hold=release)
     first = asyncio.ensure_future(stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-1").event_json), timeout=20))
     await sink.wait_for(1)
-    waiting = stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-2").event_json), timeout=0.1)
-    try:
+    waiting = stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-2").event_json), timeout=20)
+    # Both events in flight, one at the stand-in: the other waits for the one connection. Its caller gives up.
+    in_flight = lambda: app.metrics.registry.get_sample_value("kameleoon_events_in_flight")  # noqa: E731
+    await eventually(lambda: in_flight() == 2, what="the second event waiting for the connection")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
         await waiting
-    except Exception:  # noqa: BLE001 -- DEADLINE_EXCEEDED: its wait for the one connection was cancelled
-        pass
+    # The waiting call ended as cancelled, its place in the queue given up cleanly (no error of its own).
+    await eventually(lambda: any(line.get("code") == "CANCELLED" for line in log_lines()), what="the cancelled call's line")
+    release.set()
     await first
+    assert [line["code"] for line in log_lines() if line["event"] == "rpc"] == ["CANCELLED", "OK"]
+    assert not [line for line in log_lines() if line["event"] == "rpc failed"]
     sink.default = Reply()
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("c-3").event_json), timeout=20)
     assert response.results[0].http_status == 200, "the connection was not lost with the cancelled wait"
@@ -65,3 +76,31 @@ async def test_the_header_lines_are_segments(stub, sink):
     assert received.headers["accept"] == "*/*"
     assert received.headers["user-agent"] == "Segment (Actions)"
     assert received.headers["content-type"] == "application/json"
+
+
+async def test_a_wait_cancelled_as_the_connection_comes_back_ends_cleanly(start_service, sink, log_lines):
+    """A caller gives up on an event waiting for the one connection just as the event holding it is answered,
+    twelve times: whichever the service sees first, the waiting call ends cancelled (or, handed the connection
+    first, delivered), never with an error of its own (the answer's give-back may take the cancelled waiter
+    out of the queue before the waiter runs its own cancellation); the connection serves the next call."""
+    app, stub = await start_service(pool_size=1)
+    in_flight = lambda: app.metrics.registry.get_sample_value("kameleoon_events_in_flight")  # noqa: E731
+    rpc_lines = lambda: [line for line in log_lines() if line["event"] == "rpc"]  # noqa: E731
+    for round_ in range(12):
+        release = asyncio.Event()
+        sink.default = Reply(hold=release)
+        first = asyncio.ensure_future(stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(f"r{round_}-a").event_json), timeout=20))
+        await eventually(lambda: in_flight() == 1, what="the first event holding the connection")
+        waiting = stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(f"r{round_}-b").event_json), timeout=20)
+        await eventually(lambda: in_flight() == 2, what="the second event waiting for it")
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        release.set()
+        assert (await first).results[0].http_status == 200
+        await eventually(lambda: len(rpc_lines()) == 2 * (round_ + 1) and in_flight() == 0, what="both calls' lines")
+    assert not [line for line in log_lines() if line["event"] == "rpc failed"]
+    assert {line["code"] for line in rpc_lines()} <= {"OK", "CANCELLED"}
+    sink.default = Reply()
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event("r-last").event_json), timeout=20)
+    assert response.results[0].http_status == 200

@@ -276,6 +276,40 @@ async def test_max_pending_refuses_with_resource_exhausted(queued, sink):
     assert (await stub.Send(request, timeout=10)).results[0].http_status == 200
 
 
+async def test_a_queued_batch_is_committed_in_one_transaction(queued, sink, log_lines):
+    """A batch's queued events are stored together or not at all: three past a limit of two are all refused
+    (one at a time, the first two would fit), each with its own line naming the method; two fit."""
+    sink.default = Reply(status=503)  # nothing leaves the outbox during the test
+    app, stub, admin = await queued(outbox_max_pending=2)
+    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(f"t-{i}") for i in range(3)]), timeout=10)
+    assert [r.status.code for r in batch.responses] == [grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]] * 3
+    failed = [line for line in log_lines() if line["event"] == "event failed"]
+    assert [(line["method"], line["message_id"], line["code"]) for line in failed] == [
+        ("SendBatch", f"t-{i}", "RESOURCE_EXHAUSTED") for i in range(3)
+    ]
+    assert (await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)).pending == 0
+    fits = await stub.SendBatch(pb.SendBatchRequest(requests=[track("t-0"), track("t-1")]), timeout=10)
+    assert [r.results[0].queued for r in fits.responses] == [True, True]
+
+
+async def test_queued_page_events_without_a_messageid_are_each_stored(queued, sink):
+    """No messageId, no idempotency key: every such event is stored and delivered, none a duplicate;
+    a stream's events take the server's default mode (queued here)."""
+    app, stub, admin = await queued()
+    first = await stub.PageEvent(pb.PageEventRequest(settings=SETTINGS, timestamp=TS, name="Home"), timeout=10)
+    second = await stub.PageEvent(pb.PageEventRequest(settings=SETTINGS, timestamp=TS, name="Home"), timeout=10)
+    assert (first.queued, first.duplicate, second.queued, second.duplicate) == (True, False, True, False)
+    assert first.outbox_id and second.outbox_id and first.outbox_id != second.outbox_id
+
+    async def requests():
+        yield track("stream-1")
+
+    [streamed] = [r async for r in stub.SendStream(requests(), timeout=10)]
+    assert (streamed.results[0].queued, streamed.results[0].http_status) == (True, 0)
+    await until(lambda: len(sink.accepted()) == 3)
+    assert sorted(r.json().get("messageId", "") for r in sink.accepted()) == ["", "", "stream-1"]
+
+
 @BOTH_STORES
 async def test_a_messageid_is_taken_once_for_queued_and_sync_calls(queued, sink):
     app, stub, admin = await queued()

@@ -35,6 +35,10 @@ async def test_spans_and_log_trace_ids(sink, restore_logging):
             await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=5)
     finally:
         await app.stop(0)
+    # Traced, the POSTs go through the session: each with the event's body (and the credential check without one).
+    first, second, check = sink.received
+    assert (first.method, second.method, check.method) == ("POST", "POST", "GET")
+    assert first.json()["messageId"] == "t-1" and second.body == first.body and check.body == ""
     spans = exporter.get_finished_spans()
     servers = [s for s in spans if s.name.endswith("/LogEvent")]
     assert len(servers) == 1

@@ -19,7 +19,8 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.outbox import create
-from service.outbox.base import TAKEN
+from service.idempotency import RESERVE_MARGIN_S
+from service.outbox.base import BUSY, TAKEN
 from service.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE
 from tests.test_queued import track as raw_track
@@ -185,16 +186,164 @@ async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_
         batch = pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held"), raw_track("free")])
         queued = asyncio.ensure_future(two.SendBatch(batch, timeout=30))
         await until(lambda: waiting(log_lines) == 1)
+        [wait] = [line for line in log_lines() if line["event"] == "waiting for another delivery of this messageId"]
+        assert (wait["message_id"], wait["held_until"]) == ("held", round(first_until, 3))
         # The holder's clock reaches first_until: its reservation is over, and a next post takes the key.
         second = await holder.reserve(key, now=first_until, window_s=window, until=first_until + 60)
         assert second.state == TAKEN
         held, free = (await queued).responses
-        assert held.status.code == grpc.StatusCode.UNAVAILABLE.value[0] and "held" in held.status.message
+        assert held.status.code == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert held.status.message == ("messageId 'held' is being delivered synchronously by another process "
+                                       "and its outcome is not known yet: nothing was queued, retry later")
         assert free.status.code == 0 and free.results[0].queued
         await until(lambda: answered(sink) == {"free": [200]})
         assert await holder.unreserve(key, second.token, now=time.time())
         [again] = (await two.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[raw_track("held")]), timeout=30)).responses
         assert again.results[0].queued and again.results[0].outbox_id
         await until(lambda: answered(sink) == {"free": [200], "held": [200]})
+    finally:
+        await holder.close()
+
+
+# -- one replica on a SQLite outbox: what a synchronous delivery under a reservation counts, refuses and settles
+
+
+@pytest.fixture
+async def one_replica(start_service, tmp_path):
+    """Start one sync service on a SQLite outbox in tmp_path, one HTTP attempt per call (timeout_s 10: a
+    reservation without a nearer deadline lasts 10 + 5 s); returns (app, stub, the outbox's URL)."""
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+
+    async def start(**overrides):
+        settings = dict(outbox=url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1, timeout_s=10.0,
+                        retry_max_backoff_s=0.05, **overrides)
+        return (*await start_service(**settings), url)
+
+    return start
+
+
+async def failure(stub, request, timeout: float) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(request, timeout=timeout)
+    return raised.value
+
+
+async def test_sync_deliveries_on_an_outbox_are_counted_refused_past_the_limit_and_their_keys_settled(one_replica, sink):
+    """Each post under a reservation counts once in kameleoon_events_in_flight while it is in flight; one past
+    KAMELEOON_MAX_IN_FLIGHT is refused with nothing sent and its key freed at once (a retry posts it, without
+    sitting out the reservation); a delivered one is a duplicate afterwards, counted under its action."""
+    app, stub, _ = await one_replica(max_in_flight=2)
+    sample = app.metrics.registry.get_sample_value
+    release = asyncio.Event()
+    sink.default = Reply(hold=release)
+    posting = [asyncio.ensure_future(call(stub, track(f"busy-{n}"))) for n in range(2)]
+    await until(lambda: len(sink.received) == 2 or any(answer.done() for answer in posting))
+    assert not any(answer.done() for answer in posting), [answer.result() for answer in posting if answer.done()]
+    assert sample("kameleoon_events_in_flight") == 2
+    refused = await failure(stub, track("over"), timeout=5)
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused
+    assert refused.details().startswith("2 events are being delivered already (KAMELEOON_MAX_IN_FLIGHT)")
+    assert len(sink.received) == 2
+    release.set()
+    assert [(done.http_status, done.duplicate) for done in await asyncio.gather(*posting)] == [(200, False)] * 2
+    assert sample("kameleoon_events_in_flight") == 0
+    sink.default = Reply()
+    # Its key was freed when it was refused: posted now (a reservation left behind would hold it 5 + 5 s).
+    again = await stub.LogEvent(track("over"), timeout=5)
+    assert (again.http_status, again.duplicate) == (200, False)
+    repeated = await stub.LogEvent(track("busy-0"), timeout=5)
+    assert (repeated.http_status, repeated.duplicate) == (0, True)
+    assert sample("kameleoon_duplicates_total", {"action": "logEvent"}) == 1
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "200"}) == 3
+    posted = [r.json()["messageId"] for r in sink.received]
+    assert sorted(posted[:2]) == ["busy-0", "busy-1"] and posted[2:] == ["over"]
+
+
+async def test_a_failed_or_timed_out_sync_delivery_on_an_outbox_frees_its_messageid(one_replica, sink, log_lines):
+    """A post that failed (HTTP 500), then one cut off by the caller's deadline (the service's own
+    DEADLINE_EXCEEDED, the attempt's timeout shortened to it: the stand-in sees the request abandoned): each
+    frees the key at once, so the next call posts the event again and the last, delivered, takes it."""
+    app, stub, _ = await one_replica()
+    sink.script.append(Reply(status=500))
+    failed = await failure(stub, track("again"), timeout=5)
+    assert failed.code() == grpc.StatusCode.UNAVAILABLE and "HTTP 500" in failed.details()
+    sink.script.append(Reply(hold=asyncio.Event()))  # never answered
+    late = await failure(stub, track("again"), timeout=1)
+    assert late.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The service's own answer, read on its side (not gRPC's cancellation, which its line would call CANCELLED).
+    await until(lambda: [line for line in log_lines() if line.get("code") in ("DEADLINE_EXCEEDED", "CANCELLED")])
+    [line] = [line for line in log_lines() if line.get("code") in ("DEADLINE_EXCEEDED", "CANCELLED")]
+    assert (line["method"], line["message_id"], line["code"]) == ("LogEvent", "again", "DEADLINE_EXCEEDED")
+    assert line.get("error") == "the call's deadline passed while Kameleoon was answering (attempt 1)"
+    await until(lambda: sink.received[1].abandoned is not None)
+    done = await stub.LogEvent(track("again"), timeout=5)
+    assert (done.http_status, done.duplicate) == (200, False)
+    assert (await stub.LogEvent(track("again"), timeout=5)).duplicate
+    assert [r.status for r in sink.received] == [500, None, 200]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "500"}) == 1
+    assert sample("kameleoon_duplicates_total", {"action": "logEvent"}) == 1
+
+
+async def test_a_reservation_lasts_the_callers_deadline_and_the_margin(one_replica, sink):
+    """A post under a deadline nearer than its longest (10 s here) reserves its key until that deadline plus
+    RESERVE_MARGIN_S: read from the store by a third party while the post is in flight. The bounds are
+    the arithmetic of the call's own deadline (0.6 s from its start), not a measured duration."""
+    app, stub, url = await one_replica()
+    sink.default = Reply(hold=asyncio.Event())
+    holder = create(url)
+    await holder.open()
+    try:
+        started = time.time()
+        first = asyncio.ensure_future(call(stub, track("hold"), timeout=0.6))
+        await until(lambda: len(sink.received) == 1)
+        posted = time.time()  # the server received the call (and its deadline began) before this
+        key = f"{SITECODE}\x1flogEvent\x1fhold"
+        found = await holder.reserve(key, now=time.time(), window_s=86400.0, until=time.time() + 60)
+        assert found.state == BUSY, found
+        assert started + RESERVE_MARGIN_S <= found.until <= posted + 0.6 + RESERVE_MARGIN_S, (found.until - started)
+        assert await first == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await holder.close()
+
+
+async def test_a_sync_call_waiting_for_another_process_logs_its_messageid_and_takes_the_outcome(one_replica, sink, log_lines):
+    """A raw event whose key another process holds (a subscription name with a space, a messageId with the
+    key's separator in it): the waiting line names the messageId as sent, and once the holder delivered
+    it, the call (its deadline under a second away) answers duplicate, nothing posted."""
+    app, stub, url = await one_replica()
+    holder = create(url)
+    await holder.open()
+    try:
+        message_id = "odd\x1fid two"
+        key = f"{SITECODE}\x1fTrack Calls\x1f{message_id}"
+        assert (await holder.reserve(key, now=time.time(), window_s=86400.0, until=time.time() + 60)).state == TAKEN
+        waiting_call = asyncio.ensure_future(stub.Send(raw_track(message_id), timeout=1))
+        await until(lambda: waiting(log_lines) == 1)
+        [line] = [line for line in log_lines() if line["event"] == "waiting for another delivery of this messageId"]
+        assert line["message_id"] == message_id
+        await holder.remember(key, now=time.time())
+        [(done)] = (await waiting_call).results
+        assert (done.duplicate, done.http_status) == (True, 0)
+        assert sink.received == []
+    finally:
+        await holder.close()
+
+
+async def test_a_queued_event_meeting_a_reservation_that_runs_out_is_queued_once_it_has(one_replica, sink, log_lines):
+    """A reservation (1 s) left by a holder that never settles it: a queued call meeting it keeps looking
+    until a little past its end (POLL_MAX_S), so it finds the key free and stores the event."""
+    app, stub, url = await one_replica()
+    holder = create(url)
+    await holder.open()
+    try:
+        key = f"{SITECODE}\x1fTrack Calls\x1fsoon"
+        assert (await holder.reserve(key, now=time.time(), window_s=86400.0, until=time.time() + 1)).state == TAKEN
+        request = raw_track("soon")
+        request.delivery = QUEUED
+        done = await stub.Send(request, timeout=30)
+        assert waiting(log_lines) == 1, "the call met the reservation"
+        assert done.results[0].queued and done.results[0].outbox_id
+        await until(lambda: answered(sink) == {"soon": [200]})
     finally:
         await holder.close()
