@@ -167,7 +167,7 @@ async def test_its_location_is_the_url_of_its_file_and_its_threads_are_named(tmp
     try:
         await store.stats(now=T0)
         names = {thread.name.rsplit("_", 1)[0] for thread in threading.enumerate()}
-        assert {"outbox-write", "outbox-read"} <= names  # what py-spy and faulthandler show
+        assert {"outbox-write", "outbox-read"} <= names  # what py-spy and a debugger show
     finally:
         await store.close()
 
