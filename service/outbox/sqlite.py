@@ -211,6 +211,7 @@ class SqliteOutbox(Outbox):
             if conn is not None:
                 await loop.run_in_executor(executor, conn.close)
             executor.shutdown(wait=True)
+        self._write = self._read = None  # a read after close is refused as closed, as a write is
 
     # -- the writer: group commit ----------------------------------------------
 
@@ -603,10 +604,12 @@ def _changes(conn: sqlite3.Connection, statement: Callable[[], object]) -> int:
 
 
 def _int(text: str) -> int:
+    """An id or a token as SQLite stores it; -1 (no row has it) for text that is none, or out of INTEGER's range."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        return -1  # no row has it
+        return -1
+    return value if -(2**63) <= value < 2**63 else -1
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list]:
