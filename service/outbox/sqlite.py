@@ -58,6 +58,7 @@ from service.outbox.base import (
     Reservation,
     Retry,
     Stats,
+    page_after,
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -476,7 +477,7 @@ class SqliteOutbox(Outbox):
         clause, params = _where(where)
         if cursor:
             clause += " AND id > ?"
-            params.append(_int(cursor))
+            params.append(page_after(cursor))
 
         def run(conn: sqlite3.Connection):
             rows = conn.execute(

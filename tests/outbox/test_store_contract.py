@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from service.errors import OutboxFull, OutboxUnavailable
+from service.errors import InvalidArgument, OutboxFull, OutboxUnavailable
 from service.outbox.base import BUSY, DELIVERED, TAKEN, Dead, DeadLetterFilter, NewEvent, Retry
 
 T0 = 1_800_000_000.0
@@ -490,3 +490,20 @@ async def test_dead_letter_ids_no_store_could_hold_match_nothing(store_factory):
     assert await store.purge_dead_letters(DeadLetterFilter(ids=huge)) == 0
     assert await store.retry_dead_letters(DeadLetterFilter(ids=huge), now=T0, window_s=WINDOW) == 0
     assert not await store.unreserve(KEY, "9223372036854775808", now=T0)
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", " 2", "²", str(2**63)])
+async def test_a_cursor_no_page_gave_is_refused_naming_the_page_token(store_factory, cursor):
+    """Read as "from the start" or "past the end", a cursor the store never gave would list the wrong
+    letters without a word: it is the caller's mistake, named as the request's page_token."""
+    store = await store_factory()
+    await put(store, [event(n) for n in range(2)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
+    with pytest.raises(InvalidArgument) as refused:
+        await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
+    assert refused.value.field == "page_token"
+    assert str(refused.value) == "page_token is not one a page of dead letters gave: pass next_page_token as it came"
+    first, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=1)
+    second, _ = await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
+    assert [d.message_id for d in first + second] == ["m-0", "m-1"]
