@@ -31,8 +31,13 @@ proto: install
 proto-check: install
 	$(PY) -m tools.gen_proto --check
 
+# The suite in TEST_WORKERS processes (pytest-xdist; 0: all in this one). Most of a test's time is
+# waiting on subprocesses, servers and the stand-in, time another worker uses; each worker has its own
+# PostgreSQL server (tests/outbox/pg.py). Not in pyproject's addopts: make mutate runs pytest without it.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: install
 	$(BIN)/kameleoon-destination demo

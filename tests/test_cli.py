@@ -36,9 +36,36 @@ async def start(*args: str, env: dict | None = None) -> asyncio.subprocess.Proce
     )
 
 
+# While the process starts, each refused connection makes gRPC wait before trying again: 1 s, then
+# 1.6 times longer each time (its defaults), so a service ready after 2.7 s was seen at 4.7 s. The
+# wait for it retries every 50-100 ms instead.
+QUICK_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
+                   ("grpc.max_reconnect_backoff_ms", 100))
+
+
 async def wait_serving(port: int) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=QUICK_RECONNECT) as channel:
         await asyncio.wait_for(channel.channel_ready(), 20)
+
+
+async def wait_workers_serving(process: asyncio.subprocess.Process, workers: int) -> list[str]:
+    """Read ``process``'s stderr until each of its ``workers`` logged "serving" (JSON logs); the lines read.
+
+    ``wait_serving`` returns once one worker listens: a test that needs every worker to answer
+    waits for this too, so that the kernel has them all to choose from."""
+    lines: list[str] = []
+    serving: set = set()
+
+    async def read() -> None:
+        while len(serving) < workers:
+            line = await process.stderr.readline()
+            assert line, "the process ended before its workers were serving:\n" + "".join(lines)
+            lines.append(line.decode(errors="replace"))
+            if line.startswith(b"{") and json.loads(line).get("event") == "serving":
+                serving.add(json.loads(line).get("worker"))
+
+    await asyncio.wait_for(read(), 30)
+    return lines
 
 
 @pytest.mark.parametrize(
@@ -158,6 +185,7 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sink):
     process = await start("serve", "--listen", f"127.0.0.1:{port}", env=env)
     try:
         await wait_serving(port)
+        early = await wait_workers_serving(process, 2)
         workers_seen = set()
         for i in range(40):
             # a fresh connection each time, so the kernel can pick either worker
@@ -169,7 +197,7 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sink):
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0
-        for line in err.decode().splitlines():
+        for line in ("".join(early) + err.decode()).splitlines():
             if line.startswith("{") and json.loads(line).get("event") == "rpc":
                 workers_seen.add(json.loads(line)["worker"])
         assert workers_seen == {0, 1}

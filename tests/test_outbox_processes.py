@@ -25,7 +25,7 @@ from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.outbox.sqlite import SqliteOutbox
 from service.sink import Reply
 from tests.conftest import API_KEY, SITECODE
-from tests.test_cli import SCRIPT, free_port, wait_serving
+from tests.test_cli import SCRIPT, free_port, wait_serving, wait_workers_serving
 from tests.test_queued import delivered_ids, track, until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SCRIPT), reason="console script is installed by `make install`")
@@ -176,6 +176,7 @@ async def test_two_workers_share_the_file_and_the_idempotency_window(sink, tmp_p
     port = free_port()
     process = await serve(port, service_env(sink, db, KAMELEOON_WORKERS=2, KAMELEOON_OUTBOX_CONCURRENCY=8))
     try:
+        early = await wait_workers_serving(process, 2)
         answers = []
         for i in range(20):  # a fresh connection each time, so the kernel picks either worker
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=(("grpc.use_local_subchannel_pool", 1),)) as channel:
@@ -188,7 +189,7 @@ async def test_two_workers_share_the_file_and_the_idempotency_window(sink, tmp_p
         await until(lambda: len(sink.accepted()) == 101)
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
-        err = await finish(process)
+        err = "".join(early) + await finish(process)
     finally:
         await finish(process)
     assert sorted(set(delivered_ids(sink))) == sorted(delivered_ids(sink))  # each once

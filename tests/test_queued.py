@@ -18,7 +18,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.outbox.deliverer import CIRCUIT_THRESHOLD
 from service.sink import Reply
-from tests.conftest import API_KEY, SETTINGS, SITECODE, patience
+from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, patience
 
 QUEUED, SYNC = pb.DELIVERY_MODE_QUEUED, pb.DELIVERY_MODE_SYNC
 TS = "2024-01-01T00:00:00Z"
@@ -211,6 +211,9 @@ async def test_dead_letters_page_filter_and_purge(queued, sink):
     first = await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=4), timeout=5)
     second = await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=4, page_token=first.next_page_token), timeout=5)
     assert (len(first.dead_letters), len(second.dead_letters), second.next_page_token) == (4, 2, "")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await admin.ListDeadLetters(pb.ListDeadLettersRequest(page_size=4, page_token="not-a-token"), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_field(refused.value) == "page_token"
     pages = await admin.ListDeadLetters(pb.ListDeadLettersRequest(filter=pb.DeadLetterFilter(action="page")), timeout=5)
     assert [d.message_id for d in pages.dead_letters] == ["p-page"]
     none = await admin.ListDeadLetters(pb.ListDeadLettersRequest(filter=pb.DeadLetterFilter(http_status=503)), timeout=5)

@@ -76,6 +76,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from service.errors import InvalidArgument
+
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -321,6 +323,15 @@ class Outbox(abc.ABC):
         """Take ``key`` at ``now``: a synchronous delivery succeeded (its reservation, if any, ends here)."""
 
 
+def page_after(cursor: str) -> int:
+    """The dead letter id a paging cursor stands for (both stores page by their integer ids). A cursor
+    no page gave is the caller's mistake, refused naming the request's page_token: read as "from the
+    start" or "past the end" it would list the wrong letters without a word."""
+    if cursor.isascii() and cursor.isdigit() and int(cursor) < 2**63:
+        return int(cursor)
+    raise InvalidArgument("page_token is not one a page of dead letters gave: pass next_page_token as it came", field="page_token")
+
+
 __all__ = [
     "Accepted",
     "ActionStats",
@@ -336,4 +347,6 @@ __all__ = [
     "Retry",
     "Stats",
     "TAKEN",
+    "page_after",
 ]
+

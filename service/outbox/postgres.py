@@ -90,6 +90,7 @@ from service.outbox.base import (
     Reservation,
     Retry,
     Stats,
+    page_after,
 )
 
 log = structlog.get_logger("kameleoon.outbox")
@@ -641,8 +642,7 @@ class PostgresOutbox(Outbox):
         params: list = []
         clause = _where(where, params)
         if cursor:
-            after = _int(cursor)
-            params.append(after if after is not None else 2**63 - 1)
+            params.append(page_after(cursor))
             clause += f" AND id > ${len(params)}::bigint"
         params.append(limit + 1)
         rows = await self._call(

@@ -58,6 +58,7 @@ from service.outbox.base import (
     Reservation,
     Retry,
     Stats,
+    page_after,
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -211,6 +212,7 @@ class SqliteOutbox(Outbox):
             if conn is not None:
                 await loop.run_in_executor(executor, conn.close)
             executor.shutdown(wait=True)
+        self._write = self._read = None  # a read after close is refused as closed, as a write is
 
     # -- the writer: group commit ----------------------------------------------
 
@@ -475,7 +477,7 @@ class SqliteOutbox(Outbox):
         clause, params = _where(where)
         if cursor:
             clause += " AND id > ?"
-            params.append(_int(cursor))
+            params.append(page_after(cursor))
 
         def run(conn: sqlite3.Connection):
             rows = conn.execute(
@@ -603,10 +605,12 @@ def _changes(conn: sqlite3.Connection, statement: Callable[[], object]) -> int:
 
 
 def _int(text: str) -> int:
+    """An id or a token as SQLite stores it; -1 (no row has it) for text that is none, or out of INTEGER's range."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        return -1  # no row has it
+        return -1
+    return value if -(2**63) <= value < 2**63 else -1
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list]:

@@ -1,4 +1,4 @@
-"""PostgreSQL for the tests: one throwaway server per session, a fresh database per test.
+"""PostgreSQL for the tests: one throwaway server per session (per worker of ``make test``), a fresh database per test.
 
 The server comes from tools/postgres_server.py (initdb + pg_ctl from the
 machine's binaries, as user postgres when root). Without binaries, tests that

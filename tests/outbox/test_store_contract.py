@@ -6,10 +6,11 @@ Times are passed in (``now=``), so nothing here waits on a clock.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
-from service.errors import OutboxFull
+from service.errors import InvalidArgument, OutboxFull, OutboxUnavailable
 from service.outbox.base import BUSY, DELIVERED, TAKEN, Dead, DeadLetterFilter, NewEvent, Retry
 
 T0 = 1_800_000_000.0
@@ -393,32 +394,116 @@ async def test_many_concurrent_enqueues_all_commit(store_factory):
     assert (await (await store_factory()).stats(now=T0)).pending == 600
 
 
-async def test_expired_and_retried_dead_letters_leave_and_rejoin_the_pending_count(store_factory):
-    """max_pending counts what is not delivered: dead letters made by expiry leave it, retried ones come back."""
+# -- what the counts, the pages and the routes say exactly --------------------------------
+
+
+async def test_a_claim_and_a_dead_letter_keep_the_route_apart_from_the_action(store_factory):
+    """A raw event's route is its subscription's name, not its action: the deliverer labels metrics with it."""
+    store = await store_factory()
+    await put(store, [event(1, route="my-subscription")])
+    [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
+    assert (claimed.action, claimed.route) == ("logEvent", "my-subscription")
+    await store.mark_dead([Dead(claimed.id, claimed.lease, 400, "x")], now=T0 + 1)
+    [letter], _ = await store.list_dead_letters(DeadLetterFilter(), limit=10)
+    assert (letter.action, letter.route) == ("logEvent", "my-subscription")
+
+
+async def test_expired_and_retried_dead_letters_keep_the_undelivered_count_right(store_factory):
+    """KAMELEOON_OUTBOX_MAX_PENDING counts undelivered events: an expired one leaves it, a retried letter joins it."""
     store = await store_factory()
     await put(store, [event(1), event(2)], window=100)
-    assert len(await store.expire(now=T0 + 100, limit=10)) == 2
-    assert all(a.id for a in await put(store, [event(3), event(4)], now=T0 + 100, max_pending=2))
-    assert await store.retry_dead_letters(DeadLetterFilter(), now=T0 + 101, window_s=WINDOW) == 2
+    assert len(await store.expire(now=T0 + 100, limit=100)) == 2
+    # Both gone from the queue: two more fit under a limit of 2 (with the expired ones still counted, none would).
+    accepted = await put(store, [event(3), event(4)], now=T0 + 100, max_pending=2)
+    assert all(a.id for a in accepted)
     with pytest.raises(OutboxFull):
+        await put(store, [event(5)], now=T0 + 100, max_pending=2)
+    assert await store.retry_dead_letters(DeadLetterFilter(), now=T0 + 101, window_s=WINDOW) == 2
+    # Four undelivered now: a fifth passes a limit of 4, fits under 5.
+    with pytest.raises(OutboxFull, match=r"^the outbox holds 4 undelivered events; 1 more would pass KAMELEOON_OUTBOX_MAX_PENDING\b.*: retry later$"):
         await put(store, [event(5)], now=T0 + 101, max_pending=4)
     assert (await put(store, [event(5)], now=T0 + 101, max_pending=5))[0].id
 
 
-async def test_an_exact_page_of_dead_letters_has_no_next_page(store_factory):
+async def test_stats_of_an_empty_store_and_of_events_in_flight_under_several_actions(store_factory):
     store = await store_factory()
-    await put(store, [event(n) for n in range(3)])
+    empty = await store.stats(now=T0)
+    assert (empty.pending, empty.in_flight, empty.dead, empty.oldest_pending_age_s, empty.by_action) == (0, 0, 0, 0.0, {})
+    await put(store, [event(1), event(2, "identify"), event(3, "page")])
+    assert (await store.stats(now=T0)).oldest_pending_age_s == 0.0  # accepted this very moment
+    assert (await store.stats(now=T0 + 0.5)).oldest_pending_age_s == 0.5
+    await put(store, [event(4)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(claimed[-1].id, claimed[-1].lease, 400, "x")], now=T0)
+    stats = await store.stats(now=T0 + 1)
+    assert (stats.pending, stats.in_flight, stats.dead) == (0, 3, 1)  # summed over the three actions
+    logged = stats.by_action["logEvent"]
+    assert (logged.pending, logged.in_flight, logged.dead) == (0, 1, 1)  # one in flight, one dead letter
+
+
+async def test_the_last_page_of_dead_letters_has_no_cursor_when_it_is_full(store_factory):
+    store = await store_factory()
+    await put(store, [event(n) for n in range(4)])
     claimed = await store.claim(10, now=T0, lease_s=LEASE)
     await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
-    page, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=3)
-    assert (len(page), cursor) == (3, None)
+    first, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=2)
+    second, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=2, cursor=cursor)
+    assert [d.message_id for d in first + second] == ["m-0", "m-1", "m-2", "m-3"]
+    assert cursor is None  # exactly two were left: no third page
+    every, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=4)
+    assert len(every) == 4 and cursor is None
 
 
-async def test_marks_of_nothing_change_nothing_and_stats_add_up_over_actions(store_factory):
+async def test_marks_of_nothing_change_nothing(store_factory):
     store = await store_factory()
-    for mark in (store.mark_delivered, store.mark_retry, store.mark_dead, store.release):
-        assert await mark([], now=T0) == 0
-    await put(store, [event(1, "page"), event(2), event(3, "identify")])
-    await store.claim(10, now=T0, lease_s=LEASE)
-    stats = await store.stats(now=T0 + 1)
-    assert (stats.pending, stats.in_flight) == (0, 3)
+    await put(store, [event(1)])
+    assert await store.mark_delivered([], now=T0) == 0
+    assert await store.mark_retry([], now=T0) == 0
+    assert await store.mark_dead([], now=T0) == 0
+    assert await store.release([], now=T0) == 0
+    assert (await store.stats(now=T0)).pending == 1
+
+
+async def test_a_closed_store_refuses_reads_and_writes_naming_itself(store_factory):
+    store = await store_factory()
+    await put(store, [event(1)])
+    await store.close()
+    closed = f"^the outbox {re.escape(getattr(store, 'path', store.location))} is closed$"  # its file, or its URL without password
+    with pytest.raises(OutboxUnavailable, match=closed):
+        await store.stats(now=T0)
+    with pytest.raises(OutboxUnavailable, match=closed):
+        await put(store, [event(2)])
+    with pytest.raises(OutboxUnavailable, match="is closed"):
+        await store.claim(1, now=T0, lease_s=LEASE)
+    await store.close()  # twice is harmless
+
+
+async def test_dead_letter_ids_no_store_could_hold_match_nothing(store_factory):
+    """Ids come from an operator's command line: one out of any integer column's range is no error, it matches nothing."""
+    store = await store_factory()
+    await put(store, [event(1)])
+    [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(claimed.id, claimed.lease, 400, "x")], now=T0)
+    huge = ("9223372036854775808", "-9223372036854775809", "99999999999999999999", "not-an-id")  # 2**63, -2**63 - 1
+    letters, _ = await store.list_dead_letters(DeadLetterFilter(ids=(*huge, claimed.id)), limit=10)
+    assert [d.id for d in letters] == [claimed.id]
+    assert await store.purge_dead_letters(DeadLetterFilter(ids=huge)) == 0
+    assert await store.retry_dead_letters(DeadLetterFilter(ids=huge), now=T0, window_s=WINDOW) == 0
+    assert not await store.unreserve(KEY, "9223372036854775808", now=T0)
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", " 2", "²", str(2**63)])
+async def test_a_cursor_no_page_gave_is_refused_naming_the_page_token(store_factory, cursor):
+    """Read as "from the start" or "past the end", a cursor the store never gave would list the wrong
+    letters without a word: it is the caller's mistake, named as the request's page_token."""
+    store = await store_factory()
+    await put(store, [event(n) for n in range(2)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
+    with pytest.raises(InvalidArgument) as refused:
+        await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
+    assert refused.value.field == "page_token"
+    assert str(refused.value) == "page_token is not one a page of dead letters gave: pass next_page_token as it came"
+    first, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=1)
+    second, _ = await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
+    assert [d.message_id for d in first + second] == ["m-0", "m-1"]
