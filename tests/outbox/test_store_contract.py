@@ -507,3 +507,4 @@ async def test_a_cursor_no_page_gave_is_refused_naming_the_page_token(store_fact
     first, cursor = await store.list_dead_letters(DeadLetterFilter(), limit=1)
     second, _ = await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
     assert [d.message_id for d in first + second] == ["m-0", "m-1"]
+    assert await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=str(2**63 - 1)) == ([], None)  # the largest id
