@@ -28,3 +28,8 @@ def test_every_field_at_fault_is_named_in_order_with_its_value_cut_to_64_charact
 def test_a_coerced_date_time_is_cut_to_64_characters_too():
     error = refusal({"type": "track", "messageId": "m-1", "timestamp": ["y" * 70]})  # coerced as JavaScript's String() does
     assert str(error) == f"invalid event: timestamp must be an RFC 3339 date-time, got {'y' * 64!r}"
+
+
+def test_an_empty_string_where_an_object_goes_is_dropped_as_empty_not_refused():
+    payload = {"type": "track", "messageId": "m-1", "timestamp": "2024-03-15T12:34:56.789Z", "properties": "", "context": None}
+    assert LOG_EVENT.validator(payload) == {"type": "track", "messageId": "m-1", "timestamp": "2024-03-15T12:34:56.789Z"}
