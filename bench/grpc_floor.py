@@ -10,8 +10,9 @@ Send with an empty message (valid: every field is optional) and prints
 SendStream, first POSTs a body with aiohttp (the HTTP floor's session, bodies
 and header lines) to URL, on the same uvloop, then answers: grpc.aio and aiohttp
 in one process, doing nothing else. A stream's POSTs run as the service runs
-them: up to 64 (the default stream window) in flight, answered in order. On this host that costs more than the two
-floors measured apart (they contend for the same event loop, caches and cores).
+them: up to the service's default stream window in flight, answered in order.
+On this host that costs more than the two floors measured apart (they contend
+for the same event loop, caches and cores).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import sys
 import grpc
 
 from bench.common import run, until_stopped
+from service.config import Config
 
 SERVICE = "kameleoon.destination.v1.KameleoonDestination"
 METHODS = ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent", "Send")
-WINDOW = 64  # the service's default KAMELEOON_STREAM_WINDOW
+WINDOW = Config.stream_window  # the service's default KAMELEOON_STREAM_WINDOW
 
 
 async def serve(post_url: str | None, events_file: str | None) -> None:

@@ -341,7 +341,7 @@ def markdown(report: dict) -> str:
               f"run, at concurrency c. Floors: gRPC {_num(fl.get('grpc'))}, HTTP {_num(fl.get('http'))}, sum {_num(fl.get('sum'))} us/event. "
               "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime. One-process "
               "floor: grpc.aio and aiohttp in one process doing nothing else (unary modes against its Send, SendStream against "
-              "its stream, up to 64 messages in flight as the service has them); on a shared host it costs more than the two floors apart. "
+              "its stream, with as many messages in flight as the service's default window); on a shared host it costs more than the two floors apart. "
               "Its 'this / baseline' is what grpc.aio and aiohttp alone cost against the baseline's same mode: "
               "no change of ours can bring a mode below it."]
 
