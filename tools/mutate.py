@@ -25,6 +25,8 @@ from collections import Counter
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
 REPORT = MUTANTS / "report.json"
+# Verdicts that count as caught: a mutant whose tests hang was stopped because they ran (see tests/MUTANTS.md).
+CAUGHT = ("killed", "timeout")
 
 
 def run(modules: list[str], workers: int, names: list[str]) -> None:
@@ -81,13 +83,13 @@ def report(found: dict[str, dict[str, str]]) -> dict:
         counts = Counter(statuses.values())
         total.update(counts)
         summary["modules"][module] = _line(module, counts)
-        summary["survived"] += sorted(name for name, status in statuses.items() if status not in ("killed", "timeout"))
+        summary["survived"] += sorted(name for name, status in statuses.items() if status not in CAUGHT)
     summary["total"] = _line("all", total)
     if summary["survived"]:
         print("\nNot killed (see each with `.venv/bin/mutmut show NAME`; why each is harmless: tests/MUTANTS.md):")
         for module, statuses in found.items():
             for name in sorted(statuses):
-                if statuses[name] not in ("killed", "timeout"):
+                if statuses[name] not in CAUGHT:
                     print(f"  {statuses[name]:10} {name}")
     return summary
 
@@ -95,7 +97,7 @@ def report(found: dict[str, dict[str, str]]) -> dict:
 def _line(label: str, counts: Counter) -> dict:
     """One module's line: a timeout counts as killed (the tests caught a mutant that makes them hang)."""
     mutants = sum(counts.values())
-    killed = counts["killed"] + counts["timeout"]
+    killed = sum(counts[status] for status in CAUGHT)
     score = 100.0 * killed / mutants if mutants else 100.0
     other = mutants - killed - counts["survived"]
     print(f"{label:32} {mutants:8} {killed:8} {counts['survived']:9} {other:6} {score:6.1f}%")
