@@ -349,4 +349,3 @@ __all__ = [
     "TAKEN",
     "page_after",
 ]
-
