@@ -32,7 +32,7 @@ SHOWN_HEADERS = ("authorization", "x-segment-settings", "content-type")
 @dataclass
 class Reply:
     status: int = 200
-    body: str = '{"status":"ok"}'
+    body: str | bytes = '{"status":"ok"}'  # bytes go out as they are (an answer need not be UTF-8)
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False  # close the connection without answering
@@ -159,6 +159,8 @@ class KameleoonSink:
         received.answered = time.monotonic()
         received.status = reply.status
         await self._changed()
+        if isinstance(reply.body, bytes):
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers, content_type="application/json")
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers, content_type="application/json")
 
     def accepted(self) -> list[Received]:

@@ -71,6 +71,26 @@ async def test_persistent_failure_ends_unavailable_after_max_attempts(start_serv
     assert len(sink.received) == 4
 
 
+async def test_an_answer_that_is_not_utf8_is_read_with_replacement_characters(start_service, sink):
+    """Kameleoon's answer (or a proxy's before it) need not be UTF-8: its words reach the caller with
+    U+FFFD where a byte was not, whether it asks for a retry, refuses, or accepts."""
+    _, stub = await start_service(max_attempts=1)
+    sink.script.append(Reply(status=503, body=b"\xffbusy \xe9t\xe9"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "HTTP 503 (Kameleoon answered: \ufffdbusy \ufffdt\ufffd)" in raised.value.details()
+    sink.script.append(Reply(status=400, body=b"\xffrefused"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-2"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().endswith("(HTTP 400): the request was not accepted and will not be retried. Kameleoon answered: \ufffdrefused")
+    sink.script.append(Reply(status=200, body=b"\xff"))
+    response = await stub.LogEvent(track(message_id="m-3"), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 1)
+    assert len(sink.received) == 3
+
+
 @pytest.mark.parametrize(
     "status, code",
     [
