@@ -48,6 +48,7 @@ class Received:
     body: str
     arrived: float = 0.0  # time.monotonic() once the whole request was read
     answered: float | None = None  # time.monotonic() when the sink began its answer
+    header_names: tuple = ()  # every header's name as it came on the wire: its case, in order
     abandoned: float | None = None  # time.monotonic() when the caller closed the connection before an answer
     status: int | None = None  # what the sink answered; None while unanswered, or when the connection was dropped
 
@@ -132,6 +133,7 @@ class KameleoonSink:
             {name.lower(): value for name, value in request.headers.items()},
             body,
             arrived=time.monotonic(),
+            header_names=tuple(name.decode("latin-1") for name, _ in request.raw_headers),
         )
         self.received.append(received)
         self.in_flight += 1
