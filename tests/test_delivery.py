@@ -48,6 +48,22 @@ async def test_retry_after_is_honoured(start_service, sink):
     assert second.arrived - first.answered >= 1
 
 
+async def test_retry_after_as_an_http_date_is_read_against_the_clock(stub, sink):
+    """An HTTP-date already past asks for no wait: the retry goes as the backoff says; one decades
+    ahead is beyond any backoff: the call gives up at once, handing the caller the date's distance."""
+    sink.script.append(Reply(status=503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+    response = await stub.LogEvent(track(), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 2)
+    sink.script.append(Reply(status=503, headers={"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-2"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    info = error_details_pb2.RetryInfo()
+    assert details(raised.value)[0].Unpack(info)
+    assert info.retry_delay.seconds > 50 * 365 * 86400  # 2100, decades ahead of any clock this runs on
+    assert len(sink.received) == 3
+
+
 async def test_retry_after_beyond_backoff_cap_gives_up_with_hint(stub, sink):
     sink.script.append(Reply(status=503, headers={"Retry-After": "120"}))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
