@@ -90,6 +90,11 @@ class KameleoonSink:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def open_connections(self) -> int:
+        """Connections callers hold open to the sink now (kept alive between requests, too)."""
+        return len(self._runner.server.connections) if self._runner is not None and self._runner.server else 0
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(self.path, self._handle)

@@ -484,3 +484,25 @@ async def test_a_timed_out_attempt_leaves_its_task_as_it_found_it(sink):
         with pytest.raises(asyncio.CancelledError):
             await posting
     assert len(sink.received) == 5, "a cancelled post is not retried"
+
+
+async def test_a_client_closes_its_connections_once_and_refuses_posts_before_start(sink):
+    """close() before start() and a second close() do nothing; close() ends the kept-alive connections
+    (the stand-in sees them go); a post before start() is a programming error, said as such."""
+    from service.config import Config
+    from service.credentials import resolve
+    from service.delivery import KameleoonClient
+
+    config = Config(base_url=sink.url, max_attempts=1)
+    creds = resolve(SETTINGS, config)
+    client = KameleoonClient(config)
+    await client.close()
+    with pytest.raises(AssertionError, match=r"^KameleoonClient\.start\(\) was not awaited$"):
+        await client.post(b"{}", creds, action="logEvent")
+    await client.start()
+    assert (await client.post(b"{}", creds, action="logEvent")).http_status == 200
+    assert sink.open_connections == 1, "kept alive after the answer"
+    await client.close()
+    await eventually(lambda: sink.open_connections == 0, what="the stand-in seeing the connection closed")
+    await client.close()
+    assert len(sink.received) == 1
