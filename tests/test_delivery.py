@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import grpc
@@ -505,4 +506,35 @@ async def test_a_client_closes_its_connections_once_and_refuses_posts_before_sta
     await client.close()
     await eventually(lambda: sink.open_connections == 0, what="the stand-in seeing the connection closed")
     await client.close()
+    assert len(sink.received) == 1
+
+
+async def test_a_backoff_overslept_past_the_deadline_ends_the_call_before_another_attempt(sink, restore_logging):
+    """The event loop can wake from a backoff later than asked (here a log write blocks it, as a full
+    pipe would): past the caller's deadline, no attempt starts; the call ends with the count so far."""
+    import time
+
+    import structlog
+
+    from service import logs
+    from service.config import Config
+    from service.credentials import resolve
+    from service.delivery import KameleoonClient
+    from service.errors import DeadlineExceeded
+
+    def blocking_write(logger, method, event_dict):
+        if event_dict["event"] == "attempt failed":
+            time.sleep(0.8)  # the line is written after the decision to retry, before the backoff
+        return event_dict
+
+    logs.configure("debug", "json", stream=io.StringIO())
+    structlog.configure(processors=[blocking_write, *structlog.get_config()["processors"]])
+    config = Config(base_url=sink.url, max_attempts=5, backoff_base_s=0.01)
+    sink.script.append(Reply(status=503))
+    async with KameleoonClient(config) as client:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(DeadlineExceeded) as raised:
+            await client.post(b"{}", resolve(SETTINGS, config), deadline=loop.time() + 0.5, action="logEvent")
+    assert str(raised.value) == "the call's deadline passed after 1 attempt(s)"
+    assert raised.value.attempts == 1
     assert len(sink.received) == 1
