@@ -427,6 +427,21 @@ async def test_a_redirect_on_the_same_origin_is_followed_with_the_same_request(s
     assert second.body == first.body and second.headers == first.headers
 
 
+async def test_no_cookie_is_kept_from_one_answer_to_the_next_request(start_service, sink):
+    """Like Segment's fetch, the client keeps no cookies: a cookie Kameleoon sets on a redirect is not
+    sent with the request the redirect asks for, nor with any later one (a host name, not an IP
+    address: aiohttp's cookie jar would ignore an IP's cookies anyway)."""
+    url = f"http://localhost:{sink.port}{sink.path}"
+    _, stub = await start_service(base_url=url)
+    sink.script.append(Reply(status=307, headers={"Location": url, "Set-Cookie": "session=s1; Path=/"}))
+    await stub.LogEvent(track(message_id="m-c1"), timeout=10)
+    sink.script.append(Reply(headers={"Set-Cookie": "other=s2; Path=/"}))
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=10)
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=10)
+    assert [r.method for r in sink.received] == ["POST", "POST", "GET", "GET"]
+    assert [r.headers.get("cookie") for r in sink.received] == [None] * 4
+
+
 async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
     """308 to another host: the POST follows with its body but without the apiKey's Authorization header."""
     from service.sink import KameleoonSink
