@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 
 import asyncpg
@@ -70,9 +71,14 @@ async def test_a_schema_from_a_newer_release_stops_start_up(postgres_url):
     conn = await asyncpg.connect(postgres_url)
     await conn.execute("INSERT INTO outbox_schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1)
     await conn.close()
+    store = PostgresOutbox(postgres_url)
     with pytest.raises(OutboxOpenError) as raised:
-        await PostgresOutbox(postgres_url).open()
+        await store.open()
     assert "KAMELEOON_OUTBOX=" in str(raised.value) and "newer" in str(raised.value)
+    # What a failed open leaves behind is a closed store: calls refused, close quiet.
+    with pytest.raises(OutboxUnavailable, match=r"^the outbox postgresql://\S+ is closed$"):
+        await store.claim(1, now=T0, lease_s=LEASE)
+    await store.close()
 
 
 async def test_text_from_callers_keeps_every_character(store_factory):
@@ -287,6 +293,12 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
             await until(lambda: any(entry["event"] == "outbox database unreachable" for entry in logs))
         assert "cannot" in str(raised.value) and pg.PASSWORD not in str(raised.value)
         assert pg.PASSWORD not in repr(logs)
+        # The reason is the driver's own error, named by its class: "cannot be ...: SomeError[: its words]".
+        assert re.fullmatch(r"the outbox \S+ cannot be (used|reached): [A-Z]\w*(Error|Exception)(: .+)?", str(raised.value)), raised.value
+        assert "NoneType" not in str(raised.value)
+        [lost] = [entry for entry in logs if entry["event"] == "outbox database unreachable"]
+        assert lost["outbox"] == store.location and re.fullmatch(r"[A-Z]\w*(Error|Exception)(: .+)?", lost["error"]), lost
+        assert "NoneType" not in lost["error"]
     finally:
         await store.close()
 
