@@ -75,7 +75,7 @@ def api_key_entries(api_key: str) -> list[tuple[str, str]]:
         raw = base64.b64decode(text + "=" * (-len(text) % 4))
         decoded = loads("".join(chr(byte & 0x7F) for byte in raw))
     except (binascii.Error, ValueError):
-        raise InvalidArgument("settings.api_key is not base64 of a JSON object", field="settings.api_key") from None
+        raise InvalidArgument("settings.api_key is not base64 of a JSON object") from None
     if not isinstance(decoded, dict):
-        raise InvalidArgument("settings.api_key is not base64 of a JSON object", field="settings.api_key")
+        raise InvalidArgument("settings.api_key is not base64 of a JSON object")
     return [(key, js_string(value)) for key, value in decoded.items()]

@@ -96,7 +96,7 @@ _DELIVERED: dict[tuple[int, int], Delivered] = {}
 
 def _delivered(http_status: int, attempts: int) -> Delivered:
     """Delivered(http_status, attempts), made once per pair (they are immutable)."""
-    found = _DELIVERED.get((http_status, attempts))
+    found = _DELIVERED.get((http_status, attempts))  # pragma: no mutate: a miss makes an equal one again
     if found is None:
         found = _DELIVERED[(http_status, attempts)] = Delivered(http_status, attempts)
     return found
@@ -187,7 +187,9 @@ class KameleoonClient:
         self._connector: aiohttp.TCPConnector | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._config.pool_size, keepalive_timeout=60, ttl_dns_cache=300)
+        # Not mutated (make mutate): the pool's own slots bound the requests in flight, and keep-alive and
+        # DNS cache times show only on a clock (tests/MUTANTS.md).
+        connector = aiohttp.TCPConnector(limit=self._config.pool_size, keepalive_timeout=60, ttl_dns_cache=300)  # pragma: no mutate
         self._connector = connector
         self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._session = aiohttp.ClientSession(
@@ -329,8 +331,9 @@ class KameleoonClient:
         of aiohttp's instructions per request. The request on the wire is the one ClientSession
         sends; a redirect (rare) is followed by ClientSession as before."""
         request = _SegmentRequest(
-            hdrs.METH_POST, url, headers=headers, data=body, loop=self._loop, response_class=aiohttp.ClientResponse,
-            session=self._session,
+            hdrs.METH_POST, url, headers=headers, data=body, response_class=aiohttp.ClientResponse,
+            # As ClientSession passes them; left out or None, aiohttp takes the same (not mutated: tests/MUTANTS.md).
+            loop=self._loop, session=self._session,  # pragma: no mutate
         )
         loop = self._loop
         expiry = _Expiry(asyncio.current_task(loop))

@@ -32,7 +32,7 @@ SHOWN_HEADERS = ("authorization", "x-segment-settings", "content-type")
 @dataclass
 class Reply:
     status: int = 200
-    body: str = '{"status":"ok"}'
+    body: str | bytes = '{"status":"ok"}'  # bytes go out as they are (an answer need not be UTF-8)
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False  # close the connection without answering
@@ -48,6 +48,7 @@ class Received:
     body: str
     arrived: float = 0.0  # time.monotonic() once the whole request was read
     answered: float | None = None  # time.monotonic() when the sink began its answer
+    header_names: tuple = ()  # every header's name as it came on the wire: its case, in order
     abandoned: float | None = None  # time.monotonic() when the caller closed the connection before an answer
     status: int | None = None  # what the sink answered; None while unanswered, or when the connection was dropped
 
@@ -88,6 +89,11 @@ class KameleoonSink:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
+
+    @property
+    def open_connections(self) -> int:
+        """Connections callers hold open to the sink now (kept alive between requests, too)."""
+        return len(self._runner.server.connections) if self._runner is not None and self._runner.server else 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -132,6 +138,7 @@ class KameleoonSink:
             {name.lower(): value for name, value in request.headers.items()},
             body,
             arrived=time.monotonic(),
+            header_names=tuple(name.decode("latin-1") for name, _ in request.raw_headers),
         )
         self.received.append(received)
         self.in_flight += 1
@@ -159,6 +166,8 @@ class KameleoonSink:
         received.answered = time.monotonic()
         received.status = reply.status
         await self._changed()
+        if isinstance(reply.body, bytes):
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers, content_type="application/json")
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers, content_type="application/json")
 
     def accepted(self) -> list[Received]:

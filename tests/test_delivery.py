@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import grpc
@@ -48,6 +49,22 @@ async def test_retry_after_is_honoured(start_service, sink):
     assert second.arrived - first.answered >= 1
 
 
+async def test_retry_after_as_an_http_date_is_read_against_the_clock(stub, sink):
+    """An HTTP-date already past asks for no wait: the retry goes as the backoff says; one decades
+    ahead is beyond any backoff: the call gives up at once, handing the caller the date's distance."""
+    sink.script.append(Reply(status=503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+    response = await stub.LogEvent(track(), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 2)
+    sink.script.append(Reply(status=503, headers={"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-2"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    info = error_details_pb2.RetryInfo()
+    assert details(raised.value)[0].Unpack(info)
+    assert info.retry_delay.seconds > 50 * 365 * 86400  # 2100, decades ahead of any clock this runs on
+    assert len(sink.received) == 3
+
+
 async def test_retry_after_beyond_backoff_cap_gives_up_with_hint(stub, sink):
     sink.script.append(Reply(status=503, headers={"Retry-After": "120"}))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -69,6 +86,26 @@ async def test_persistent_failure_ends_unavailable_after_max_attempts(start_serv
     assert "4 attempt" in raised.value.details()
     assert "down for maintenance" in raised.value.details()
     assert len(sink.received) == 4
+
+
+async def test_an_answer_that_is_not_utf8_is_read_with_replacement_characters(start_service, sink):
+    """Kameleoon's answer (or a proxy's before it) need not be UTF-8: its words reach the caller with
+    U+FFFD where a byte was not, whether it asks for a retry, refuses, or accepts."""
+    _, stub = await start_service(max_attempts=1)
+    sink.script.append(Reply(status=503, body=b"\xffbusy \xe9t\xe9"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "HTTP 503 (Kameleoon answered: \ufffdbusy \ufffdt\ufffd)" in raised.value.details()
+    sink.script.append(Reply(status=400, body=b"\xffrefused"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LogEvent(track(message_id="m-2"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().endswith("(HTTP 400): the request was not accepted and will not be retried. Kameleoon answered: \ufffdrefused")
+    sink.script.append(Reply(status=200, body=b"\xff"))
+    response = await stub.LogEvent(track(message_id="m-3"), timeout=10)
+    assert (response.http_status, response.attempts) == (200, 1)
+    assert len(sink.received) == 3
 
 
 @pytest.mark.parametrize(
@@ -390,6 +427,21 @@ async def test_a_redirect_on_the_same_origin_is_followed_with_the_same_request(s
     assert second.body == first.body and second.headers == first.headers
 
 
+async def test_no_cookie_is_kept_from_one_answer_to_the_next_request(start_service, sink):
+    """Like Segment's fetch, the client keeps no cookies: a cookie Kameleoon sets on a redirect is not
+    sent with the request the redirect asks for, nor with any later one (a host name, not an IP
+    address: aiohttp's cookie jar would ignore an IP's cookies anyway)."""
+    url = f"http://localhost:{sink.port}{sink.path}"
+    _, stub = await start_service(base_url=url)
+    sink.script.append(Reply(status=307, headers={"Location": url, "Set-Cookie": "session=s1; Path=/"}))
+    await stub.LogEvent(track(message_id="m-c1"), timeout=10)
+    sink.script.append(Reply(headers={"Set-Cookie": "other=s2; Path=/"}))
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=10)
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=10)
+    assert [r.method for r in sink.received] == ["POST", "POST", "GET", "GET"]
+    assert [r.headers.get("cookie") for r in sink.received] == [None] * 4
+
+
 async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
     """308 to another host: the POST follows with its body but without the apiKey's Authorization header."""
     from service.sink import KameleoonSink
@@ -448,3 +500,56 @@ async def test_a_timed_out_attempt_leaves_its_task_as_it_found_it(sink):
         with pytest.raises(asyncio.CancelledError):
             await posting
     assert len(sink.received) == 5, "a cancelled post is not retried"
+
+
+async def test_a_client_closes_its_connections_once_and_refuses_posts_before_start(sink):
+    """close() before start() and a second close() do nothing; close() ends the kept-alive connections
+    (the stand-in sees them go); a post before start() is a programming error, said as such."""
+    from service.config import Config
+    from service.credentials import resolve
+    from service.delivery import KameleoonClient
+
+    config = Config(base_url=sink.url, max_attempts=1)
+    creds = resolve(SETTINGS, config)
+    client = KameleoonClient(config)
+    await client.close()
+    with pytest.raises(AssertionError, match=r"^KameleoonClient\.start\(\) was not awaited$"):
+        await client.post(b"{}", creds, action="logEvent")
+    await client.start()
+    assert (await client.post(b"{}", creds, action="logEvent")).http_status == 200
+    assert sink.open_connections == 1, "kept alive after the answer"
+    await client.close()
+    await eventually(lambda: sink.open_connections == 0, what="the stand-in seeing the connection closed")
+    await client.close()
+    assert len(sink.received) == 1
+
+
+async def test_a_backoff_overslept_past_the_deadline_ends_the_call_before_another_attempt(sink, restore_logging):
+    """The event loop can wake from a backoff later than asked (here a log write blocks it, as a full
+    pipe would): past the caller's deadline, no attempt starts; the call ends with the count so far."""
+    import time
+
+    import structlog
+
+    from service import logs
+    from service.config import Config
+    from service.credentials import resolve
+    from service.delivery import KameleoonClient
+    from service.errors import DeadlineExceeded
+
+    def blocking_write(logger, method, event_dict):
+        if event_dict["event"] == "attempt failed":
+            time.sleep(0.8)  # the line is written after the decision to retry, before the backoff
+        return event_dict
+
+    logs.configure("debug", "json", stream=io.StringIO())
+    structlog.configure(processors=[blocking_write, *structlog.get_config()["processors"]])
+    config = Config(base_url=sink.url, max_attempts=5, backoff_base_s=0.01)
+    sink.script.append(Reply(status=503))
+    async with KameleoonClient(config) as client:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(DeadlineExceeded) as raised:
+            await client.post(b"{}", resolve(SETTINGS, config), deadline=loop.time() + 0.5, action="logEvent")
+    assert str(raised.value) == "the call's deadline passed after 1 attempt(s)"
+    assert raised.value.attempts == 1
+    assert len(sink.received) == 1

@@ -76,6 +76,16 @@ async def test_the_header_lines_are_segments(stub, sink):
     assert received.headers["accept"] == "*/*"
     assert received.headers["user-agent"] == "Segment (Actions)"
     assert received.headers["content-type"] == "application/json"
+    # Spelt as the contract and Segment's fetch spell them: our header names go out in lower case.
+    ours = {"authorization", "x-segment-settings", "content-type", "user-agent"}
+    assert sorted(name for name in received.header_names if name.lower() in ours) == sorted(ours)
+
+
+async def test_the_credential_check_names_its_user_agent_in_lower_case(stub, sink):
+    await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=SETTINGS), timeout=10)
+    [received] = sink.received
+    assert received.method == "GET" and received.headers["user-agent"] == "Segment (Actions)"
+    assert "user-agent" in received.header_names
 
 
 async def test_a_wait_cancelled_as_the_connection_comes_back_ends_cleanly(start_service, sink, log_lines):

@@ -431,6 +431,41 @@ async def test_the_claimer_keeps_twice_the_workers_claimed_as_events_are_deliver
     await r.stop(grace=30)
 
 
+async def test_probes_leave_the_claimer_keeping_twice_the_workers_claimed(rig, sink):
+    """An outage of several probes, then Kameleoon back: the two workers again keep exactly four events
+    leased (two posting, two waiting), as before any probe; a probe's count of busy workers is given back."""
+    holds: dict[str, asyncio.Event] = {}
+    down = [True]
+
+    def answer(received):
+        if down[0]:
+            return Reply(status=503)
+        holds[received.json()["messageId"]] = hold = holds.get(received.json()["messageId"], asyncio.Event())
+        return Reply(hold=hold)
+
+    sink.choose = answer
+    r = await rig(outbox_concurrency=2)
+    await r.enqueue(*(f"p-{i}" for i in range(12)))
+    await r.start()
+    await eventually(lambda: len(sink.received) >= CIRCUIT_THRESHOLD + 5, what="the circuit opened and five probes went")
+    down[0] = False
+
+    def leased() -> list[str]:
+        return sorted(m for m, row in r.events().items() if row[2] is not None)
+
+    await eventually(lambda: len(holds) == 1, what="a probe held")
+    next(iter(holds.values())).set()
+    await eventually(lambda: sink.in_flight == 2 and len(leased()) == 4, what="two posting, two waiting")
+    for _ in range(3):
+        first = next(m for m, hold in holds.items() if not hold.is_set())
+        holds[first].set()
+        await eventually(lambda: first not in r.events() and sink.in_flight == 2 and len(leased()) == 4,
+                         what=f"{first} delivered, another posting, four leased")
+    for hold in holds.values():
+        hold.set()
+    await r.stop(grace=30)
+
+
 # -- housekeeping -------------------------------------------------------------------
 
 
