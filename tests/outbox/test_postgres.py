@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 
 import asyncpg
@@ -20,10 +21,10 @@ from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.config import from_env
 from service.errors import ConfigError, OutboxOpenError, OutboxUnavailable
 from service.outbox import create, redact_url
-from service.outbox.base import Dead, DeadLetterFilter
+from service.outbox.base import TAKEN, Dead, DeadLetterFilter, Retry
 from service.outbox.postgres import SCHEMA_VERSION, PostgresOutbox, digest
 from tests.conftest import API_KEY, SITECODE
-from tests.outbox.test_store_contract import IDEM, LEASE, T0, event, put
+from tests.outbox.test_store_contract import IDEM, LEASE, T0, WINDOW, event, put
 from tests.test_cli import SCRIPT
 from tests.test_outbox_cli import outbox as outbox_command
 from tests.test_queued import until
@@ -70,9 +71,14 @@ async def test_a_schema_from_a_newer_release_stops_start_up(postgres_url):
     conn = await asyncpg.connect(postgres_url)
     await conn.execute("INSERT INTO outbox_schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1)
     await conn.close()
+    store = PostgresOutbox(postgres_url)
     with pytest.raises(OutboxOpenError) as raised:
-        await PostgresOutbox(postgres_url).open()
+        await store.open()
     assert "KAMELEOON_OUTBOX=" in str(raised.value) and "newer" in str(raised.value)
+    # What a failed open leaves behind is a closed store: calls refused, close quiet.
+    with pytest.raises(OutboxUnavailable, match=r"^the outbox postgresql://\S+ is closed$"):
+        await store.claim(1, now=T0, lease_s=LEASE)
+    await store.close()
 
 
 async def test_text_from_callers_keeps_every_character(store_factory):
@@ -108,6 +114,92 @@ async def test_cleanup_goes_in_small_batches_and_never_waits_for_a_held_key(post
     finally:
         await other.close()
         await store.close()
+
+
+# -- durability: the commit mode of each write ---------------------------------------
+
+# Every write to the outbox's tables notes the synchronous_commit its transaction commits under
+# (a statement-level trigger, added on this test's own database after the store made its schema).
+NOTE_COMMIT_MODES = """
+CREATE TABLE commit_modes (n bigserial, tbl text, op text, mode text);
+CREATE FUNCTION note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO commit_modes (tbl, op, mode) VALUES (TG_TABLE_NAME, TG_OP, current_setting('synchronous_commit'));
+    RETURN NULL;
+END
+$$;
+""" + "".join(
+    f"CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE OR DELETE ON {table} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();\n"
+    for table in ("outbox_events", "outbox_dead_letters", "outbox_keys", "outbox_counters")
+)
+
+
+async def test_accepted_events_and_dead_letters_commit_durably_and_the_rest_with_synchronous_commit_off(postgres_url):
+    """The promise of the module and README: enqueues, dead letters and operator changes commit with
+    the server's synchronous_commit; claims, the other marks, sync-mode keys and cleanup with it off."""
+    conn = await asyncpg.connect(postgres_url)
+    store = None
+    try:
+        # The server's own setting here is `local` (durable, and neither PostgreSQL's default nor the
+        # store's `off`): a durable write must commit under exactly what the server has.
+        await conn.execute(f"ALTER DATABASE {await conn.fetchval('SELECT quote_ident(current_database())')} SET synchronous_commit = local")
+        store = await opened(postgres_url)
+        await conn.execute(NOTE_COMMIT_MODES)
+
+        async def modes(write) -> tuple[object, list]:
+            await conn.execute("DELETE FROM commit_modes")
+            result = await write
+            rows = await conn.fetch("SELECT tbl, op, mode FROM commit_modes ORDER BY n")
+            return result, [tuple(row) for row in rows]
+
+        def under(noted: list, mode: str) -> bool:
+            return bool(noted) and all(m == mode for _, _, m in noted)
+
+        durable, relaxed = "local", "off"
+        accepted, noted = await modes(put(store, [event(1), event(2), event(3, key=False)]))
+        assert all(a.id for a in accepted) and under(noted, durable), noted
+        accepted, noted = await modes(put(store, [event(4)], max_pending=100))
+        assert accepted[0].id and under(noted, durable), noted
+        accepted, noted = await modes(put(store, [event(5), event(6)], window=100))
+        assert under(noted, durable), noted
+
+        claimed, noted = await modes(store.claim(4, now=T0, lease_s=LEASE))
+        assert len(claimed) == 4 and under(noted, relaxed), noted
+        delivered, retried, dead, released = ([c] for c in claimed)
+        done, noted = await modes(store.mark_delivered(delivered, now=T0 + 1))
+        assert done == 1 and under(noted, relaxed), noted
+        done, noted = await modes(store.mark_retry([Retry(c.id, c.lease, T0 + 10, 503, "HTTP 503") for c in retried], now=T0 + 1))
+        assert done == 1 and under(noted, relaxed), noted
+        done, noted = await modes(store.release(released, now=T0 + 1))
+        assert done == 1 and under(noted, relaxed), noted
+        done, noted = await modes(store.mark_dead([Dead(c.id, c.lease, 400, "HTTP 400") for c in dead], now=T0 + 1))
+        assert done == 1 and under(noted, durable), noted
+        letters, noted = await modes(store.expire(now=T0 + 100, limit=10))
+        assert [d.message_id for d in letters] == ["m-5", "m-6"] and under(noted, durable), noted
+
+        done, noted = await modes(store.retry_dead_letters(DeadLetterFilter(ids=(dead[0].id,)), now=T0 + 100, window_s=WINDOW))
+        assert done == 1 and under(noted, durable), noted
+        done, noted = await modes(store.purge_dead_letters(DeadLetterFilter(ids=(letters[0].id,))))
+        assert done == 1 and under(noted, durable), noted
+        forgotten, noted = await modes(
+            store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=10, idempotency_window_s=IDEM)
+        )
+        assert forgotten == (1, 5) and under(noted, relaxed), noted
+        assert {(table, op) for table, op, _ in noted} == {("outbox_dead_letters", "DELETE"), ("outbox_keys", "DELETE")}
+
+        later = T0 + IDEM + 2
+        reservation, noted = await modes(store.reserve(event(7).dedupe_key, now=later, window_s=IDEM, until=later + 40))
+        assert reservation.state == TAKEN and under(noted, relaxed), noted
+        freed, noted = await modes(store.unreserve(event(7).dedupe_key, reservation.token, now=later))
+        assert freed and under(noted, relaxed), noted
+        _, noted = await modes(store.remember(event(8).dedupe_key, now=later))
+        assert under(noted, relaxed), noted
+        assert await store.seen(event(8).dedupe_key, now=later, window_s=IDEM)
+    finally:
+        await conn.close()
+        if store is not None:
+            await store.close()
 
 
 # -- connection loss --------------------------------------------------------------
@@ -201,6 +293,12 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
             await until(lambda: any(entry["event"] == "outbox database unreachable" for entry in logs))
         assert "cannot" in str(raised.value) and pg.PASSWORD not in str(raised.value)
         assert pg.PASSWORD not in repr(logs)
+        # The reason is the driver's own error, named by its class: "cannot be ...: SomeError[: its words]".
+        assert re.fullmatch(r"the outbox \S+ cannot be (used|reached): [A-Z]\w*(Error|Exception)(: .+)?", str(raised.value)), raised.value
+        assert "NoneType" not in str(raised.value)
+        [lost] = [entry for entry in logs if entry["event"] == "outbox database unreachable"]
+        assert lost["outbox"] == store.location and re.fullmatch(r"[A-Z]\w*(Error|Exception)(: .+)?", lost["error"]), lost
+        assert "NoneType" not in lost["error"]
     finally:
         await store.close()
 

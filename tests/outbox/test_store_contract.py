@@ -386,6 +386,14 @@ async def test_stats_count_by_state_and_action_with_the_oldest_age(store_factory
     assert (await store.stats(now=T0 + 100)).in_flight == 0  # the lease ran out
 
 
+async def test_the_oldest_age_is_the_oldest_of_every_action_whatever_their_order(store_factory):
+    store = await store_factory()
+    await put(store, [event(1, "logEvent")], now=T0)  # the oldest, an action neither first nor last by name
+    await put(store, [event(2, "identify")], now=T0 + 10)
+    await put(store, [event(3, "page"), event(4, "track")], now=T0 + 20)
+    assert (await store.stats(now=T0 + 30)).oldest_pending_age_s == 30
+
+
 async def test_many_concurrent_enqueues_all_commit(store_factory):
     store = await store_factory()
     results = await asyncio.gather(*(put(store, [event(n), event(n + 10_000)]) for n in range(300)))
