@@ -10,8 +10,12 @@ from google.protobuf import json_format
 
 from service.actions import ACTIONS
 from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.config import Config
 from service.errors import InvalidArgument
 from service.jsonwire import dumps
+from service.server import create_server
+from service.sink import KameleoonSink
 from tests.conftest import SETTINGS, golden
 
 GOLDEN = golden("actions.json")
@@ -65,8 +69,33 @@ def test_payload_pipeline_matches_runtime(case):
         assert body.decode() == expected["request"]["body"]
 
 
+@pytest.fixture(scope="module")
+async def golden_service():
+    """One stand-in and one service for every typed-RPC golden of this module: a server per case was
+    most of each case's time. The cases share messageIds, so the duplicate check is off here
+    (idempotency_window_s=0; test_reliability and test_send check it): each case is delivered as if
+    it came first. Returns (sink, stub)."""
+    sink = await KameleoonSink().start()
+    config = Config(base_url=sink.url, backoff_base_s=0.01, backoff_max_s=0.05, idempotency_window_s=0)
+    app = await create_server(config, "127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    yield sink, pb_grpc.KameleoonDestinationStub(channel)
+    await channel.close()
+    await app.stop(grace=0)
+    await sink.stop()
+
+
+@pytest.fixture
+def golden_stub_and_sink(golden_service):
+    """The module's service, what its stand-in received in earlier cases forgotten."""
+    sink, stub = golden_service
+    sink.received.clear()
+    return stub, sink
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-async def test_typed_rpc_matches_runtime(case, stub, sink):
+async def test_typed_rpc_matches_runtime(case, golden_stub_and_sink):
+    stub, sink = golden_stub_and_sink
     action = ACTIONS[case["action"]]
     payload = case["payload"]
     expected = case["result"]

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server for tests and the bench, from the machine's own binaries.
 
-``initdb`` and ``pg_ctl`` in a fresh temporary directory, listening on a free
+``initdb`` and ``pg_ctl`` in a fresh temporary directory (in memory, /dev/shm, for a server without
+fsync when there is room), listening on a free
 loopback port, trust authentication (plus one password user, to test that the
 password never shows). PostgreSQL refuses to run as root: as root, every
 server command runs as the unprivileged ``postgres`` user (``runuser -u
@@ -26,6 +27,12 @@ import tempfile
 
 DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
 UNPRIVILEGED_USER = "postgres"
+# A server without fsync (the tests', make mutate's) keeps its files in memory when /dev/shm has room.
+# On a disk mounted with ``discard``, as this machine's is, deleting the ~50 databases of one test
+# session once written back (400 MB) took 19 s, every freed block trimmed; CREATE DATABASE took
+# 0.17 s instead of 0.04 s. The bench's server (fsync on) stays on disk, as a deployment's would.
+MEMORY_DIR = "/dev/shm"
+MEMORY_DIR_ROOM = 2 * 1024**3  # each worker of make test makes ~60 databases of ~8 MB
 PASSWORD_USER = "kd_password_user"
 PASSWORD = "s3cr3t-Pa55-w0rd"  # the password tests look for in logs and errors
 
@@ -93,8 +100,18 @@ class PostgresServer:
             cwd=self.root or "/",
         )
 
+    def _parent(self) -> str | None:
+        """Where the server's directory goes: MEMORY_DIR for a server without fsync when it has room, else the temp dir."""
+        if self.fsync:
+            return None
+        try:
+            room = shutil.disk_usage(MEMORY_DIR).free
+        except OSError:
+            return None
+        return MEMORY_DIR if room >= MEMORY_DIR_ROOM and os.access(MEMORY_DIR, os.W_OK) else None
+
     def init(self) -> PostgresServer:
-        self.root = tempfile.mkdtemp(prefix="kd-postgres-")
+        self.root = tempfile.mkdtemp(prefix="kd-postgres-", dir=self._parent())
         if os.geteuid() == 0:  # PostgreSQL will not run as root: hand the directory to its own user
             user = pwd.getpwnam(UNPRIVILEGED_USER)
             os.chown(self.root, user.pw_uid, user.pw_gid)
