@@ -303,6 +303,24 @@ async def test_the_password_is_in_no_log_or_error_while_the_database_is_down(own
         await store.close()
 
 
+@pytest.mark.parametrize(
+    "url, message, scrubbed",
+    [
+        # A password holding ':' and a raw '@' (the last '@' ends the user info), quoted and not.
+        ("postgresql://kd:pa:ss@wo%40rd@db.example:5432/outbox", "auth pa:ss@wo@rd / pa:ss@wo%40rd.", "auth *** / ***."),
+        # In the query, by any case of its name, its value holding '='; other parameters left alone.
+        ("postgresql://kd@db.example/outbox?sslmode=disable&PASSWORD=s=cret", "bad s=cret, sslmode=disable", "bad ***, sslmode=disable"),
+        # Two passwords, one inside the other: the longer is scrubbed first, leaving no part of it.
+        ("postgresql://kd:pw@db.example/outbox?password=apw", "apw or pw", "*** or ***"),
+    ],
+)
+def test_every_spelling_of_the_password_is_scrubbed_from_driver_messages(url, message, scrubbed):
+    """What the driver says goes into errors and logs through the store's own scrubbing: whatever
+    spelling of the password it quotes (as written in the URL, or unquoted) never gets through."""
+    store = PostgresOutbox(url)
+    assert store._reason(OSError(message)) == f"OSError: {scrubbed}"
+
+
 async def test_sync_calls_go_on_while_the_database_is_down(own_postgres, start_service, sink):
     """The messageId window cannot be asked: the event is still posted (at least once), a warning is logged."""
     url = own_postgres.create_database()
