@@ -7,6 +7,7 @@ these are the rest. Tests that stop the server use one apart from the session's 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import time
@@ -79,6 +80,31 @@ async def test_a_schema_from_a_newer_release_stops_start_up(postgres_url):
     with pytest.raises(OutboxUnavailable, match=r"^the outbox postgresql://\S+ is closed$"):
         await store.claim(1, now=T0, lease_s=LEASE)
     await store.close()
+
+
+async def test_a_fresh_database_is_migrated_version_by_version_and_says_so(postgres_url):
+    with capture_logs() as logs:
+        store = await opened(postgres_url)
+    await store.close()
+    migrated = [entry for entry in logs if entry["event"] == "outbox schema migrated"]
+    assert [(entry["log_level"], entry["version"]) for entry in migrated] == [("info", v) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+async def test_an_idempotency_key_is_stored_as_its_128_bit_blake2b(postgres_url):
+    """The stored form of a key is part of the schema (replicas of other releases must find it): the
+    BLAKE2b-128 of its UTF-8, a lone surrogate (which a messageId in JSON can carry) kept as it is."""
+    store = await opened(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        key = f"{SITECODE}\x1flogEvent\x1fodd-\ud800-id"
+        await store.remember(key, now=T0)
+        assert [row["key"] for row in await conn.fetch("SELECT key FROM outbox_keys")] == [
+            hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        ]
+        assert await store.seen(key, now=T0, window_s=IDEM)
+    finally:
+        await conn.close()
+        await store.close()
 
 
 async def test_text_from_callers_keeps_every_character(store_factory):
