@@ -61,8 +61,9 @@ async def wait_workers_serving(process: asyncio.subprocess.Process, workers: int
             line = await process.stderr.readline()
             assert line, "the process ended before its workers were serving:\n" + "".join(lines)
             lines.append(line.decode(errors="replace"))
-            if line.startswith(b"{") and json.loads(line).get("event") == "serving":
-                serving.add(json.loads(line).get("worker"))
+            entry = json.loads(line) if line.startswith(b"{") else {}
+            if entry.get("event") == "serving":
+                serving.add(entry.get("worker"))
 
     await asyncio.wait_for(read(), 30)
     return lines

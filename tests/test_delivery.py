@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 
 import grpc
 import pytest
+import structlog
 from google.rpc import error_details_pb2, status_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.sink import Reply
+from service import logs
+from service.config import Config
+from service.credentials import resolve
+from service.delivery import KameleoonClient, retry_after_seconds
+from service.errors import DeadlineExceeded
+from service.sink import KameleoonSink, Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
@@ -384,9 +391,6 @@ async def test_concurrent_calls_share_the_pool(stub, sink):
 async def test_backoff_is_full_jitter_under_a_doubling_ceiling(attempts, ceiling):
     """Between 0 and min(backoff_max_s, backoff_base_s * 2 ** (attempt - 1)), spread over all of it.
     (Checked on the policy itself: through the stand-in only a wall-clock bound could see it.)"""
-    from service.config import Config
-    from service.delivery import KameleoonClient
-
     client = KameleoonClient(Config(backoff_base_s=0.1, backoff_max_s=0.5))
     delays = [client._backoff(attempts, None) for _ in range(2000)]
     assert 0 <= min(delays) < ceiling * 0.05 and ceiling * 0.95 < max(delays) <= ceiling
@@ -394,8 +398,6 @@ async def test_backoff_is_full_jitter_under_a_doubling_ceiling(attempts, ceiling
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    from service.delivery import retry_after_seconds
-
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
@@ -444,8 +446,6 @@ async def test_no_cookie_is_kept_from_one_answer_to_the_next_request(start_servi
 
 async def test_a_redirect_to_another_origin_drops_the_authorization(stub, sink):
     """308 to another host: the POST follows with its body but without the apiKey's Authorization header."""
-    from service.sink import KameleoonSink
-
     other = await KameleoonSink().start()
     try:
         sink.script.append(Reply(status=308, headers={"Location": other.url}))
@@ -478,10 +478,6 @@ async def test_a_timed_out_attempt_leaves_its_task_as_it_found_it(sink):
     """The attempt's own timeout ends it as timed out and retries; the task is left with no cancellation
     counted (as asyncio.timeout leaves it), so a caller's own timeout or task group still reads it right;
     a cancellation from elsewhere stays a cancellation."""
-    from service.config import Config
-    from service.credentials import resolve
-    from service.delivery import KameleoonClient
-
     config = Config(base_url=sink.url, timeout_s=1.0, max_attempts=2, backoff_base_s=0.01)
     creds = resolve(SETTINGS, config)
     sink.script.append(Reply(delay=5))
@@ -505,10 +501,6 @@ async def test_a_timed_out_attempt_leaves_its_task_as_it_found_it(sink):
 async def test_a_client_closes_its_connections_once_and_refuses_posts_before_start(sink):
     """close() before start() and a second close() do nothing; close() ends the kept-alive connections
     (the stand-in sees them go); a post before start() is a programming error, said as such."""
-    from service.config import Config
-    from service.credentials import resolve
-    from service.delivery import KameleoonClient
-
     config = Config(base_url=sink.url, max_attempts=1)
     creds = resolve(SETTINGS, config)
     client = KameleoonClient(config)
@@ -527,16 +519,6 @@ async def test_a_client_closes_its_connections_once_and_refuses_posts_before_sta
 async def test_a_backoff_overslept_past_the_deadline_ends_the_call_before_another_attempt(sink, restore_logging):
     """The event loop can wake from a backoff later than asked (here a log write blocks it, as a full
     pipe would): past the caller's deadline, no attempt starts; the call ends with the count so far."""
-    import time
-
-    import structlog
-
-    from service import logs
-    from service.config import Config
-    from service.credentials import resolve
-    from service.delivery import KameleoonClient
-    from service.errors import DeadlineExceeded
-
     def blocking_write(logger, method, event_dict):
         if event_dict["event"] == "attempt failed":
             time.sleep(0.8)  # the line is written after the decision to retry, before the backoff

@@ -69,6 +69,10 @@ class Rig:
         """message_id -> (attempts, due_at, lease, last_status, last_error) of every event still in the outbox."""
         return {row[0]: row[1:] for row in self.sql("SELECT message_id, attempts, due_at, lease, last_status, last_error FROM events")}
 
+    def leased(self) -> list[str]:
+        """The message_ids of the events under a lease, sorted."""
+        return sorted(m for m, row in self.events().items() if row[2] is not None)
+
     def letters(self) -> dict[str, tuple]:
         """message_id -> (attempts, last_status, last_error, route) of every dead letter."""
         return {row[0]: row[1:] for row in self.sql("SELECT message_id, attempts, last_status, last_error, route FROM dead_letters")}
@@ -417,15 +421,12 @@ async def test_the_claimer_keeps_twice_the_workers_claimed_as_events_are_deliver
     await r.enqueue(*(f"t-{i}" for i in range(12)))
     await r.start()
 
-    def leased() -> list[str]:
-        return sorted(m for m, row in r.events().items() if row[2] is not None)
-
-    await eventually(lambda: sink.in_flight == 2 and leased() == ["t-0", "t-1", "t-2", "t-3"], what="four claimed")
+    await eventually(lambda: sink.in_flight == 2 and r.leased() == ["t-0", "t-1", "t-2", "t-3"], what="four claimed")
     for n in range(3):
         holds[f"t-{n}"].set()
-        await eventually(lambda: f"t-{n}" not in r.events() and sink.in_flight == 2 and len(leased()) == 4,
+        await eventually(lambda: f"t-{n}" not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4,
                          what=f"t-{n} delivered and one more claimed")
-        assert leased() == [f"t-{i}" for i in range(n + 1, n + 5)]
+        assert r.leased() == [f"t-{i}" for i in range(n + 1, n + 5)]
     for hold in holds.values():
         hold.set()
     await r.stop(grace=30)
@@ -450,16 +451,13 @@ async def test_probes_leave_the_claimer_keeping_twice_the_workers_claimed(rig, s
     await eventually(lambda: len(sink.received) >= CIRCUIT_THRESHOLD + 5, what="the circuit opened and five probes went")
     down[0] = False
 
-    def leased() -> list[str]:
-        return sorted(m for m, row in r.events().items() if row[2] is not None)
-
     await eventually(lambda: len(holds) == 1, what="a probe held")
     next(iter(holds.values())).set()
-    await eventually(lambda: sink.in_flight == 2 and len(leased()) == 4, what="two posting, two waiting")
+    await eventually(lambda: sink.in_flight == 2 and len(r.leased()) == 4, what="two posting, two waiting")
     for _ in range(3):
         first = next(m for m, hold in holds.items() if not hold.is_set())
         holds[first].set()
-        await eventually(lambda: first not in r.events() and sink.in_flight == 2 and len(leased()) == 4,
+        await eventually(lambda: first not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4,
                          what=f"{first} delivered, another posting, four leased")
     for hold in holds.values():
         hold.set()
