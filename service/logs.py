@@ -12,6 +12,7 @@ JSONRenderer and TimeStamper(fmt="iso", utc=True) gave.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -55,7 +56,10 @@ class _UtcIsoStamper:
 
 
 def _orjson_text(event: dict, **_json_kw) -> str:
-    return orjson.dumps(event, default=repr).decode()
+    try:
+        return orjson.dumps(event, default=repr).decode()
+    except TypeError:  # what orjson refuses (a lone surrogate, legal in JSON; an integer past 64 bits): json escapes it
+        return json.dumps(event, default=repr, separators=(",", ":"))
 
 
 def logger(name: str):

@@ -26,6 +26,7 @@ from service.config import SITECODE_LENGTH, Config
 from service.decoding import Undecodable
 from service.delivery import Delivered
 from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
+from service.mapping.jsvalue import well_formed
 from service.pipeline import Outcome, Pipeline, message_id_of, parse_event
 
 log = structlog.get_logger("kameleoon.rpc")
@@ -255,7 +256,7 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
         if shape is not None and len(_RESPONSES) < 4096:  # pragma: no mutate
             _RESPONSES[shape] = template  # pragma: no mutate
     response.CopyFrom(template)
-    response.message_id = outcome.message_id
+    response.message_id = well_formed(outcome.message_id)
     return response
 
 
@@ -287,7 +288,7 @@ def _failed(method: str, request, exc: CallError, tally: dict, into: pb.SendResp
     _record_failure(fields, exc)
     log.info("event failed", method=method, **fields)
     response = pb.SendResponse() if into is None else into
-    response.message_id = message_id
+    response.message_id = well_formed(message_id)
     response.status.CopyFrom(status_of(exc))
     return response
 

@@ -217,6 +217,13 @@ async def test_a_bad_filters_file_stops_start_up_naming_the_filter_and_the_probl
     assert "filter #2 'Faulty one'" in str(raised.value) and problem in str(raised.value)
 
 
+async def test_a_title_with_a_lone_surrogate_stops_start_up_naming_it(tmp_path):
+    path = write(tmp_path / "filters.json", [{"title": "Drop \udc00", "enabled": True, "if": "all", "actions": [{"type": "DROP"}]}])
+    with pytest.raises(FilterError) as raised:
+        await create_server(Config(filters=path), "127.0.0.1:0")
+    assert str(raised.value).endswith("filter #1 'Drop \\udc00': the title has a lone surrogate, which responses, logs and metrics cannot carry")
+
+
 async def test_a_bad_filters_file_stops_the_process(tmp_path):
     from tests.test_cli import free_port, start
 

@@ -330,6 +330,34 @@ async def test_a_messageid_is_taken_once_for_queued_and_sync_calls(queued, sink)
     assert sorted(delivered_ids(sink)) == ["dup-1", "dup-2"] and stats.dead == 0
 
 
+@BOTH_STORES
+async def test_a_messageid_utf8_cannot_encode_is_queued_delivered_and_taken_once(queued, sink, log_lines):
+    # JSON's "\ud800" is a legal lone surrogate; Segment takes it, the parser keeps it, and so must every store.
+    sink.script.append(Reply(status=422))  # the first is a dead letter, retried below
+    app, stub, admin = await queued()
+    first = await stub.Send(track("m-\ud800"), timeout=10)
+    again = await stub.Send(track("m-\ud800"), timeout=10)
+    other = await stub.Send(track("m-\ud801"), timeout=10)
+    results = [response.results[0] for response in (first, again, other)]
+    assert [(r.queued, r.duplicate, bool(r.outbox_id)) for r in results] == [(True, False, True), (False, True, False),
+                                                                              (True, False, True)]
+    assert first.message_id == "m-\ufffd"  # a protobuf string cannot hold a lone surrogate
+    await until(lambda: _stats_when(admin, lambda s: s.dead == 1))
+    [letter] = (await admin.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)).dead_letters
+    assert (letter.id, letter.message_id) == (first.results[0].outbox_id, "m-\ufffd")
+    [dead] = [line for line in log_lines() if line["event"] == "dead letter"]
+    assert dead["message_id"] == "m-\ud800"
+    await admin.RetryDeadLetters(pb.RetryDeadLettersRequest(filter=pb.DeadLetterFilter(ids=[letter.id])), timeout=5)
+    synced = await stub.Send(pb.SendRequest(event_json=track("s-\ud800").event_json, delivery=SYNC), timeout=10)
+    assert synced.results[0].http_status == 200
+    await until(lambda: len(sink.accepted()) == 3)
+    by_id = {r.json()["messageId"]: r for r in sink.accepted()}
+    assert sorted(by_id) == ["m-\ud800", "m-\ud801", "s-\ud800"]
+    assert by_id["m-\ud800"].body.replace("m-", "s-") == by_id["s-\ud800"].body  # what sync delivery sends
+    stats = await until(lambda: _stats_when(admin, lambda s: s.pending == 0 and s.in_flight == 0))
+    assert stats.dead == 0
+
+
 async def test_streams_and_batches_choose_their_mode(queued, sink):
     app, stub, admin = await queued(delivery="sync")
     batch = await stub.SendBatch(pb.SendBatchRequest(delivery=QUEUED, requests=[track("b-1"), track("b-2")]), timeout=10)

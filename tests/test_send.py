@@ -87,6 +87,25 @@ async def test_a_message_id_that_is_not_text_is_answered_as_javascript_spells_it
     assert [r.json().get("messageId") for r in sink.received] == ([shown] if shown else [None])
 
 
+async def test_a_messageid_with_a_lone_surrogate_is_delivered_as_sent_and_answered_well_formed(stub, sink, log_lines):
+    # JSON's "\ud800" is legal and Segment sends it on; a protobuf string cannot hold it: the answer has U+FFFD.
+    odd = event(messageId="m-\ud800")
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=odd), timeout=10)
+    assert (response.message_id, response.results[0].http_status) == ("m-\ufffd", 200)
+    batch = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=[
+        pb.SendRequest(event_json=odd), pb.SendRequest(event_json=event(messageId="m-2\udfff")),
+        pb.SendRequest(event_json=event(messageId="m-3\ud800", properties="x")),
+    ]), timeout=10)
+    assert [r.message_id for r in batch.responses] == ["m-\ufffd", "m-2\ufffd", "m-3\ufffd"]
+    assert [r.status.code for r in batch.responses] == [0, 0, grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+    assert batch.responses[0].results[0].duplicate
+    assert [r.json()["messageId"] for r in sink.received] == ["m-\ud800", "m-2\udfff"]
+    assert '"messageId":"m-\\ud800"' in sink.received[0].body  # as Segment's runtime writes it
+    await eventually(lambda: sum(line["event"] == "rpc" for line in log_lines()) == 2, what="both log lines")
+    rpc = [line for line in log_lines() if line["event"] == "rpc"]
+    assert rpc[0]["message_id"] == "m-\ud800"  # the log keeps what was sent (JSON escapes it)
+
+
 async def test_send_without_settings_uses_the_servers(start_service, sink):
     _, stub = await start_service(api_key="c2VydmVyLWtleQ==", sitecode="server0001")
     await stub.Send(pb.SendRequest(event_json=event()), timeout=10)
@@ -325,6 +344,7 @@ async def test_custom_subscription_routes_alias(start_service, sink, tmp_path):
         ([{**CUSTOM[0], "name": f"s{i}"} for i in range(51)], "at most 50"),
         ([{k: v for k, v in CUSTOM[0].items() if k != "mapping"}], "missing mapping"),
         ({"name": "x"}, "expected a list"),
+        ([{**CUSTOM[0], "name": "Alias as Log Event\ud800"}], "the name has a lone surrogate"),
     ],
 )
 def test_bad_subscription_file_is_refused_naming_the_problem(tmp_path, specs, words):

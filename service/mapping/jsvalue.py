@@ -148,6 +148,13 @@ def has_surrogates(s: str) -> bool:
     return not s.isascii() and any(ord(c) > 0xFFFF for c in s)
 
 
+def well_formed(s: str) -> str:
+    """``s.toWellFormed()`` in JavaScript: each lone surrogate as U+FFFD (text UTF-8, and so protobuf, can hold)."""
+    if s.isascii() or not _SURROGATE.search(s):
+        return s
+    return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def utf16_units(s: str) -> list[str]:
     """``s`` as UTF-16 code units, each a one-character str (surrogates kept alone)."""
     if not has_surrogates(s):

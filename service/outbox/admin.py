@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.errors import CallError, InvalidArgument, MissingSetting, abort
+from service.mapping.jsvalue import well_formed
 from service.outbox.base import DeadLetter, DeadLetterFilter, Outbox
 
 log = structlog.get_logger("kameleoon.outbox")
@@ -50,7 +51,7 @@ def filter_of(message: pb.DeadLetterFilter) -> DeadLetterFilter:
 def dead_letter_message(letter: DeadLetter) -> pb.DeadLetter:
     return pb.DeadLetter(
         id=letter.id,
-        message_id=letter.message_id,
+        message_id=well_formed(letter.message_id),
         action=letter.action,
         route=letter.route,
         sitecode=letter.sitecode,

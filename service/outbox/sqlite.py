@@ -297,9 +297,11 @@ class SqliteOutbox(Outbox):
         if not events:
             return []
         rows = [
-            (e.action, e.route, e.sitecode, e.message_id, e.body, e.credentials, now, now + window_s, now) for e in events
+            (e.action, _storable(e.route), _storable(e.sitecode), _storable(e.message_id), e.body, e.credentials, now,
+             now + window_s, now)
+            for e in events
         ]
-        keys = [e.dedupe_key for e in events]
+        keys = [None if e.dedupe_key is None else _stored_key(e.dedupe_key) for e in events]
 
         def run(conn: sqlite3.Connection) -> list[Accepted]:
             fresh: set = set()
@@ -366,7 +368,10 @@ class SqliteOutbox(Outbox):
                 "RETURNING id, action, route, sitecode, message_id, body, credentials, attempts, accepted_at, expires_at, due_at",
                 {"until": now + lease_s, "lease": lease, "now": now, "limit": limit},
             ).fetchall()
-            return [Claimed(str(r[0]), lease, r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
+            return [
+                Claimed(str(r[0]), lease, r[1], _text(r[2]), _text(r[3]), _text(r[4]), bytes(r[5]), r[6], r[7], r[8], r[9])
+                for r in rows
+            ]
 
         claimed = await self._submit(run, durable=False)
         claimed.sort(key=lambda c: int(c.id))
@@ -528,6 +533,7 @@ class SqliteOutbox(Outbox):
 
     async def reserve(self, key: str, *, now: float, window_s: float, until: float) -> Reservation:
         token = secrets.randbits(63)
+        key = _stored_key(key)
 
         def run(conn: sqlite3.Connection) -> Reservation:
             taken = conn.execute(
@@ -546,6 +552,8 @@ class SqliteOutbox(Outbox):
         return await self._submit(run, durable=False)
 
     async def unreserve(self, key: str, token: str, *, now: float) -> bool:
+        key = _stored_key(key)
+
         def run(conn: sqlite3.Connection) -> bool:
             return bool(_changes(conn, lambda: conn.execute(
                 "DELETE FROM idempotency WHERE key = ? AND reservation = ?", (key, _int(token))
@@ -554,6 +562,7 @@ class SqliteOutbox(Outbox):
         return await self._submit(run, durable=False)
 
     async def seen(self, key: str, *, now: float, window_s: float) -> bool:
+        key = _stored_key(key)
         return await self._read_op(
             lambda conn: conn.execute(
                 "SELECT 1 FROM idempotency WHERE key = ? AND at >= ? AND reservation IS NULL", (key, now - window_s)
@@ -561,6 +570,8 @@ class SqliteOutbox(Outbox):
         )
 
     async def remember(self, key: str, *, now: float) -> None:
+        key = _stored_key(key)
+
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO idempotency (key, at) VALUES (?, ?) "
@@ -634,7 +645,45 @@ def _where(where: DeadLetterFilter) -> tuple[str, list]:
 
 
 def _letter(row) -> DeadLetter:
-    return DeadLetter(str(row[0]), *row[1:])
+    return DeadLetter(str(row[0]), row[1], _text(row[2]), _text(row[3]), _text(row[4]), *row[5:])
+
+
+# Text from callers may hold lone surrogates (JSON's "\ud800" is legal; the parser keeps it, as JavaScript
+# does), which UTF-8 cannot encode and so SQLite's text cannot hold. Such a route, sitecode or messageId is
+# stored as a BLOB of its bytes (UTF-8, surrogates kept) and read back as the same text; every other value
+# stays text, so files written before read as they did.
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(text: str) -> str | bytes:
+    return text if _encodable(text) else text.encode("utf-8", "surrogatepass")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
+
+
+ESCAPED_KEY = "\uffff"  # the first character of a stored key that is not the key itself
+
+
+def _stored_key(key: str) -> str:
+    """An idempotency key as the table holds it: text, one stored form per key.
+
+    A key is stored as it is, unless UTF-8 cannot encode it (a lone surrogate) or it
+    begins with U+FFFF (a noncharacter no sitecode begins with): then as U+FFFF and the
+    hex of its bytes (UTF-8, surrogates kept), so no two keys share a stored form. (Keys
+    go to SQLite in JSON too, for json_each, which must not meet a lone surrogate either.)
+    """
+    if _encodable(key) and not key.startswith(ESCAPED_KEY):
+        return key
+    return ESCAPED_KEY + key.encode("utf-8", "surrogatepass").hex()
 
 
 def _reason(exc: BaseException) -> str:

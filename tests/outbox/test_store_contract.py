@@ -243,6 +243,59 @@ async def test_seen_and_remember_share_the_window_with_enqueue(store_factory):
     assert await (await store_factory()).seen("0123456789\x1flogEvent\x1fm-8", now=T0 + 1, window_s=IDEM)
 
 
+# A lone surrogate: JSON's "\ud800" is legal, and the parser keeps it as JavaScript does; UTF-8 cannot encode it.
+ODD_SITECODE = "012345678\udc80"  # a sitecode from an environment variable that was not UTF-8
+
+
+def odd(n: int, surrogate: str = "\ud800") -> NewEvent:
+    message_id = f"m-{surrogate}{n}"
+    return event(n, route=f"sub-\udfff", sitecode=ODD_SITECODE, message_id=message_id,
+                 dedupe_key=f"{ODD_SITECODE}\x1fsub-\udfff\x1f{message_id}")
+
+
+async def test_text_no_utf8_encodes_is_stored_and_given_back_exactly(store_factory):
+    store = await store_factory()
+    accepted = await put(store, [odd(1), odd(1), odd(1, "\ud801"), odd(1, "\ufffd"), event(1)])
+    assert [a.duplicate for a in accepted] == [False, True, False, False, False]
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    assert [(c.route, c.sitecode, c.message_id) for c in claimed] == [
+        ("sub-\udfff", ODD_SITECODE, "m-\ud8001"), ("sub-\udfff", ODD_SITECODE, "m-\ud8011"),
+        ("sub-\udfff", ODD_SITECODE, "m-\ufffd1"), ("logEvent", "0123456789", "m-1")]
+    await store.mark_dead([Dead(claimed[0].id, claimed[0].lease, 400, "x")], now=T0 + 1)
+    letters, _ = await store.list_dead_letters(DeadLetterFilter(), limit=10)
+    assert [(d.route, d.sitecode, d.message_id) for d in letters] == [("sub-\udfff", ODD_SITECODE, "m-\ud8001")]
+    assert await store.retry_dead_letters(DeadLetterFilter(), now=T0 + 2, window_s=WINDOW) == 1
+    again = await store.claim(10, now=T0 + 2, lease_s=LEASE)
+    assert [c.message_id for c in again] == ["m-\ud8001"]
+    other = await store_factory()  # the keys, as another process reads them
+    assert [a.duplicate for a in await put(other, [odd(1), odd(1, "\ud801"), odd(2)], now=T0 + 3)] == [True, True, False]
+    assert await other.seen(odd(2).dedupe_key, now=T0 + 4, window_s=IDEM)
+    assert not await other.seen(odd(3).dedupe_key, now=T0 + 4, window_s=IDEM)
+    await other.remember(odd(3).dedupe_key, now=T0 + 4)
+    assert (await put(store, [odd(3)], now=T0 + 5))[0].duplicate
+    taken = await store.reserve(odd(4).dedupe_key, now=T0 + 5, window_s=IDEM, until=T0 + 5 + HOLD)
+    assert taken.state == TAKEN
+    assert (await other.reserve(odd(4).dedupe_key, now=T0 + 6, window_s=IDEM, until=T0 + 6 + HOLD)).state == BUSY
+    assert await store.unreserve(odd(4).dedupe_key, taken.token, now=T0 + 7)
+    assert (await other.reserve(odd(4).dedupe_key, now=T0 + 8, window_s=IDEM, until=T0 + 8 + HOLD)).state == TAKEN
+
+
+async def test_a_key_that_looks_like_another_keys_stored_form_is_still_its_own(store_factory):
+    store = await store_factory()
+    key = odd(1).dedupe_key
+    lookalikes = [
+        "\uffff" + key.encode("utf-8", "surrogatepass").hex(),  # what an escaped stored form could look like
+        key.encode("utf-8", "surrogatepass").decode("utf-8", "replace"),  # the key with U+FFFD for its surrogates
+        key.encode("utf-8", "surrogatepass").decode("latin-1"),
+    ]
+    await put(store, [odd(1)])
+    for n, lookalike in enumerate(lookalikes):
+        assert not await store.seen(lookalike, now=T0 + 1, window_s=IDEM)
+        assert not (await put(store, [event(10 + n, dedupe_key=lookalike)], now=T0 + 1))[0].duplicate
+    again = await put(store, [odd(1), *(event(20 + n, dedupe_key=k) for n, k in enumerate(lookalikes))], now=T0 + 2)
+    assert [a.duplicate for a in again] == [True] * 4
+
+
 # -- reservations: synchronous deliveries in flight ------------------------------------
 
 KEY = "0123456789\x1flogEvent\x1fm-7"  # the key of event(7)
