@@ -292,6 +292,7 @@ WITH picked AS (
     INSERT INTO outbox_dead_letters ({_MOVED}, dead_at, last_status, last_error)
     SELECT {_MOVED}, $1::float8, last_status,
         CASE WHEN last_error = '' THEN 'the retry window ended before any attempt'
+        WHEN last_error LIKE 'the retry window ended%' THEN last_error
         ELSE 'the retry window ended; last error: ' || last_error END
     FROM moved
     RETURNING {_LETTER_COLUMNS}

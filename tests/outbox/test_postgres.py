@@ -115,7 +115,25 @@ async def test_text_from_callers_keeps_every_character(store_factory):
     assert (claimed.message_id, claimed.sitecode, claimed.route) == (odd, "01234\x0056789", "sub\x00name")
     await store.mark_dead([Dead(claimed.id, claimed.lease, 400, "Kameleoon said \x00")], now=T0)
     [letter], _ = await store.list_dead_letters(DeadLetterFilter(), limit=1)
-    assert letter.message_id == odd and letter.last_error.startswith("Kameleoon said")
+    # An error is free text: PostgreSQL's text holds no NUL, so it is stored as U+FFFD there.
+    nul = "\ufffd" if isinstance(store, PostgresOutbox) else "\x00"
+    assert (letter.message_id, letter.last_error) == (odd, f"Kameleoon said {nul}")
+
+
+async def test_a_statement_the_database_refuses_is_unavailable_in_its_own_words(postgres_url):
+    store = await opened(postgres_url)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("ALTER TABLE outbox_events RENAME TO outbox_events_away")
+        with pytest.raises(OutboxUnavailable) as raised:
+            await store.claim(1, now=T0, lease_s=LEASE)
+        assert str(raised.value) == (
+            f'the outbox {store.location} cannot be used: UndefinedTableError: relation "outbox_events" does not exist')
+        await conn.execute("ALTER TABLE outbox_events_away RENAME TO outbox_events")
+        assert (await eventually(lambda: put(store, [event(1)])))[0].id  # nothing to reopen
+    finally:
+        await conn.close()
+        await store.close()
 
 
 # -- cleanup ----------------------------------------------------------------------
@@ -266,10 +284,16 @@ async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_p
             await eventually(lambda: put(store, [event(0, key=False)], now=T0))
             claimed = await eventually(lambda: store.claim(100_000, now=T0, lease_s=LEASE))
             await until(lambda: any(entry["event"] == "outbox database reachable again" for entry in logs))
+            # A second outage is told again, once, and so is its end.
+            await asyncio.to_thread(own_postgres.stop, mode)
+            await until(lambda: sum(entry["event"] == "outbox database unreachable" for entry in logs) == 2)
+            await asyncio.to_thread(own_postgres.start)
+            await until(lambda: sum(entry["event"] == "outbox database reachable again" for entry in logs) == 2)
         assert refused > 0
         # Every OK was committed (an UNAVAILABLE may have been committed too: at least once).
         assert set(oks) <= {c.id for c in claimed}
-        assert any(entry["event"] == "outbox database unreachable" for entry in logs)
+        told = [(entry["event"], entry["outbox"]) for entry in logs if entry["event"].startswith("outbox database")]
+        assert told == [("outbox database unreachable", store.location), ("outbox database reachable again", store.location)] * 2
     finally:
         await store.close()
 

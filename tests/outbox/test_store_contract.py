@@ -197,6 +197,27 @@ async def test_expired_windows_become_dead_letters_but_not_under_a_live_lease(st
     assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 3)
 
 
+async def test_expire_moves_at_most_its_limit_the_earliest_windows_first(store_factory):
+    store = await store_factory()
+    await put(store, [event(1)], window=30)
+    await put(store, [event(2), event(3)], window=10)
+    await put(store, [event(4)], window=20)
+    moved = [sorted(d.message_id for d in await store.expire(now=T0 + 100, limit=limit)) for limit in (2, 1, 5, 5)]
+    assert moved == [["m-2", "m-3"], ["m-4"], ["m-1"], []]
+
+
+async def test_a_dead_letter_expiring_again_says_once_that_the_window_ended(store_factory):
+    store = await store_factory()
+    await put(store, [event(1)], window=10)
+    [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
+    await store.mark_retry([Retry(claimed.id, claimed.lease, T0 + 1, 503, "HTTP 503")], now=T0)
+    [first] = await store.expire(now=T0 + 50, limit=10)
+    assert first.last_error == "the retry window ended; last error: HTTP 503"
+    assert await store.retry_dead_letters(DeadLetterFilter(), now=T0 + 60, window_s=10) == 1
+    [again] = await store.expire(now=T0 + 100, limit=10)
+    assert (again.last_error, again.last_http_status) == ("the retry window ended; last error: HTTP 503", 503)
+
+
 async def test_duplicates_within_the_window_are_not_stored(store_factory):
     store = await store_factory()
     first = await put(store, [event(1), event(1), event(2, key=False), event(2, key=False)])
@@ -304,6 +325,18 @@ HOLD = 40.0  # how long a reservation holds in these tests
 
 async def reserve(store, now=T0, until=None):
     return await store.reserve(KEY, now=now, window_s=IDEM, until=now + HOLD if until is None else until)
+
+
+async def test_a_key_taken_exactly_at_the_windows_start_is_still_taken(store_factory):
+    store = await store_factory()
+    await store.remember(KEY, now=T0)
+    edge = T0 + IDEM  # the window [edge - IDEM, edge] still holds T0
+    assert await store.seen(KEY, now=edge, window_s=IDEM)
+    assert (await put(store, [event(7)], now=edge))[0].duplicate
+    assert (await store.reserve(KEY, now=edge, window_s=IDEM, until=edge + HOLD)).state == DELIVERED
+    later = edge + 0.5
+    assert not await store.seen(KEY, now=later, window_s=IDEM)
+    assert (await store.reserve(KEY, now=later, window_s=IDEM, until=later + HOLD)).state == TAKEN
 
 
 async def test_a_reservation_is_taken_by_one_and_makes_the_others_wait(store_factory):
@@ -437,6 +470,18 @@ async def test_stats_count_by_state_and_action_with_the_oldest_age(store_factory
     assert stats.oldest_pending_age_s == 30
     assert (stats.by_action["page"].in_flight, stats.by_action["logEvent"].pending) == (1, 2)
     assert (await store.stats(now=T0 + 100)).in_flight == 0  # the lease ran out
+
+
+async def test_stats_add_up_actions_with_events_in_every_state(store_factory):
+    store = await store_factory()
+    await put(store, [event(1), event(2), event(3), event(4, "identify"), event(5, "identify"), event(6, "page")])
+    claimed = {c.message_id: c for c in await store.claim(10, now=T0, lease_s=LEASE)}
+    await store.mark_dead([Dead(claimed[m].id, claimed[m].lease, 400, "x") for m in ("m-1", "m-4", "m-6")], now=T0)
+    await store.release([claimed["m-2"], claimed["m-5"]], now=T0)  # m-3 stays in flight
+    stats = await store.stats(now=T0 + 1)
+    assert {action: (e.pending, e.in_flight, e.dead) for action, e in stats.by_action.items()} == {
+        "logEvent": (1, 1, 1), "identify": (1, 0, 1), "page": (0, 0, 1)}
+    assert (stats.pending, stats.in_flight, stats.dead) == (2, 1, 3)
 
 
 async def test_the_oldest_age_is_the_oldest_of_every_action_whatever_their_order(store_factory):
