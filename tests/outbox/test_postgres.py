@@ -144,6 +144,7 @@ async def test_cleanup_goes_in_small_batches_and_never_waits_for_a_held_key(post
     other = await asyncpg.connect(postgres_url)
     try:
         await put(store, [event(n) for n in range(250)], now=T0)
+        await other.execute(NOTE_COMMIT_MODES)  # one row per statement that writes: the batches
         held = digest(event(7).dedupe_key)
         transaction = other.transaction()
         await transaction.start()
@@ -153,6 +154,7 @@ async def test_cleanup_goes_in_small_batches_and_never_waits_for_a_held_key(post
             store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM), 60
         )
         assert (letters, keys) == (0, 249)
+        assert await other.fetchval("SELECT count(*) FROM commit_modes WHERE tbl = 'outbox_keys'") == 3  # 100, 100, 49
         await transaction.rollback()
         assert await store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM) == (0, 1)
     finally:
