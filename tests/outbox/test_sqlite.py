@@ -40,6 +40,36 @@ async def test_the_file_is_in_wal_mode_with_its_schema(tmp_path):
     conn.close()
 
 
+async def test_text_and_keys_are_stored_as_files_written_before_hold_them(tmp_path):
+    """The stored form is part of the file format (processes of other releases share the file): text as
+    text; only what UTF-8 cannot encode (a lone surrogate) as a BLOB of its bytes, and a key that is
+    such text, or begins with U+FFFF, as U+FFFF and the hex of its bytes."""
+    path = tmp_path / "o.db"
+    store = SqliteOutbox(str(path))
+    await store.open()
+    plain = [event(1, route="sub-é", sitecode="01234567é9", message_id="m-é\U0001F600"), event(2)]
+    odd = event(3, message_id="m-\ud800", dedupe_key="k-\ud800")
+    marked = event(4, dedupe_key="\uffffk")
+    await put(store, [*plain, odd, marked])
+    await store.close()
+    conn = sqlite3.connect(path)
+    conn.text_factory = bytes
+    try:
+        rows = conn.execute("SELECT route, sitecode, message_id, typeof(message_id) FROM events ORDER BY id").fetchall()
+        keys = conn.execute("SELECT key, typeof(key) FROM idempotency").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("sub-é".encode(), "01234567é9".encode(), "m-é\U0001F600".encode(), b"text"),
+                    (b"logEvent", b"0123456789", b"m-2", b"text"),
+                    (b"logEvent", b"0123456789", b"m-\xed\xa0\x80", b"blob"),
+                    (b"logEvent", b"0123456789", b"m-4", b"text")]
+    assert sorted(keys) == sorted([
+        (plain[0].dedupe_key.encode(), b"text"), (plain[1].dedupe_key.encode(), b"text"),
+        (("\uffff" + "k-\ud800".encode("utf-8", "surrogatepass").hex()).encode(), b"text"),
+        (("\uffff" + "\uffffk".encode().hex()).encode(), b"text"),
+    ])
+
+
 @pytest.mark.parametrize("content", [b"this is not a database at all" * 200, b"SQLite format 3\x00" + b"\xff" * 4000])
 async def test_a_corrupt_file_stops_start_up_naming_it(tmp_path, content):
     path = tmp_path / "broken.db"
