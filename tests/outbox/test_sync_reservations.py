@@ -120,15 +120,30 @@ async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_
     (_, one), (two_app, two) = replicas
     first = asyncio.ensure_future(call(one, track("slow")))
     await until(lambda: len(sink.received) == 1)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await two.LogEvent(track("slow"), timeout=1)
-    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert raised.value.details() == "the call's deadline passed while another delivery of this messageId was in flight; nothing was sent"
-    [wait] = [line for line in log_lines() if line["event"] == "waiting for another delivery of this messageId"]
-    assert wait["message_id"] == "slow" and wait["held_until"] > time.time() - 60 and round(wait["held_until"], 3) == wait["held_until"]
-    # Our own answer (not gRPC cutting the call off): the waiting replica ended it before the deadline.
+    # Our own answer (not gRPC cutting the call off): the waiting replica ends the call itself, 50 ms before the
+    # deadline, in its own words. On a loaded machine the deadline can still win that race (the process not run
+    # for 50 ms): up to three calls, each waiting on the same held messageId; one answer of ours is enough.
+    ours = "the call's deadline passed while another delivery of this messageId was in flight; nothing was sent"
+
+    def answered_by_us() -> list:
+        return [line for line in log_lines() if line["event"] == "rpc" and line.get("error") == ours]
+
+    for _ in range(3):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await two.LogEvent(track("slow"), timeout=1)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert raised.value.details() in (ours, "Deadline Exceeded")
+        try:
+            await until(answered_by_us, timeout=2)
+            break
+        except asyncio.TimeoutError:
+            continue
+    assert answered_by_us()
     sample = two_app.metrics.registry.get_sample_value
-    await until(lambda: sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) == 1)
+    assert sample("kameleoon_rpc_total", {"method": "LogEvent", "code": "DEADLINE_EXCEEDED"}) >= len(answered_by_us())
+    waits = [line for line in log_lines() if line["event"] == "waiting for another delivery of this messageId"]
+    assert waits and all(w["message_id"] == "slow" and w["held_until"] > time.time() - 60 for w in waits)
+    assert all(round(w["held_until"], 3) == w["held_until"] for w in waits)
     release.set()
     assert (await first).http_status == 200
     again = await call(two, track("slow"))
