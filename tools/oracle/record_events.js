@@ -410,6 +410,14 @@ function presetCases() {
     }
     add(`random/${String(i).padStart(3, '0')}-${type}${labels.length ? '-' + labels.join('-') : ''}`, e)
   }
+
+  // Added after the random events, so that the sequence drawn above stays as it was.
+  // One-element arrays holding other than text, in string fields (coerceTypes 'array' unwraps, then coerces).
+  for (const [label, value] of [['array-null', [null]], ['array-true', [true]], ['array-float', [42.5]], ['array-nested', [['one']]], ['array-object', [{ a: 1 }]]]) {
+    for (const f of ['userId', 'event']) add(`coerce/track-${kebab(f)}-${label}`, setField(baseEvent('track', r, n++), f, value))
+  }
+  // A lone surrogate (legal in JSON) in the messageId and in properties: sent on as it came.
+  add('extra/lone-surrogates', raw('{"type":"track","event":"Signed Up","timestamp":"2024-03-15T12:34:56.789Z","messageId":"m-\\ud800","userId":"u-\\udfff","properties":{"k\\ud83d":"v\\ude00"}}'))
   return cases
 }
 
