@@ -54,8 +54,8 @@ bench: install
 
 # Mutation testing (mutmut): how many small breakages of $(MUTATE) the tests catch, with the
 # survivors listed (tests/MUTANTS.md says why the remaining ones are harmless). Reports only;
-# not part of `make test` or CI (2,346 mutants, 96.2% killed: 59.5 minutes of mutant testing on a
-# loaded 2-core machine, about 35 estimated on a quiet one). MUTATE_WORKERS=N runs N mutants at once (default 8).
+# not part of `make test` or CI (2,346 mutants, 96.1% killed: 38 minutes in all on this quiet 2-core
+# machine, 59.5 of mutant testing alone on a loaded one). MUTATE_WORKERS=N runs N mutants at once (default 8).
 mutate: install
 	$(PY) -m tools.mutate $(MUTATE)
 
