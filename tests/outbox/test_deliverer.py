@@ -21,6 +21,7 @@ import pytest
 
 from service.config import Config
 from service.delivery import KameleoonClient
+from service.errors import OutboxUnavailable
 from service.metrics import Metrics
 from service.outbox.base import NewEvent
 from service.outbox.deliverer import CIRCUIT_THRESHOLD, WINDOW_ENDED, Circuit, Deliverer
@@ -556,6 +557,27 @@ async def test_claims_and_expiry_the_outbox_refuses_are_tried_again(rig, sink, l
     switch(r, "claim", False)
     switch(r, "expire", False)
     await eventually(lambda: posted(sink) == ["x-1"] and not r.events() and list(r.letters()) == ["x-expired"], what="both done")
+    await r.stop()
+
+
+async def test_a_refused_read_of_the_next_due_time_leaves_the_claimer_polling(rig, sink):
+    """Nothing due, and the outbox refuses the read of when something will be (its reading connection
+    failing while its writer works): the claimer looks again after POLL_S and delivers what came since."""
+    r = await rig()
+    refused = []
+    reads = r.store.next_due
+
+    async def next_due():  # the store's own read, refused: no trigger can refuse a SELECT
+        if not refused:
+            refused.append(True)
+            raise OutboxUnavailable("read refused by the test")
+        return await reads()
+
+    r.store.next_due = next_due
+    await r.start()
+    await eventually(lambda: refused, what="the read refused")
+    await r.enqueue("late-1")  # no wake-up: found only by looking again
+    await eventually(lambda: posted(sink) == ["late-1"], what="the event found by the next claim")
     await r.stop()
 
 
