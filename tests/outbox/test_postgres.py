@@ -296,6 +296,9 @@ async def test_database_down_means_unavailable_and_it_comes_back_by_itself(own_p
         assert set(oks) <= {c.id for c in claimed}
         told = [(entry["event"], entry["outbox"]) for entry in logs if entry["event"].startswith("outbox database")]
         assert told == [("outbox database unreachable", store.location), ("outbox database reachable again", store.location)] * 2
+        # Each outage in the driver's words, whichever way it was met (a refused connection, the server's shutdown notice).
+        lost = [entry["error"] for entry in logs if entry["event"] == "outbox database unreachable"]
+        assert all(re.fullmatch(r"[A-Z]\w*(Error|Exception)(: .+)?", error) and "NoneType" not in error for error in lost), lost
     finally:
         await store.close()
 
