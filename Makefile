@@ -59,6 +59,8 @@ bench: install
 mutate: install
 	$(PY) -m tools.mutate $(MUTATE)
 
+# The outbox's deliverer and stores, a run of its own (2,322 mutants, 89.6%, 93.4% without SQL in
+# another case: 44 minutes in all on this quiet machine).
 mutate-outbox: install
 	$(PY) -m tools.mutate $(MUTATE_OUTBOX)
 
