@@ -677,9 +677,10 @@ def _stored_key(key: str) -> str:
     """An idempotency key as the table holds it: text, one stored form per key.
 
     A key is stored as it is, unless UTF-8 cannot encode it (a lone surrogate) or it
-    begins with U+FFFF (a noncharacter no sitecode begins with): then as U+FFFF and the
-    hex of its bytes (UTF-8, surrogates kept), so no two keys share a stored form. (Keys
-    go to SQLite in JSON too, for json_each, which must not meet a lone surrogate either.)
+    begins with U+FFFF: then as U+FFFF and the hex of its bytes (UTF-8, surrogates kept),
+    so no two keys share a stored form. (Only a sitecode beginning with that noncharacter
+    makes such a key; earlier releases stored it as it is, so its window restarts once.
+    Keys go to SQLite in JSON too, for json_each, which must not meet a lone surrogate.)
     """
     if _encodable(key) and not key.startswith(ESCAPED_KEY):
         return key
