@@ -270,7 +270,7 @@ ODD_SITECODE = "012345678\udc80"  # a sitecode from an environment variable that
 
 def odd(n: int, surrogate: str = "\ud800") -> NewEvent:
     message_id = f"m-{surrogate}{n}"
-    return event(n, route=f"sub-\udfff", sitecode=ODD_SITECODE, message_id=message_id,
+    return event(n, route="sub-\udfff", sitecode=ODD_SITECODE, message_id=message_id,
                  dedupe_key=f"{ODD_SITECODE}\x1fsub-\udfff\x1f{message_id}")
 
 
