@@ -59,6 +59,10 @@ def _choice(*options: str) -> Callable[[str], str]:
 def _sitecode(text: str) -> str:
     if len(text) != SITECODE_LENGTH:
         raise ValueError(f"must be exactly {SITECODE_LENGTH} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 in the variable: aiohttp's header would drop them
+        raise ValueError("must be UTF-8 text") from None
     return text
 
 

@@ -71,13 +71,16 @@ async def wait_workers_serving(process: asyncio.subprocess.Process, workers: int
 
 @pytest.mark.parametrize(
     "variable, value",
-    [("KAMELEOON_MAX_ATTEMPTS", "zero"), ("KAMELEOON_SITECODE", "short"), ("KAMELEOON_BASE_URL", "ftp://x"), ("KAMELEOON_LOG_FORMAT", "xml")],
+    [("KAMELEOON_MAX_ATTEMPTS", "zero"), ("KAMELEOON_SITECODE", "short"), ("KAMELEOON_BASE_URL", "ftp://x"), ("KAMELEOON_LOG_FORMAT", "xml"),
+     ("KAMELEOON_SITECODE", "012345678\udc80")],  # the byte 0x80 in the environment: not UTF-8
 )
 async def test_bad_config_fails_at_start_naming_the_key(variable, value):
     process = await start("serve", "--listen", f"127.0.0.1:{free_port()}", env={variable: value})
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert variable in err.decode()
+    if value.endswith("\udc80"):
+        assert "must be UTF-8 text" in err.decode()
 
 
 async def test_secret_config_is_never_echoed():
