@@ -265,7 +265,7 @@ async def test_seen_and_remember_share_the_window_with_enqueue(store_factory):
 
 
 # A lone surrogate: JSON's "\ud800" is legal, and the parser keeps it as JavaScript does; UTF-8 cannot encode it.
-ODD_SITECODE = "012345678\udc80"  # a sitecode from an environment variable that was not UTF-8
+ODD_SITECODE = "012345678\udc80"  # no request can carry it and the config refuses it: the store keeps it anyway
 
 
 def odd(n: int, surrogate: str = "\ud800") -> NewEvent:
