@@ -37,7 +37,7 @@ proto-check: install
 # --dist worksteal: a worker that runs out of tests takes half of the other's queue. With the default
 # (load), tests go out in runs of collection order, queued ahead: one worker was left with the
 # subprocess tests at the end and finished 50 s after the other. 4 workers on the 2 cores: the suite
-# took 57-79 s over 24 suites (3: 62-69 s; 2: 85 s), measured on this machine, quiet otherwise.
+# took 57-79 s over 22 suites (3: 62-69 s; 2: 85 s), measured on this machine, quiet otherwise.
 TEST_WORKERS ?= 4
 
 test: install
