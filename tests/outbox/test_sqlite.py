@@ -47,7 +47,8 @@ async def test_text_and_keys_are_stored_as_files_written_before_hold_them(tmp_pa
     path = tmp_path / "o.db"
     store = SqliteOutbox(str(path))
     await store.open()
-    plain = [event(1, route="sub-é", sitecode="01234567é9", message_id="m-é\U0001F600"), event(2)]
+    plain = [event(1, route="sub-é", sitecode="01234567é9", message_id="m-é\U0001F600",
+                   dedupe_key="01234567é9\x1fsub-é\x1fm-é\U0001F600"), event(2)]
     odd = event(3, message_id="m-\ud800", dedupe_key="k-\ud800")
     marked = event(4, dedupe_key="\uffffk")
     await put(store, [*plain, odd, marked])
