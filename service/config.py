@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from service.errors import ConfigError
+from service.jsonwire import is_well_formed
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
 SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key"})
@@ -59,10 +60,8 @@ def _choice(*options: str) -> Callable[[str], str]:
 def _sitecode(text: str) -> str:
     if len(text) != SITECODE_LENGTH:
         raise ValueError(f"must be exactly {SITECODE_LENGTH} characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 in the variable: aiohttp's header would drop them
-        raise ValueError("must be UTF-8 text") from None
+    if not is_well_formed(text):  # bytes that are not UTF-8 in the variable: aiohttp's header would drop them
+        raise ValueError("must be UTF-8 text")
     return text
 
 

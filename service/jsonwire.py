@@ -240,9 +240,15 @@ def _exact_dumps(value: Any) -> bytes:
     return _slow_dumps(value).encode("utf-8")
 
 
+def is_well_formed(text: str) -> bool:
+    """``text.isWellFormed()`` in JavaScript, for a Python str: no surrogate code point in it, so UTF-8
+    (and so SQLite's text, a protobuf string, an HTTP header) can hold it as it is."""
+    return text.isascii() or not _SURROGATE.search(text)
+
+
 def _js_string(text: str) -> str:
     encoded = json.encoder.encode_basestring(text)
-    if not encoded.isascii() and _SURROGATE.search(encoded):
+    if not is_well_formed(encoded):
         encoded = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in encoded)
     return encoded
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import yaml
 
 from service.errors import ConfigError
-from service.mapping.jsvalue import well_formed
+from service.jsonwire import is_well_formed
 
 
 def read(text: str, path: str, variable: str, error: type[ConfigError]) -> Any:
@@ -35,7 +35,7 @@ def compile_each(specs: Any, origin: str, noun: str, name_key: str, compile_one:
         name = spec.get(name_key) if isinstance(spec, dict) else None
         if isinstance(name, str) and name.strip():
             label = f"{label} {name!r}"
-            if well_formed(name) != name:
+            if not is_well_formed(name):
                 raise error(f"{label}: the {name_key} has a lone surrogate, which responses, logs and metrics cannot carry")
         item = compile_one(spec, label)
         if name in names:

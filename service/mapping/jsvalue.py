@@ -27,7 +27,7 @@ import math
 import re
 from typing import Any
 
-from service.jsonwire import js_number_text
+from service.jsonwire import is_well_formed, js_number_text
 
 
 class _Undefined:
@@ -150,7 +150,7 @@ def has_surrogates(s: str) -> bool:
 
 def well_formed(s: str) -> str:
     """``s.toWellFormed()`` in JavaScript: each lone surrogate as U+FFFD (text UTF-8, and so protobuf, can hold)."""
-    if s.isascii() or not _SURROGATE.search(s):
+    if is_well_formed(s):
         return s
     return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
@@ -181,7 +181,7 @@ def from_units(units: list[str] | str) -> str:
 
 def pair_surrogates(s: str) -> str:
     """Join adjacent surrogate halves into one code point, as they read in UTF-16."""
-    if s.isascii() or not _SURROGATE.search(s):
+    if is_well_formed(s):
         return s
     return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 

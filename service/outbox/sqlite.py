@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
+from service.jsonwire import is_well_formed
 from service.outbox.base import (
     Accepted,
     ActionStats,
@@ -652,18 +653,8 @@ def _letter(row) -> DeadLetter:
 # does), which UTF-8 cannot encode and so SQLite's text cannot hold. Such a route, sitecode or messageId is
 # stored as a BLOB of its bytes (UTF-8, surrogates kept) and read back as the same text; every other value
 # stays text, so files written before read as they did.
-def _encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _storable(text: str) -> str | bytes:
-    return text if _encodable(text) else text.encode("utf-8", "surrogatepass")
+    return text if is_well_formed(text) else text.encode("utf-8", "surrogatepass")
 
 
 def _text(value: str | bytes) -> str:
@@ -682,7 +673,7 @@ def _stored_key(key: str) -> str:
     makes such a key; earlier releases stored it as it is, so its window restarts once.
     Keys go to SQLite in JSON too, for json_each, which must not meet a lone surrogate.)
     """
-    if _encodable(key) and not key.startswith(ESCAPED_KEY):
+    if is_well_formed(key) and not key.startswith(ESCAPED_KEY):
         return key
     return ESCAPED_KEY + key.encode("utf-8", "surrogatepass").hex()
 
