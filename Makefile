@@ -8,8 +8,10 @@ PROTO  := protos/kameleoon/destination/v1/destination.proto
 # The modules `make mutate` mutates (the event path up to the outbox's interface and sealing); add a
 # module or a package's files here. The deliverer and the stores are a second run, `make mutate-outbox`:
 # together they do not fit in an hour on this 2-core machine (tests/MUTANTS.md has the measurements).
-MUTATE ?= service/pipeline.py service/delivery.py service/servicer.py service/idempotency.py \
-          service/validation.py service/credentials.py service/outbox/base.py service/outbox/sealing.py
+MUTATE ?= service/ingest/parse.py service/routing/router.py service/api/pipeline.py service/api/servicer.py \
+          service/routing/validation.py service/delivery/sync.py service/delivery/client.py service/delivery/idempotency.py \
+          service/delivery/credentials.py service/outbox/accept.py service/outbox/window.py service/outbox/base.py \
+          service/outbox/sealing.py
 MUTATE_OUTBOX ?= service/outbox/deliverer.py service/outbox/sqlite.py service/outbox/postgres.py
 
 .PHONY: install proto proto-check test demo goldens bench mutate mutate-outbox clean

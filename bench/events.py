@@ -259,13 +259,13 @@ def service_body_parts(events: list[dict]) -> list[tuple[bytes, bytes]]:
 
     Every event of the pool matches exactly one preset; the HTTP floor posts these bodies.
     """
-    from service.pipeline import Pipeline
-    from service.subscriptions import load
+    from service.routing.router import Router
+    from service.routing.subscriptions import load
 
-    pipeline = Pipeline(None, load(None))
+    router = Router(load(None))
     parts = []
     for event in events:
-        [planned] = pipeline.plan(event)
+        [planned] = router.plan(event)
         body = planned.body
         marker = b'"messageId":"' + event["messageId"].encode() + b'"'
         at = body.rindex(marker) + len(b'"messageId":"')
@@ -278,7 +278,7 @@ def service_body(parts: tuple[bytes, bytes], message_id: str) -> bytes:
 
 
 def kameleoon_headers() -> dict:
-    """The header lines the service sends (service.credentials), for the bench's settings."""
-    from service.credentials import Credentials
+    """The header lines the service sends (service.delivery.credentials), for the bench's settings."""
+    from service.delivery.credentials import Credentials
 
     return dict(Credentials(API_KEY, SITECODE).headers())

@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH / "out"))
     parser.add_argument("--claim-loop", metavar="URL", help=argparse.SUPPRESS)  # one drainer of _database_ceiling
     args = parser.parse_args(argv)
-    from service import logs
+    from service.ops import logs
 
     logs.configure("warning")  # the stores opened here (filling, drainers) log like a service: warnings only
     if args.claim_loop:

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from service import config as config_module
-from service import logs
+from service.ops import logs
 from service.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_module.from_env()
             logs.configure(cfg.log_level, cfg.log_format, trace_ids=cfg.tracing != "off")
             from service.reload import sources_for
-            from service.server import serve as run_server
-            from service.workers import run_loop, run_workers
+            from service.api.server import serve as run_server
+            from service.api.workers import run_loop, run_workers
 
             if cfg.workers > 1:
                 for source in sources_for(cfg):
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 return run_workers(cfg, args.listen, cfg.workers)
             run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":
-            from service.sink import run_sink
+            from service.demo.sink import run_sink
 
             try:
                 asyncio.run(run_sink(*args.listen, args.path))
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return asyncio.run(run_outbox(args, config_module.from_env()))
         else:
-            from service.demo import run_demo
+            from service.demo.run import run_demo
 
             return asyncio.run(run_demo())
     except ConfigError as exc:

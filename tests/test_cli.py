@@ -15,7 +15,7 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SETTINGS
 
 SCRIPT = str(pathlib.Path(sys.executable).parent / "kameleoon-destination")

@@ -17,7 +17,7 @@ from kameleoon.destination.client import (
     rfc3339,
     service_config,
 )
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE, eventually
 
 TS = "2026-11-28T10:00:00.000Z"

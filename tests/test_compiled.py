@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from service import jsonwire
 from service.errors import InvalidArgument, MappingError
-from service.mapping.directives import compile_mapping
-from service.subscriptions import load
-from service.validation import validate
+from service.routing.mapping.directives import compile_mapping
+from service.routing.subscriptions import load
+from service.routing.validation import validate
 
 GOLDENS = json.loads((Path(__file__).parent / "goldens" / "mappings.json").read_text(encoding="utf-8"))["cases"]
 PRESETS = load(None)

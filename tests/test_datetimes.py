@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from service.validation import _matches_ajv, is_date_time
+from service.routing.validation import _matches_ajv, is_date_time
 from tests.conftest import golden, plain_id
 
 CASES = golden("datetimes.json")["cases"]

@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import SECRET_SETTINGS, SETTINGS, Config, from_env, host_port
-from service.delivery import longest_post_s
+from service.delivery.client import longest_post_s
 from service.outbox import default_url
 from tests.test_security import pki  # noqa: F401  (a CA and certificates, made with openssl)
 
@@ -219,7 +219,7 @@ def test_every_kameleoon_variable_is_a_setting():
     for path in [*DEPLOY.rglob("*.y*ml"), *DEPLOY.rglob("*.env"), *DEPLOY.rglob("*.example"), *DEPLOY.rglob("*.md"), DOCKERFILE]:
         used |= set(re.findall(r"\bKAMELEOON_[A-Z0-9_]+", path.read_text()))
     assert {"KAMELEOON_API_KEY", "KAMELEOON_GRACE_S", "KAMELEOON_METRICS_LISTEN", "KAMELEOON_HEALTH_LISTEN"} <= used
-    assert not used - known, f"not in service/config.py SETTINGS: {sorted(used - known)}"
+    assert not used - known, f"not in service/config/settings.py SETTINGS: {sorted(used - known)}"
 
 
 @variants

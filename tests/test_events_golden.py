@@ -8,8 +8,8 @@ import pytest
 
 from service import jsonwire
 from service.errors import InvalidArgument, SubscriptionError
-from service.pipeline import Pipeline
-from service.subscriptions import compile_all, load, preset_specs
+from service.routing.router import Router
+from service.routing.subscriptions import compile_all, load, preset_specs
 from tests.conftest import SETTINGS, golden
 
 SUITES = golden("events.json")["suites"]
@@ -22,9 +22,9 @@ def subscriptions_of(suite):
 
 
 @functools.cache
-def pipeline_for(name: str) -> Pipeline:
+def router_for(name: str) -> Router:
     [suite] = [s for s in VALID_SUITES if s["name"] == name]
-    return Pipeline(None, subscriptions_of(suite))
+    return Router(subscriptions_of(suite))
 
 
 def test_presets_are_segments():
@@ -41,18 +41,18 @@ def test_subscriptions_segment_rejects_are_refused_at_start(suite):
 
 @pytest.mark.parametrize("suite, case", CASES, ids=[case["name"] for _, case in CASES])
 def test_event_routes_like_runtime(suite, case):
-    pipeline = pipeline_for(suite["name"])
+    router = router_for(suite["name"])
     expected = case["results"]
     errors = [result for result in expected if "error" in result]
     event = case["event"]
     if errors:
         # Segment sends the valid subscriptions' requests and then fails; we refuse the event whole.
         with pytest.raises(InvalidArgument) as raised:
-            pipeline.plan(event)
+            router.plan(event)
         fields = [f for result in errors for f in result["error"]["fields"]] or ["context"]
         assert any(raised.value.field and raised.value.field.startswith(f) for f in fields), str(raised.value)
         return
-    planned = pipeline.plan(event)
+    planned = router.plan(event)
     assert [p.subscription.name for p in planned] == [r["subscription"] for r in expected]
     for item, result in zip(planned, expected):
         assert item.subscription.action.slug == result["action"]

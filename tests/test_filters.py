@@ -16,10 +16,10 @@ import yaml
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service import jsonwire
 from service.errors import FilterError
-from service.filters.actions import Sample, sample_fraction
-from service.filters.load import compile_all
-from service.mapping.jsvalue import json_stringify
-from service.server import create_server
+from service.routing.filters.actions import Sample, sample_fraction
+from service.routing.filters.load import compile_all
+from service.routing.mapping.jsvalue import json_stringify
+from service.api.server import create_server
 from service.config import Config
 from tests.conftest import SETTINGS, golden
 
@@ -188,7 +188,7 @@ async def test_dropped_raw_events_answer_ok_name_the_filter_and_are_counted(star
 
 
 def test_no_filters_and_disabled_filters_leave_nothing_to_do():
-    from service.filters import NO_FILTERS
+    from service.routing.filters import NO_FILTERS
 
     disabled = compile_all([{"title": "Off", "enabled": False, "if": "all", "actions": [{"type": "DROP"}]}])
     assert NO_FILTERS.steps == () and disabled.steps == () and not disabled
@@ -262,7 +262,7 @@ def test_sampling_by_path_is_the_md5_fraction_of_the_json_value():
 
 def test_sampling_by_path_gives_the_same_answer_in_every_process():
     code = (
-        "from service.filters.actions import Sample; s = Sample(0.5, 'properties.id');"
+        "from service.routing.filters.actions import Sample; s = Sample(0.5, 'properties.id');"
         "print(''.join('1' if s.keeps({'properties': {'id': f'v{i}'}}) else '0' for i in range(2000)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "random"}

@@ -8,12 +8,12 @@ import copy
 import pytest
 
 from service.errors import FilterEvaluationError, FQLError
-from service.filters.load import compile_all
-from service.filters.evaluate import matches
-from service.filters.fql import compile_fql, where
-from service.filters.glob import glob_matches
-from service.mapping.fql_lexer import LexError, lex_positions
-from service.mapping.jsvalue import json_stringify
+from service.routing.filters.load import compile_all
+from service.routing.filters.evaluate import matches
+from service.routing.filters.fql import compile_fql, where
+from service.routing.filters.glob import glob_matches
+from service.routing.mapping.fql_lexer import LexError, lex_positions
+from service.routing.mapping.jsvalue import json_stringify
 from tests.conftest import golden, plain_id
 
 GOLDEN = golden("filters.json")

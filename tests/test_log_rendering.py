@@ -1,4 +1,4 @@
-"""The per-RPC log line is cheap to render (service.logs) and follows logs.configure() wherever it
+"""The per-RPC log line is cheap to render (service.ops.logs) and follows logs.configure() wherever it
 points; tests/test_logs.py checks its fields for every RPC."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timezone
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service import logs
+from service.ops import logs
 from tests.conftest import SETTINGS
 
 TS = "2024-03-15T12:34:56.789Z"

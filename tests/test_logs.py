@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE, eventually
 
 TS = "2024-03-15T12:34:56.789Z"
@@ -199,7 +199,7 @@ def test_a_handler_failing_unexpectedly_writes_its_error_and_an_internal_rpc_lin
     """A bug in a handler (an exception that is no CallError) still ends the RPC with its one line,
     code INTERNAL, after an error line carrying the traceback. No RPC can be made to fail this way
     on purpose, so the handlers' own context manager is driven directly."""
-    from service.servicer import _rpc_log
+    from service.api.servicer import _rpc_log
 
     with pytest.raises(ZeroDivisionError):
         with _rpc_log("Send", {"events": 1}):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import MappingError
-from service.mapping import jsvalue as js
-from service.mapping.directives import compile_mapping
+from service.routing.mapping import jsvalue as js
+from service.routing.mapping.directives import compile_mapping
 
 GOLDENS = json.loads((Path(__file__).parent / "goldens" / "mappings.json").read_text(encoding="utf-8"))["cases"]
 

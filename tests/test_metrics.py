@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import SETTINGS
 
 TS = "2024-03-15T12:34:56.789Z"

@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import SETTINGS
 from tests.test_http_status_metrics import scrape_text
 

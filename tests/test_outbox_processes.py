@@ -23,7 +23,7 @@ import pytest
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.outbox.sqlite import SqliteOutbox
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE
 from tests.test_cli import SCRIPT, free_port, wait_serving, wait_workers_serving
 from tests.test_queued import delivered_ids, track, until

@@ -4,7 +4,7 @@ import pathlib
 import re
 
 from service.config import SETTINGS, Config
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
 

@@ -13,8 +13,9 @@ import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import OutboxUnavailable
-from service.idempotency import UNRESERVED, MemoryStore, OutboxStore
-from service.sink import Reply
+from service.delivery.idempotency import UNRESERVED, MemoryStore
+from service.outbox.window import OutboxStore
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"

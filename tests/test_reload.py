@@ -13,7 +13,7 @@ import structlog
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import SETTINGS, patience
 from tests.test_cli import free_port, start, wait_serving
 

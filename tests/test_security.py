@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import SETTINGS, SITECODE
 
 TS = "2024-03-15T12:34:56.789Z"

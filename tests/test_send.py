@@ -11,8 +11,8 @@ import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.errors import SubscriptionError
-from service.sink import Reply
-from service.subscriptions import load
+from service.demo.sink import Reply
+from service.routing.subscriptions import load
 from tests.conftest import SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"

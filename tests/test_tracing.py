@@ -9,11 +9,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from service import logs
+from service.ops import logs
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.config import Config
-from service.server import create_server
-from service.sink import Reply
+from service.api.server import create_server
+from service.demo.sink import Reply
 from tests.conftest import SETTINGS
 
 import grpc

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import TriggerError
-from service.mapping import jsvalue as js
-from service.mapping.triggers import compile_trigger, parse_fql
+from service.routing.mapping import jsvalue as js
+from service.routing.mapping.triggers import compile_trigger, parse_fql
 
 GOLDENS = json.loads((Path(__file__).parent / "goldens" / "triggers.json").read_text(encoding="utf-8"))["cases"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.actions import ACTIONS
+from service.routing.actions import ACTIONS
 from service.errors import InvalidArgument
 
 LOG_EVENT = ACTIONS["logEvent"]

@@ -1,6 +1,6 @@
 """Mutation testing of the event path (make mutate): how many small breakages the tests catch.
 
-    python -m tools.mutate service/pipeline.py service/delivery.py ...
+    python -m tools.mutate service/api/pipeline.py service/delivery/client.py ...
 
 mutmut (pinned in the dev extra; settings under [tool.mutmut] in pyproject.toml) copies
 ``service/`` into ``mutants/``, makes every mutant of the modules named here, learns which
@@ -147,14 +147,14 @@ def _line(label: str, counts: Counter) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. service/pipeline.py")
+    parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. service/api/pipeline.py")
     # A mutant's tests mostly wait (on the stand-in, backoffs, deadlines, polls): with 3 at once a run
     # kept half a core busy on this 2-core machine, so 8 at once use about 1.3 cores.
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "8")),
                         help="mutants tested at once (default 8, or MUTATE_WORKERS)")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
     parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
-                        help="with --keep: test these mutants again (names or globs, e.g. 'service.pipeline.*')")
+                        help="with --keep: test these mutants again (names or globs, e.g. 'service.api.pipeline.*')")
     parser.add_argument("--report", action="store_true", help="only print the score of the verdicts mutants/ holds")
     args = parser.parse_args(argv)
     os.chdir(ROOT)

@@ -33,9 +33,9 @@ import time
 import structlog
 
 from service.config import Config
-from service.delivery import KameleoonClient
+from service.delivery.client import KameleoonClient
 from service.errors import DeliveryError, OutboxUnavailable, Unavailable
-from service.metrics import NoMetrics
+from service.ops.metrics import NoMetrics
 from service.outbox.base import Claimed, Dead, DeadLetter, Outbox, Retry
 from service.outbox.sealing import Sealer, Unsealable
 

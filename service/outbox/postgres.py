@@ -74,7 +74,8 @@ import asyncpg
 import structlog
 
 from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
-from service.outbox import check_url, redact_url
+from service.config.values import outbox_url as check_url
+from service.config.values import redact_url
 from service.outbox.base import (
     Accepted,
     ActionStats,

@@ -16,7 +16,8 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from service.credentials import Credentials
+from service.delivery.credentials import Credentials
+from service.config.values import outbox_key as parse_key
 from service.errors import MissingSetting
 
 SERVER = "server"
@@ -27,17 +28,6 @@ AAD = b"kameleoon-destination outbox apiKey"
 
 class Unsealable(Exception):
     """A stored reference cannot give an apiKey back (no key, another key, no server apiKey)."""
-
-
-def parse_key(text: str) -> bytes:
-    """KAMELEOON_OUTBOX_KEY: base64 of exactly 32 bytes (``openssl rand -base64 32``)."""
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("must be base64 of 32 random bytes (openssl rand -base64 32)") from None
-    if len(key) != 32:
-        raise ValueError(f"must be base64 of 32 bytes, got {len(key)} bytes")
-    return key
 
 
 class Sealer:

@@ -7,7 +7,7 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from service import filters, subscriptions
+from service.routing import filters, subscriptions
 from service.config import Config
 from service.errors import ConfigError
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import pytest
 
 from service.config import Config
-from service.delivery import KameleoonClient
+from service.delivery.client import KameleoonClient
 from service.errors import OutboxUnavailable
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.outbox.base import NewEvent
 from service.outbox.deliverer import CIRCUIT_THRESHOLD, WINDOW_ENDED, Circuit, Deliverer
 from service.outbox.sealing import Sealer
 from service.outbox.sqlite import SqliteOutbox
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE, eventually
 
 HOUR = 3600.0

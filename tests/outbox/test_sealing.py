@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from service.credentials import Credentials
+from service.delivery.credentials import Credentials
 from service.errors import MissingSetting
 from service.outbox.sealing import Sealer, Unsealable, parse_key
 from tests.conftest import API_KEY, SITECODE

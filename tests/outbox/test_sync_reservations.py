@@ -19,9 +19,9 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.outbox import create
-from service.idempotency import RESERVE_MARGIN_S
+from service.outbox.window import RESERVE_MARGIN_S
 from service.outbox.base import BUSY, TAKEN
-from service.sink import Reply
+from service.demo.sink import Reply
 from tests.conftest import API_KEY, SETTINGS, SITECODE
 from tests.test_queued import track as raw_track
 from tests.test_queued import until

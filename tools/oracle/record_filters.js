@@ -4,8 +4,8 @@
 // Segment's FQL lexer, @segment/fql-ts.
 //
 // Segment compiles a filter's FQL on its servers; that compiler is not public.
-// The service compiles FQL itself (service/filters/fql.py, run here through
-// `python -m service.filters`), and tsub then decides on what it compiled:
+// The service compiles FQL itself (service/routing/filters/fql.py, run here through
+// `python -m service.routing.filters`), and tsub then decides on what it compiled:
 //   - conditions: each FQL text of the corpus, compiled, run by tsub's
 //     matches() on every event of the pool: true, false, or what it throws.
 //     Where the corpus states the compiled form Segment itself produced
@@ -295,8 +295,8 @@ const SUITES = [
 // ------------------------------------------------------------------ recording
 
 function compileAll(texts) {
-  const run = spawnSync(PYTHON, ['-m', 'service.filters'], { cwd: ROOT, input: JSON.stringify(texts), encoding: 'utf8' })
-  if (run.status !== 0) throw new Error(`python -m service.filters failed: ${run.stderr}`)
+  const run = spawnSync(PYTHON, ['-m', 'service.routing.filters'], { cwd: ROOT, input: JSON.stringify(texts), encoding: 'utf8' })
+  if (run.status !== 0) throw new Error(`python -m service.routing.filters failed: ${run.stderr}`)
   return JSON.parse(run.stdout)
 }
 

@@ -1,0 +1,138 @@
+"""What every way in does with an event, stage after stage: route, then deliver now or queue.
+
+    typed request:  payload -> filters -> validation, body -> sync delivery | outbox
+    raw event:      (parsed by service.ingest) -> filters -> subscriptions, mapping, validation, bodies
+                    -> sync delivery of each body, concurrently | every body committed to the outbox at once
+
+The stages are service.routing (:class:`Router`), service.delivery (:class:`SyncDelivery`) and
+service.outbox (:class:`Acceptor`); this module only calls them in order and gathers what they say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from service.delivery.client import Delivered, KameleoonClient
+from service.delivery.credentials import Credentials
+from service.delivery.idempotency import key
+from service.delivery.sync import SyncDelivery
+from service.errors import CallError
+from service.ingest import message_id_of
+from service.outbox.accept import Acceptor, Queued
+from service.outbox.base import NewEvent
+from service.routing.actions import Action
+from service.routing.router import Router
+from service.routing.subscriptions import Subscription
+
+
+@dataclass
+class Outcome:
+    """What delivering one raw event did: one entry per matching subscription."""
+
+    message_id: str
+    results: list[tuple[Subscription, Delivered | Queued]] = field(default_factory=list)
+    filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
+
+
+class Pipeline:
+    def __init__(self, router: Router, sync: SyncDelivery, acceptor: Acceptor):
+        self.router = router
+        self.sync = sync
+        self.acceptor = acceptor
+
+    @property
+    def client(self) -> KameleoonClient:
+        return self.sync.client
+
+    # -- sync delivery ------------------------------------------------------------
+
+    async def deliver_payload(self, action: Action, payload: dict, credentials: Credentials, deadline: float | None) -> Delivered:
+        """A typed request's payload: filter, validate, build Segment's body, post it (once per messageId)."""
+        payload, filtered_by = self.router.filter_payload(action, payload)
+        if payload is None:
+            return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
+        valid, body = self.router.payload_body(action, payload)
+        return await self.sync.deliver(key(credentials, action.slug, valid.get("messageId")), body, credentials, deadline, action.slug)
+
+    async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
+        """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
+        outcome = Outcome(message_id_of(event))
+        filters, subscriptions = self.router.current()  # this event's configuration, whatever a reload does
+        event, outcome.filtered_by = self.router.filter_event(event, filters)
+        if event is None:
+            return outcome
+        planned = self.router.plan(event, subscriptions)
+        deliver = self.sync.deliver
+        if len(planned) == 1:  # the usual case, awaited directly: no task to spawn
+            subscription, body = planned[0]
+            done = await deliver(key(credentials, subscription.name, outcome.message_id), body, credentials, deadline, subscription.action.slug)
+            outcome.results.append((subscription, done))
+            return outcome
+        if not planned:
+            return outcome
+        deliveries = [
+            deliver(key(credentials, sub.name, outcome.message_id), body, credentials, deadline, sub.action.slug)
+            for sub, body in planned
+        ]
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        for (subscription, _), result in zip(planned, results):
+            if isinstance(result, BaseException):
+                raise result
+            outcome.results.append((subscription, result))
+        return outcome
+
+    # -- queued delivery ----------------------------------------------------------
+
+    async def queue_payload(self, action: Action, payload: dict, credentials: Credentials) -> Queued | Delivered:
+        """A typed request's payload: filter, validate, build the body, commit it to the outbox."""
+        payload, filtered_by = self.router.filter_payload(action, payload)
+        if payload is None:
+            return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
+        valid, body = self.router.payload_body(action, payload)
+        acceptor = self.acceptor
+        event = acceptor.new_event(action.slug, action.slug, valid.get("messageId") or "", body, credentials, acceptor.reference(credentials))
+        [queued] = await acceptor.enqueue([event])
+        if isinstance(queued, CallError):
+            raise queued
+        return queued
+
+    async def queue_events(self, items: list[tuple[dict, Credentials]]) -> list[Outcome | CallError]:
+        """Raw events, each through the filters and subscriptions; every body of every event committed in one transaction.
+
+        One entry per item, in order: its Outcome (results hold Queued), or the CallError refusing it.
+        """
+        router, acceptor = self.router, self.acceptor
+        filters, subscriptions = router.current()  # one configuration for the whole call
+        results: list[Outcome | CallError] = []
+        events: list[NewEvent] = []
+        owners: list[tuple[Outcome, Subscription]] = []
+        for event, credentials in items:
+            outcome = Outcome(message_id_of(event))
+            try:
+                event, outcome.filtered_by = router.filter_event(event, filters)
+                planned = router.plan(event, subscriptions) if event is not None else []
+                reference = acceptor.reference(credentials) if planned else ""
+            except CallError as exc:
+                results.append(exc)
+                continue
+            results.append(outcome)
+            for sub, body in planned:
+                events.append(acceptor.new_event(sub.action.slug, sub.name, outcome.message_id, body, credentials, reference))
+                owners.append((outcome, sub))
+        if not events:
+            return results
+        try:
+            accepted = await acceptor.enqueue(events)
+        except CallError as exc:
+            failed = {id(outcome) for outcome, _ in owners}
+            return [exc if id(result) in failed else result for result in results]
+        refused: dict[int, CallError] = {}
+        for (outcome, sub), queued in zip(owners, accepted):
+            if isinstance(queued, CallError):
+                refused[id(outcome)] = queued
+            else:
+                outcome.results.append((sub, queued))
+        if refused:
+            return [refused.get(id(result), result) for result in results]
+        return results

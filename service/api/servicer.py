@@ -1,0 +1,402 @@
+"""The gRPC servicer: thin. Each RPC turns its request into a payload or a raw
+event, hands it to the pipeline, and turns the outcome into a response or a
+status (a CallError becomes a gRPC code in :func:`service.errors.abort`, the
+one place). One log line per RPC.
+
+Each request is delivered in its own ``delivery`` mode, else its batch's, else
+the server's (KAMELEOON_DELIVERY): sync posts during the call; queued answers
+once the rendered request is committed to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import time
+
+import grpc
+import structlog
+
+from service.delivery import credentials
+from service.ops import logs
+from service.routing.actions import ACTIONS, Action
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.config import SITECODE_LENGTH, Config
+from service.api.decoding import Undecodable
+from service.delivery.client import Delivered
+from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
+from service.routing.mapping.jsvalue import well_formed
+from service.api.pipeline import Outcome, Pipeline
+from service.ingest import message_id_of, parse_event
+
+log = structlog.get_logger("kameleoon.rpc")
+
+
+def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop) -> float | None:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return loop.time() + remaining
+
+
+def _result(subscription, done) -> pb.SubscriptionResult:
+    """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued). Those of deliveries are
+    made only when a response's shape is new (_send_response keeps one response per shape)."""
+    return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
+
+
+def _settings(request):
+    return request.settings if request.HasField("settings") else None
+
+
+QUEUED = pb.DELIVERY_MODE_QUEUED
+
+
+def _result_fields(done) -> dict:
+    """What a delivery (Delivered) or a queued event (Queued) says in a response."""
+    return {
+        "http_status": done.http_status,
+        "attempts": done.attempts,
+        "duplicate": done.duplicate,
+        "queued": done.queued,
+        "outbox_id": done.outbox_id,
+    }
+
+
+class Servicer(pb_grpc.KameleoonDestinationServicer):
+    def __init__(self, config: Config, pipeline: Pipeline):
+        self._config = config
+        self._pipeline = pipeline
+        self._client = pipeline.client
+        self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
+        self._default_mode = QUEUED if config.delivery == "queued" else pb.DELIVERY_MODE_SYNC
+        # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
+        # a new action needs no code here.
+        for action in ACTIONS.values():
+            setattr(self, action.rpc, functools.partial(self._typed, action))
+
+    def _queued(self, request, batch_mode: int = 0) -> bool:
+        return (request.delivery or batch_mode or self._default_mode) == QUEUED
+
+    # -- typed actions -------------------------------------------------------
+
+    async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
+        fields = {"action": action.slug, "message_id": request.message_id or None}
+        with _rpc_log(action.rpc, fields):
+            try:
+                creds = credentials.resolve(_settings(request), self._config)
+                if self._queued(request):
+                    done = await self._pipeline.queue_payload(action, action.payload_of(request), creds)
+                else:
+                    done = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            result = _result_fields(done)
+            fields.update(http_status=done.http_status, attempts=done.attempts, duplicate=done.duplicate)
+            if done.filtered_by:
+                fields["filtered_by"] = done.filtered_by
+            if result["queued"]:
+                fields.update(queued=True, outbox_id=result["outbox_id"])
+            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, **result)
+
+
+    # -- raw events ----------------------------------------------------------
+
+    def _prepare(self, request, batch_settings) -> tuple[dict, credentials.Credentials]:
+        """A raw event and its credentials; raises CallError. ``batch_settings`` fill in when the event carries none."""
+        event = parse_event(request.event_json)
+        return event, credentials.resolve(_settings(request) or batch_settings, self._config)
+
+    async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> Outcome:
+        """One raw event, sync or queued; raises CallError."""
+        event, creds = self._prepare(request, batch_settings)
+        if self._queued(request, batch_mode):
+            [outcome] = await self._pipeline.queue_events([(event, creds)])
+            if isinstance(outcome, CallError):
+                raise outcome
+            return outcome
+        return await self._pipeline.send_event(event, creds, deadline)
+
+    async def _send_logged(
+        self, method: str, request, batch_settings, deadline, tally: dict, batch_mode: int = 0, into: pb.SendResponse | None = None
+    ) -> pb.SendResponse:
+        """One raw event of a batch or stream: its own status, never an exception; a log line when it failed.
+        The response is written into ``into`` (a batch's own entry) when given."""
+        if isinstance(request, Undecodable):
+            return _failed(method, request, request.error, tally, into)
+        try:
+            outcome = await self._send_one(request, batch_settings, deadline, batch_mode)
+        except CallError as exc:
+            return _failed(method, request, exc, tally, into)
+        _tally(tally, outcome)
+        return _send_response(outcome, into)
+
+    async def _queue_batch(self, method: str, items: list, batch_settings, responses: list, tally: dict) -> None:
+        """The queued events of a batch: each prepared alone, all committed in one transaction."""
+        prepared = []
+        for index, request in items:
+            try:
+                prepared.append((index, request, *self._prepare(request, batch_settings)))
+            except CallError as exc:
+                _failed(method, request, exc, tally, responses[index])
+        outcomes = await self._pipeline.queue_events([(event, creds) for _, _, event, creds in prepared])
+        for (index, request, _, _), outcome in zip(prepared, outcomes):
+            if isinstance(outcome, CallError):
+                _failed(method, request, outcome, tally, responses[index])
+            else:
+                _send_response(outcome, responses[index])
+                _tally(tally, outcome)
+
+    async def Send(self, request, context):
+        fields: dict = {}
+        with _rpc_log("Send", fields):
+            try:
+                outcome = await self._send_one(request, None, _deadline(context, self._loop))
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            _record_results(fields, outcome)
+            return _send_response(outcome)
+
+    async def SendBatch(self, request, context):
+        fields: dict = {"events": len(request.requests), "delivered": 0, "queued": 0, "failed": 0}
+        with _rpc_log("SendBatch", fields):
+            if len(request.requests) > self._config.max_batch:
+                exc = InvalidArgument(
+                    f"requests holds {len(request.requests)} events, more than the limit of {self._config.max_batch} "
+                    "(KAMELEOON_MAX_BATCH): split the batch",
+                    field="requests",
+                )
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            batch_settings = _settings(request)
+            deadline = _deadline(context, self._loop)
+            batch = pb.SendBatchResponse()
+            add = batch.responses.add
+            responses = [add() for _ in range(len(request.requests))]  # filled in place: no copy of each into the batch
+            queued, sync = [], []
+            for item in enumerate(request.requests):
+                (queued if self._queued(item[1], request.delivery) else sync).append(item)
+            if queued:
+                await self._queue_batch("SendBatch", queued, batch_settings, responses, fields)
+            pending = iter(sync)
+
+            async def worker() -> None:  # batch_concurrency of these share the events
+                for index, item in pending:
+                    await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery, responses[index])
+
+            await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(sync)))))
+            return batch
+
+    async def SendStream(self, request_iterator, context):
+        """One response per request, in order; at most ``stream_window`` events in flight (backpressure)."""
+        deadline = _deadline(context, self._loop)
+        fields: dict = {"events": 0, "delivered": 0, "queued": 0, "failed": 0}
+        window = _InOrder(self._config.stream_window, self._loop)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.room()  # backpressure: stop reading while the window is full
+                    fields["events"] += 1
+                    window.put(self._loop.create_task(self._send_logged("SendStream", request, None, deadline, fields)))
+            finally:
+                window.close()
+
+        with _rpc_log("SendStream", fields):
+            reader = self._loop.create_task(read())
+            try:
+                while (task := await window.head()) is not None:
+                    response = await task
+                    window.pop()
+                    yield response
+                await reader
+            finally:
+                reader.cancel()
+                for task in window.tasks:
+                    task.cancel()
+
+    # -- credentials ---------------------------------------------------------
+
+    async def TestAuthentication(self, request, context):
+        fields: dict = {}
+        with _rpc_log("TestAuthentication", fields):
+            try:
+                creds = credentials.resolve(_settings(request), self._config)
+                entries = credentials.api_key_entries(creds.api_key)
+                delivered = await self._client.check_api_key(entries, _deadline(context, self._loop))
+            except (InvalidArgument, DeliveryError) as exc:
+                if isinstance(exc, DeliveryError) and exc.http_status == 0:
+                    _record_failure(fields, exc)
+                    await abort(context, exc)
+                fields.update(ok=False, http_status=getattr(exc, "http_status", 0))
+                return pb.TestAuthenticationResponse(ok=False, message=_auth_message(exc))
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            fields.update(ok=True, http_status=delivered.http_status, attempts=delivered.attempts)
+            return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
+
+
+_RESPONSES: dict[tuple, pb.SendResponse] = {}
+
+
+def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.SendResponse:
+    """The response of a handled event, written into ``into`` (a batch's entry) or a new message. Responses
+    of deliveries differ only by messageId: each shape is built once and copied (one copy in C)."""
+    response = pb.SendResponse() if into is None else into
+    shape = _shape(outcome)
+    # The cache's own lines are not mutated (make mutate): a miss builds an equal response again.
+    template = _RESPONSES.get(shape) if shape is not None else None  # pragma: no mutate
+    if template is None:
+        template = pb.SendResponse(
+            results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS, filtered_by=outcome.filtered_by
+        )
+        if shape is not None and len(_RESPONSES) < 4096:  # pragma: no mutate
+            _RESPONSES[shape] = template  # pragma: no mutate
+    response.CopyFrom(template)
+    response.message_id = well_formed(outcome.message_id)
+    return response
+
+
+def _shape(outcome: Outcome) -> tuple | None:
+    """What a response says besides the messageId; None for a queued event (its outbox_id is its own)."""
+    shape = [outcome.filtered_by]
+    for sub, done in outcome.results:
+        if type(done) is not Delivered:
+            return None
+        shape.append((sub.name, sub.action.slug, done.http_status, done.attempts, done.duplicate))
+    return tuple(shape)
+
+
+def _tally(tally: dict, outcome: Outcome) -> None:
+    for _, done in outcome.results:
+        if done.queued:
+            tally["queued"] += 1
+        elif not done.duplicate:
+            tally["delivered"] += 1
+    if outcome.filtered_by:
+        tally["filtered"] = tally.get("filtered", 0) + 1
+
+
+def _failed(method: str, request, exc: CallError, tally: dict, into: pb.SendResponse | None = None) -> pb.SendResponse:
+    """The response of one event of a batch or stream that failed (into ``into`` when given), and its log line."""
+    tally["failed"] += 1
+    message_id = "" if isinstance(request, Undecodable) else _message_id_hint(request)
+    fields = {"message_id": message_id or None}
+    _record_failure(fields, exc)
+    log.info("event failed", method=method, **fields)
+    response = pb.SendResponse() if into is None else into
+    response.message_id = well_formed(message_id)
+    response.status.CopyFrom(status_of(exc))
+    return response
+
+
+def _message_id_hint(request) -> str:
+    """The messageId of an event that failed, when its JSON still says it."""
+    try:
+        return message_id_of(parse_event(request.event_json))
+    except CallError:
+        return ""
+
+
+def _record_results(fields: dict, outcome: Outcome) -> None:
+    """The log line's fields of a Send: what its response says, read from the outcome (not the message's fields)."""
+    results = outcome.results
+    fields["message_id"] = outcome.message_id or None
+    fields["matched"] = [sub.action.slug for sub, _ in results]
+    fields["http_status"] = [done.http_status for _, done in results]
+    fields["attempts"] = sum(done.attempts for _, done in results)
+    if any(done.queued for _, done in results):
+        fields["outbox_id"] = [done.outbox_id for _, done in results]
+    if outcome.filtered_by:
+        fields["filtered_by"] = outcome.filtered_by
+
+
+def _auth_message(exc: CallError) -> str:
+    if isinstance(exc, InvalidArgument) and exc.field == "settings.sitecode":
+        return f"Invalid project sitecode: it must be {SITECODE_LENGTH} characters. Please check your sitecode"
+    return str(exc)
+
+
+def _record_failure(fields: dict, exc: CallError) -> None:
+    fields["code"] = exc.code.name
+    fields["error"] = str(exc)
+    if isinstance(exc, DeliveryError):
+        fields.update(http_status=exc.http_status, attempts=exc.attempts)
+
+
+class _InOrder:
+    """A stream's deliveries in the order their requests came, at most ``size`` unanswered. The reader
+    waits while it is full, the writer while it is empty; a future is made only to wait."""
+
+    __slots__ = ("tasks", "_size", "_loop", "_closed", "_room", "_ready")
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop):
+        self.tasks: collections.deque[asyncio.Task] = collections.deque()
+        self._size = size
+        self._loop = loop
+        self._closed = False
+        self._room: asyncio.Future | None = None
+        self._ready: asyncio.Future | None = None
+
+    async def room(self) -> None:
+        while len(self.tasks) >= self._size:
+            self._room = self._loop.create_future()
+            await self._room
+
+    def put(self, task: asyncio.Task) -> None:
+        self.tasks.append(task)
+        self._ready = _wake(self._ready)
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready = _wake(self._ready)
+
+    async def head(self) -> asyncio.Task | None:
+        """The oldest unanswered delivery; None once the reader is done and all are answered."""
+        while not self.tasks:
+            if self._closed:
+                return None
+            self._ready = self._loop.create_future()
+            await self._ready
+        return self.tasks[0]
+
+    def pop(self) -> None:
+        self.tasks.popleft()
+        self._room = _wake(self._room)
+
+
+def _wake(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class _rpc_log:
+    """Writes the one log line of an RPC when it ends, however it ends."""
+
+    __slots__ = ("_method", "_fields", "_start")
+
+    def __init__(self, method: str, fields: dict):
+        self._method = method
+        self._fields = fields
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        fields = self._fields
+        if exc_type is asyncio.CancelledError:
+            fields.setdefault("code", "CANCELLED")
+        elif exc_type is not None and "code" not in fields:
+            fields["code"] = "INTERNAL"
+            log.error("rpc failed", method=self._method, exc_info=(exc_type, exc, tb))
+        fields.setdefault("code", "OK")
+        duration_ms = round((time.perf_counter() - self._start) * 1000, 3)
+        logs.logger("kameleoon.rpc").info("rpc", method=self._method, duration_ms=duration_ms, **fields)
+
+
+__all__ = ["Servicer"]

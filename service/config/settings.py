@@ -1,0 +1,148 @@
+"""The settings table: each setting with its default (:class:`Config`), its environment variable,
+its parser (service.config.values) and its meaning (:data:`SETTINGS`). Start-up fails fast naming
+the bad variable; docs/configuration.md is generated from this table (``make docs``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+from service.config import values as v
+from service.config.values import SITECODE_LENGTH, default_outbox_url, redact_url
+from service.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key"})
+# What Segment's request client sends with every request (actions-core's create-request-client).
+USER_AGENT = "Segment (Actions)"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, with its default. ``metadata`` names the variable and the parser."""
+
+    api_key: str | None = None
+    sitecode: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    max_attempts: int = 3
+    timeout_s: float = 10.0
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    pool_size: int = 100
+    grace_s: float = 10.0
+    log_level: str = "info"
+    log_format: str = "auto"
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_connection_age_s: float = 300.0
+    mappings: str | None = None
+    filters: str | None = None
+    config_poll_s: float = 1.0
+    max_in_flight: int = 2000
+    idempotency_window_s: float = 86400.0
+    idempotency_max_entries: int = 500_000
+    auth_tokens: tuple[str, ...] = ()
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    metrics_listen: tuple[str, int] | None = None
+    health_listen: tuple[str, int] | None = None
+    tracing: str = "off"
+    workers: int = 1
+    max_batch: int = 1000
+    batch_concurrency: int = 32
+    stream_window: int = 64
+    delivery: str = "sync"
+    outbox: str | None = None
+    outbox_key: bytes | None = None
+    outbox_concurrency: int = 64
+    outbox_lease_s: float = 60.0
+    retry_window_s: float = 14400.0
+    retry_max_backoff_s: float = 600.0
+    dead_letter_retention_s: float = 604800.0
+    outbox_max_pending: int = 1_000_000
+
+    def outbox_url(self) -> str | None:
+        """The outbox in use: KAMELEOON_OUTBOX, else the default location when queued is the default; None: no outbox."""
+        if self.outbox:
+            return self.outbox
+        if self.delivery == "queued":
+            return default_outbox_url()
+        return None
+
+    def __repr__(self) -> str:  # never print the apiKey or the tokens
+        shown = {f.name: _shown(f.name, getattr(self, f.name)) for f in fields(self)}
+        return f"Config({shown})"
+
+
+# (attribute, environment variable, parser, meaning) -- the README's table mirrors this one.
+SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
+    ("api_key", "KAMELEOON_API_KEY", v.text, "default apiKey for requests that carry none (secret)"),
+    ("sitecode", "KAMELEOON_SITECODE", v.sitecode, "default sitecode for requests that carry none"),
+    ("base_url", "KAMELEOON_BASE_URL", v.http_url, "Kameleoon's full endpoint URL"),
+    ("max_attempts", "KAMELEOON_MAX_ATTEMPTS", v.positive_int, "HTTP attempts per event, first one included"),
+    ("timeout_s", "KAMELEOON_TIMEOUT_S", v.positive_float, "timeout of one HTTP attempt, seconds"),
+    ("backoff_base_s", "KAMELEOON_BACKOFF_BASE_S", v.non_negative_float, "first retry backoff ceiling, seconds"),
+    ("backoff_max_s", "KAMELEOON_BACKOFF_MAX_S", v.non_negative_float, "largest retry backoff, seconds"),
+    ("pool_size", "KAMELEOON_POOL_SIZE", v.positive_int, "HTTP connections kept to Kameleoon"),
+    ("grace_s", "KAMELEOON_GRACE_S", v.non_negative_float, "on SIGTERM, how long calls in flight may finish"),
+    ("log_level", "KAMELEOON_LOG_LEVEL", v.choice("debug", "info", "warning", "error"), "log level"),
+    ("log_format", "KAMELEOON_LOG_FORMAT", v.choice("auto", "json", "console"), "auto: JSON unless on a terminal"),
+    ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", v.positive_int, "largest gRPC request accepted, bytes"),
+    ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", v.positive_float, "clients reconnect after this long, so new replicas get traffic"),
+    ("mappings", "KAMELEOON_MAPPINGS", v.text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
+    ("max_in_flight", "KAMELEOON_MAX_IN_FLIGHT", v.positive_int, "events being delivered at once; past it, RESOURCE_EXHAUSTED"),
+    ("idempotency_window_s", "KAMELEOON_IDEMPOTENCY_WINDOW_S", v.non_negative_float, "a delivered messageId is not sent again for this long (0: off)"),
+    ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most (oldest forgotten first)"),
+    ("auth_tokens", "KAMELEOON_AUTH_TOKENS", v.tokens, "comma-separated bearer tokens required on the gRPC port (secret; unset: open)"),
+    ("tls_cert", "KAMELEOON_TLS_CERT", v.readable_file, "PEM certificate chain: serve TLS"),
+    ("tls_key", "KAMELEOON_TLS_KEY", v.readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
+    ("metrics_listen", "KAMELEOON_METRICS_LISTEN", v.host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("health_listen", "KAMELEOON_HEALTH_LISTEN", v.host_port, "HOST:PORT of a plaintext gRPC port serving grpc.health.v1 only, for probes (unset: off)"),
+    ("workers", "KAMELEOON_WORKERS", v.positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
+    ("tracing", "KAMELEOON_TRACING", v.choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)"),
+    ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", v.readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
+    ("max_batch", "KAMELEOON_MAX_BATCH", v.positive_int, "most events in one SendBatch"),
+    ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", v.positive_int, "events of one SendBatch delivered at once"),
+    ("stream_window", "KAMELEOON_STREAM_WINDOW", v.positive_int, "events of one SendStream in flight at once"),
+    ("delivery", "KAMELEOON_DELIVERY", v.choice("sync", "queued"), "delivery of requests that do not choose: sync or queued (outbox)"),
+    ("outbox", "KAMELEOON_OUTBOX", v.outbox_url, "the outbox of queued delivery: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db"),
+    ("outbox_key", "KAMELEOON_OUTBOX_KEY", v.outbox_key, "base64 of 32 bytes: seals per-request apiKeys in the outbox (AES-GCM; secret)"),
+    ("outbox_concurrency", "KAMELEOON_OUTBOX_CONCURRENCY", v.positive_int, "queued events being posted at once, per process"),
+    ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", v.positive_float, "a claimed event is claimed again after this long if its process died"),
+    ("retry_window_s", "KAMELEOON_RETRY_WINDOW_S", v.positive_float, "queued events are retried this long after acceptance, then dead letters"),
+    ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", v.positive_float, "largest wait between two attempts of a queued event"),
+    ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", v.positive_float, "dead letters are kept this long"),
+    ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", v.count, "undelivered events the outbox holds at most (0: no limit); past it RESOURCE_EXHAUSTED"),
+    ("filters", "KAMELEOON_FILTERS", v.text, "JSON or YAML file of destination filters in Segment's shape, applied before subscriptions (unset: none)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", v.non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
+)
+
+
+def _shown(attribute: str, value: Any) -> Any:
+    """A setting's value as logs and errors may show it: secrets hidden, the outbox URL's password too."""
+    if attribute in SECRET_SETTINGS and value:
+        return "<secret>"
+    if attribute == "outbox" and isinstance(value, str):
+        return redact_url(value)
+    return value
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration in ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for attribute, variable, parse, _ in SETTINGS:
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attribute] = parse(raw)
+        except ValueError as exc:
+            shown = "<secret>" if attribute in SECRET_SETTINGS else repr(_shown(attribute, raw))
+            raise ConfigError(f"{variable}={shown}: {exc}") from None
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")
+    if values.get("tls_client_ca") and not values.get("tls_cert"):
+        raise ConfigError("KAMELEOON_TLS_CLIENT_CA needs KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY")
+    return Config(**values)

@@ -1,0 +1,123 @@
+"""``make demo``: the whole path on an embedded default, end to end.
+
+Starts the local Kameleoon sink and the service on free loopback ports, sends
+one event per Kameleoon action over gRPC, prints what Kameleoon received.
+Then queued delivery: the sink goes down, the same four events (new
+messageIds) are accepted into an outbox in a temporary directory, the sink
+comes back and the deliverer hands them over. Exit status 0 only when all
+eight arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tempfile
+import time
+
+import grpc
+from google.protobuf import json_format
+
+from service.ops import logs
+from kameleoon.destination.v1 import destination_pb2 as pb
+from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.config import Config
+from service.api.server import create_server
+from service.demo.sink import KameleoonSink
+
+# base64 of {"id":"demo-id","secret":"demo-secret"}
+DEMO_API_KEY = "eyJpZCI6ImRlbW8taWQiLCJzZWNyZXQiOiJkZW1vLXNlY3JldCJ9"
+DEMO_SITECODE = "demo123456"
+TS = "2026-11-28T10:00:00.000Z"
+
+
+def _requests() -> list[tuple[str, object]]:
+    settings = pb.Settings(api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE)
+    log_event = pb.LogEventRequest(
+        settings=settings, anonymous_id="anon-1", user_id="user-1", event="Order Completed",
+        kameleoon_visitor_code="vc-8f2k1", timestamp=TS, message_id="demo-track-1",
+    )
+    json_format.ParseDict({"revenue": 42, "currency": "EUR", "items": 3}, log_event.properties)
+    json_format.ParseDict({"locale": "fr-FR"}, log_event.context)
+    identify = pb.IdentifyEventRequest(
+        settings=settings, user_id="user-1", kameleoon_visitor_code="vc-8f2k1", timestamp=TS, message_id="demo-identify-1",
+    )
+    json_format.ParseDict({"plan": "pro", "email_verified": True}, identify.traits)
+    page = pb.PageEventRequest(
+        settings=settings, anonymous_id="anon-1", name="Pricing", kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS, message_id="demo-page-1",
+    )
+    json_format.ParseDict({"path": "/pricing", "title": "Pricing"}, page.properties)
+    group = pb.GroupEventRequest(
+        settings=settings, user_id="user-1", group_id="acme", kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS, message_id="demo-group-1",
+    )
+    json_format.ParseDict({"name": "Acme Inc", "employees": 250}, group.traits)
+    return [("LogEvent", log_event), ("IdentifyEvent", identify), ("PageEvent", page), ("GroupEvent", group)]
+
+
+async def _queued_part(stub, admin, sink: KameleoonSink) -> int:
+    """Kameleoon down: events accepted into the outbox; Kameleoon back: delivered. Returns how many arrived."""
+    port = sink.port
+    await sink.stop()
+    print(f"Queued delivery: the Kameleoon sink is down now (nothing listens on port {port}).")
+    for method, request in _requests():
+        request.message_id = request.message_id.replace("demo-", "demo-queued-")
+        request.delivery = pb.DELIVERY_MODE_QUEUED
+        response = await getattr(stub, method)(request, timeout=10)
+        print(f"{method} -> queued={str(response.queued).lower()} outbox_id={response.outbox_id} (committed to the outbox)")
+    stats = await admin.GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=10)
+    print(f"outbox: {stats.pending + stats.in_flight} waiting for Kameleoon\n")
+    await sink.start(port=port)
+    print("The Kameleoon sink is back; the deliverer retries on its own:")
+    deadline = time.monotonic() + 30
+    while len(sink.received) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for received in sink.received:
+        print(f"  Kameleoon received: {received.method} {received.path} messageId={received.json().get('messageId')}")
+    return len(sink.received)
+
+
+async def run_demo() -> int:
+    log_lines = io.StringIO()
+    logs.configure("info", "json", stream=log_lines)
+    sink = await KameleoonSink().start()
+    outbox_dir = tempfile.TemporaryDirectory(prefix="kameleoon-demo-")
+    # The server holds the demo apiKey, so the outbox stores a reference to it, never the key.
+    config = Config(base_url=sink.url, max_attempts=1, api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE,
+                    outbox=f"sqlite:///{outbox_dir.name}/outbox.db", retry_max_backoff_s=0.5)
+    app = await create_server(config, "127.0.0.1:0")
+    print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port}\n")
+    failures = 0
+    queued = 0
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = pb_grpc.KameleoonDestinationStub(channel)
+            for method, request in _requests():
+                seen = len(sink.received)
+                try:
+                    response = await getattr(stub, method)(request, timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    failures += 1
+                    print(f"{method}: FAILED {exc.code().name}: {exc.details()}\n")
+                    continue
+                print(f"{method} -> http_status={response.http_status} attempts={response.attempts}")
+                for received in sink.received[seen:]:
+                    shown = received.shown()
+                    print(f"  Kameleoon received: {received.method} {received.path}")
+                    for name, value in shown["headers"].items():
+                        print(f"    {name}: {value}")
+                    print(f"    body (exact bytes): {received.body}")
+                print()
+            synced = len(sink.received)
+            sink.received.clear()
+            queued = await _queued_part(stub, pb_grpc.OutboxAdminStub(channel), sink)
+    finally:
+        await app.stop(grace=1)
+        await sink.stop()
+        outbox_dir.cleanup()
+    print("\nService log (one line per RPC):")
+    print(log_lines.getvalue().rstrip())
+    print(f"\n{4 - failures} of 4 events delivered")
+    print(f"{queued} of 4 queued events delivered after the outage")
+    return 1 if failures or synced != 4 or queued != 4 else 0
