@@ -14,7 +14,7 @@ MUTATE ?= service/ingest/parse.py service/routing/router.py service/api/pipeline
           service/outbox/sealing.py
 MUTATE_OUTBOX ?= service/outbox/deliverer.py service/outbox/sqlite.py service/outbox/postgres.py
 
-.PHONY: install proto proto-check test demo goldens bench mutate mutate-outbox clean
+.PHONY: install proto proto-check lint format test demo goldens bench mutate mutate-outbox clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,19 @@ proto: install
 # Fails when the committed stubs differ from what protos/ generates.
 proto-check: install
 	$(PY) -m tools.gen_proto --check
+
+# The layout's import contracts (pyproject's [tool.importlinter]: stages import down the flow, no
+# cycles, the outbox's stores below everything of theirs), ruff's lint and format check, mypy on service/.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Formats the code and applies ruff's safe fixes (what make lint checks).
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # The suite in TEST_WORKERS processes (pytest-xdist; 0: all in this one). Most of a test's time is
 # waiting on subprocesses, servers and the stand-in, time another worker uses; each worker has its own

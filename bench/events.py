@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 API_KEY = base64.b64encode(json.dumps({"id": "bench", "secret": "bench"}, separators=(",", ":")).encode()).decode()
 SITECODE = "0123456789"
@@ -47,7 +47,7 @@ USER_AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
 )
 PATHS = ("/", "/pricing", "/products/trail-runner", "/cart", "/checkout", "/blog/ab-testing-101", "/search")
-BASE_TIME = datetime(2024, 6, 1, tzinfo=timezone.utc)
+BASE_TIME = datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def _iso(when: datetime) -> str:

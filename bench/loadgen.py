@@ -338,7 +338,7 @@ async def throughput(pool: Pool, cmd: dict) -> dict:
         stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), CALL_TIMEOUT_S + 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.cancel()
             meter.errors["DRAIN_TIMEOUT"] += 1
         if sampling is not None:

@@ -270,7 +270,6 @@ def _cell(table: dict, c: int, process: str) -> str:
 def markdown(report: dict) -> str:
     best = report.get("best", {})
     ratios = report.get("ratios", {})
-    mem = (report.get("memory") or {}).get("summary") or {}
     meta = report["meta"]
     git = meta.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10] + (" + uncommitted service/ changes" if git.get("service_dirty") else "")

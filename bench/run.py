@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import events as ev
@@ -347,7 +347,7 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
     report: dict = {
         "meta": {
             "profile": p.name,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
             "git": git_state(),
             "service_env": {k: os.environ[k] for k in SHOWN_ENV if os.environ.get(k)},

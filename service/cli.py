@@ -7,8 +7,8 @@ import asyncio
 import sys
 
 from service import config as config_module
-from service.ops import logs
 from service.errors import ConfigError
+from service.ops import logs
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_SINK_LISTEN = "127.0.0.1:8080"
@@ -40,24 +40,25 @@ def main(argv: list[str] | None = None) -> int:
             _host_port(args.listen)
             cfg = config_module.from_env()
             logs.configure(cfg.log_level, cfg.log_format, trace_ids=cfg.tracing != "off")
-            from service.reload import sources_for
             from service.api.server import serve as run_server
             from service.api.workers import run_loop, run_workers
+            from service.reload import sources_for
 
             if cfg.workers > 1:
                 for source in sources_for(cfg):
                     source.load()  # a bad file fails here, once, before any worker starts
-                if cfg.outbox_url():
+                if outbox_url := cfg.outbox_url():
                     from service.outbox import check as check_outbox
 
-                    asyncio.run(check_outbox(cfg.outbox_url()))  # so does an outbox file that cannot be used
+                    asyncio.run(check_outbox(outbox_url))  # so does an outbox file that cannot be used
                 return run_workers(cfg, args.listen, cfg.workers)
             run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":
             from service.demo.sink import run_sink
 
             try:
-                asyncio.run(run_sink(*args.listen, args.path))
+                host, port = args.listen
+                asyncio.run(run_sink(host, port, args.path))
             except KeyboardInterrupt:
                 pass
         elif args.command == "outbox":

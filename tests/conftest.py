@@ -14,16 +14,16 @@ import pytest
 import structlog
 from google.rpc import error_details_pb2, status_pb2
 
-from service.delivery import client as delivery
-from service.delivery import credentials
-from service import jsonwire
-from service.ops import logs
-from service.api import servicer
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.config import Config
+from service import jsonwire
+from service.api import servicer
 from service.api.server import create_server
+from service.config import Config
+from service.delivery import client as delivery
+from service.delivery import credentials
 from service.demo.sink import KameleoonSink
+from service.ops import logs
 from tests.outbox.pg import outbox_url, own_postgres, postgres, postgres_apart, postgres_url  # noqa: F401 -- PostgreSQL for any test
 
 # Tests that do not read log lines leave structlog at its defaults, whose console renderer draws an

@@ -8,14 +8,14 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from service.routing.actions import ACTIONS
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.api.server import create_server
 from service.config import Config
+from service.demo.sink import KameleoonSink
 from service.errors import InvalidArgument
 from service.jsonwire import dumps
-from service.api.server import create_server
-from service.demo.sink import KameleoonSink
+from service.routing.actions import ACTIONS
 from tests.conftest import SETTINGS, golden
 
 GOLDEN = golden("actions.json")

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import grpc
 import pytest
 
-from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.client import (
     KameleoonDestinationClient,
     KameleoonDestinationSyncClient,
     rfc3339,
     service_config,
 )
+from kameleoon.destination.v1 import destination_pb2 as pb
 from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE, eventually
 
@@ -127,7 +127,7 @@ async def test_default_message_id_is_a_fresh_uuid4_and_is_sent(client, sink):
 def test_rfc3339():
     paris = timezone(timedelta(hours=1))
     assert rfc3339(datetime(2026, 11, 28, 11, 0, 0, 123456, tzinfo=paris)) == "2026-11-28T10:00:00.123Z"
-    assert rfc3339(datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)) == "2026-11-28T10:00:00.000Z"
+    assert rfc3339(datetime(2026, 11, 28, 10, 0, tzinfo=UTC)) == "2026-11-28T10:00:00.000Z"
     assert rfc3339("2026-11-28T10:00:00+01:00") == "2026-11-28T10:00:00+01:00"
     with pytest.raises(ValueError, match="naive"):
         rfc3339(datetime(2026, 11, 28, 10, 0))
@@ -277,7 +277,7 @@ async def test_sync_client(start_service, sink):
     def calls():
         with KameleoonDestinationSyncClient(f"127.0.0.1:{app.port}", api_key=API_KEY, sitecode=SITECODE, timeout=5) as client:
             logged = client.log_event(event="Order Completed", properties={"revenue": 42}, timestamp=TS, message_id="y-1")
-            identified = client.identify(user_id="u-1", traits={"plan": "pro"}, timestamp=datetime(2026, 11, 28, 10, tzinfo=timezone.utc))
+            identified = client.identify(user_id="u-1", traits={"plan": "pro"}, timestamp=datetime(2026, 11, 28, 10, tzinfo=UTC))
             paged = client.page(name="Home", timestamp=TS)
             grouped = client.group(group_id="acme", timestamp=TS)
             sent = client.send({"type": "track", "event": "Raw", "timestamp": TS, "messageId": "y-2"})

@@ -13,12 +13,12 @@ import structlog
 from google.rpc import error_details_pb2, status_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.ops import logs
 from service.config import Config
-from service.delivery.credentials import resolve
 from service.delivery.client import KameleoonClient, retry_after_seconds
-from service.errors import DeadlineExceeded
+from service.delivery.credentials import resolve
 from service.demo.sink import KameleoonSink, Reply
+from service.errors import DeadlineExceeded
+from service.ops import logs
 from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"

@@ -59,7 +59,7 @@ def tool(name: str) -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rendered(directory: pathlib.Path) -> str:
     result = subprocess.run([tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -15,12 +15,12 @@ import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service import jsonwire
+from service.api.server import create_server
+from service.config import Config
 from service.errors import FilterError
 from service.routing.filters.actions import Sample, sample_fraction
 from service.routing.filters.load import compile_all
 from service.routing.mapping.jsvalue import json_stringify
-from service.api.server import create_server
-from service.config import Config
 from tests.conftest import SETTINGS, golden
 
 GOLDEN = golden("filters.json")

@@ -8,10 +8,10 @@ import copy
 import pytest
 
 from service.errors import FilterEvaluationError, FQLError
-from service.routing.filters.load import compile_all
 from service.routing.filters.evaluate import matches
 from service.routing.filters.fql import compile_fql, where
 from service.routing.filters.glob import glob_matches
+from service.routing.filters.load import compile_all
 from service.routing.mapping.fql_lexer import LexError, lex_positions
 from service.routing.mapping.jsvalue import json_stringify
 from tests.conftest import golden, plain_id

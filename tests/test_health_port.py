@@ -10,8 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.config import Config, from_env
 from service.api.server import SERVICE_NAME, create_server
+from service.config import Config, from_env
 from tests.conftest import SETTINGS
 from tests.test_security import pki  # noqa: F401  (the module's CA and certificates, made with openssl)
 

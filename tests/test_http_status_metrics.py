@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.ops.metrics import KNOWN_STATUSES, status_label
 from service.demo.sink import Reply
+from service.ops.metrics import KNOWN_STATUSES, status_label
 from tests.conftest import SETTINGS
 
 TS = "2024-03-15T12:34:56.789Z"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.ops import logs
@@ -23,9 +23,9 @@ def send(message_id: str) -> pb.SendRequest:
 async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub, sink, restore_logging):
     first, second = io.StringIO(), io.StringIO()
     logs.configure("info", "json", stream=first)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     await stub.Send(send("log-1"), timeout=10)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     logs.configure("info", "json", stream=second)  # loggers made for the first stream are made anew
     await stub.Send(send("log-2"), timeout=10)
     [line] = [json.loads(text) for text in first.getvalue().splitlines()]
@@ -42,8 +42,8 @@ async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub
 def test_the_timestamp_is_isoformat_utc_with_z():
     stamp = logs._UtcIsoStamper()
     for _ in range(3):  # the second text is reused; each call says the time of its own call
-        before = datetime.now(timezone.utc)
+        before = datetime.now(UTC)
         text = stamp(None, "info", {})["timestamp"]
-        after = datetime.now(timezone.utc)
+        after = datetime.now(UTC)
         assert ISO_UTC.fullmatch(text), text
         assert before.replace(microsecond=0) <= datetime.fromisoformat(text) <= after

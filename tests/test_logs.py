@@ -203,7 +203,7 @@ def test_a_handler_failing_unexpectedly_writes_its_error_and_an_internal_rpc_lin
 
     with pytest.raises(ZeroDivisionError):
         with _rpc_log("Send", {"events": 1}):
-            1 / 0
+            raise ZeroDivisionError("division by zero")
     failed, line = log_lines()
     assert (failed["event"], failed["level"], failed["method"]) == ("rpc failed", "error", "Send")
     assert "ZeroDivisionError" in failed["exception"]

@@ -22,8 +22,8 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.outbox.sqlite import SqliteOutbox
 from service.demo.sink import Reply
+from service.outbox.sqlite import SqliteOutbox
 from tests.conftest import API_KEY, SITECODE
 from tests.test_cli import SCRIPT, free_port, wait_serving, wait_workers_serving
 from tests.test_queued import delivered_ids, track, until
@@ -193,7 +193,7 @@ async def test_two_workers_share_the_file_and_the_idempotency_window(sink, tmp_p
     finally:
         await finish(process)
     assert sorted(set(delivered_ids(sink))) == sorted(delivered_ids(sink))  # each once
-    workers = {line.get("worker") for line in map(json.loads, filter(lambda l: l.startswith("{"), err.splitlines()))
+    workers = {line.get("worker") for line in map(json.loads, filter(lambda text: text.startswith("{"), err.splitlines()))
                if line.get("event") == "rpc"}
     assert workers == {0, 1}
 

@@ -16,8 +16,8 @@ import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.outbox.deliverer import CIRCUIT_THRESHOLD
 from service.demo.sink import Reply
+from service.outbox.deliverer import CIRCUIT_THRESHOLD
 from tests.conftest import API_KEY, SETTINGS, SITECODE, bad_request_field, patience
 
 QUEUED, SYNC = pb.DELIVERY_MODE_QUEUED, pb.DELIVERY_MODE_SYNC

@@ -10,7 +10,7 @@ README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_configuration_table():
-    for attribute, variable, _, _ in SETTINGS:
+    for _, variable, _, _ in SETTINGS:
         assert f"`{variable}`" in README, variable
 
 

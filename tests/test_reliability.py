@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.errors import OutboxUnavailable
 from service.delivery.idempotency import UNRESERVED, MemoryStore
-from service.outbox.window import OutboxStore
 from service.demo.sink import Reply
+from service.errors import OutboxUnavailable
+from service.outbox.window import OutboxStore
 from tests.conftest import API_KEY, SETTINGS, bad_request_field, eventually
 
 TS = "2024-03-15T12:34:56.789Z"

@@ -215,7 +215,7 @@ async def _stop(process, stderr: Stderr) -> None:
         process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
     await stderr.close()

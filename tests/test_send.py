@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.errors import SubscriptionError
 from service.demo.sink import Reply
+from service.errors import SubscriptionError
 from service.routing.subscriptions import load
 from tests.conftest import SETTINGS, bad_request_field, eventually
 

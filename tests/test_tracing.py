@@ -5,19 +5,18 @@ from __future__ import annotations
 import io
 import json
 
+import grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from service.ops import logs
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.config import Config
-from service.api.server import create_server
-from service.demo.sink import Reply
-from tests.conftest import SETTINGS
-
-import grpc
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.api.server import create_server
+from service.config import Config
+from service.demo.sink import Reply
+from service.ops import logs
+from tests.conftest import SETTINGS
 
 
 async def test_spans_and_log_trace_ids(sink, restore_logging):
@@ -45,7 +44,7 @@ async def test_spans_and_log_trace_ids(sink, restore_logging):
     server = servers[0]
     clients = [s for s in spans if s.parent is not None and s.parent.span_id == server.context.span_id]
     assert len(clients) == 2, "one client span per HTTP attempt"
-    [line] = [json.loads(l) for l in lines.getvalue().splitlines() if '"LogEvent"' in l]
+    [line] = [json.loads(text) for text in lines.getvalue().splitlines() if '"LogEvent"' in text]
     assert line["trace_id"] == format(server.context.trace_id, "032x")
     everything = " ".join(str(dict(s.attributes)) for s in spans)
     assert "demo-secret" not in everything and SETTINGS.api_key not in everything

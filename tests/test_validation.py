@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.routing.actions import ACTIONS
 from service.errors import InvalidArgument
+from service.routing.actions import ACTIONS
 
 LOG_EVENT = ACTIONS["logEvent"]
 

@@ -124,7 +124,7 @@ def report(found: dict[str, dict[str, str]]) -> dict:
         print(f"\n{len(sql_case)} survivors only change the case of SQL outside its quoted literals (equivalent: listed in report.json)")
     if summary["survived"]:
         print("\nNot killed (see each with `.venv/bin/mutmut show NAME`; why each is harmless: tests/MUTANTS.md):")
-        for module, statuses in found.items():
+        for statuses in found.values():
             for name in sorted(statuses):
                 if statuses[name] not in CAUGHT and name not in sql_case:
                     print(f"  {statuses[name]:10} {name}")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import structlog
 from google.protobuf import timestamp_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.errors import CallError, InvalidArgument, MissingSetting, abort
-from service.routing.mapping.jsvalue import well_formed
 from service.outbox.base import DeadLetter, DeadLetterFilter, Outbox
+from service.routing.mapping.jsvalue import well_formed
 
 log = structlog.get_logger("kameleoon.outbox")
 

@@ -49,20 +49,20 @@ class Pipeline:
 
     async def deliver_payload(self, action: Action, payload: dict, credentials: Credentials, deadline: float | None) -> Delivered:
         """A typed request's payload: filter, validate, build Segment's body, post it (once per messageId)."""
-        payload, filtered_by = self.router.filter_payload(action, payload)
-        if payload is None:
+        kept, filtered_by = self.router.filter_payload(action, payload)
+        if kept is None:
             return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
-        valid, body = self.router.payload_body(action, payload)
+        valid, body = self.router.payload_body(action, kept)
         return await self.sync.deliver(key(credentials, action.slug, valid.get("messageId")), body, credentials, deadline, action.slug)
 
     async def send_event(self, event: dict, credentials: Credentials, deadline: float | None) -> Outcome:
         """Deliver a raw event to every matching subscription, concurrently; the first failure is raised."""
         outcome = Outcome(message_id_of(event))
         filters, subscriptions = self.router.current()  # this event's configuration, whatever a reload does
-        event, outcome.filtered_by = self.router.filter_event(event, filters)
-        if event is None:
+        kept, outcome.filtered_by = self.router.filter_event(event, filters)
+        if kept is None:
             return outcome
-        planned = self.router.plan(event, subscriptions)
+        planned = self.router.plan(kept, subscriptions)
         deliver = self.sync.deliver
         if len(planned) == 1:  # the usual case, awaited directly: no task to spawn
             subscription, body = planned[0]
@@ -86,10 +86,10 @@ class Pipeline:
 
     async def queue_payload(self, action: Action, payload: dict, credentials: Credentials) -> Queued | Delivered:
         """A typed request's payload: filter, validate, build the body, commit it to the outbox."""
-        payload, filtered_by = self.router.filter_payload(action, payload)
-        if payload is None:
+        kept, filtered_by = self.router.filter_payload(action, payload)
+        if kept is None:
             return Delivered(http_status=0, attempts=0, filtered_by=filtered_by)
-        valid, body = self.router.payload_body(action, payload)
+        valid, body = self.router.payload_body(action, kept)
         acceptor = self.acceptor
         event = acceptor.new_event(action.slug, action.slug, valid.get("messageId") or "", body, credentials, acceptor.reference(credentials))
         [queued] = await acceptor.enqueue([event])
@@ -110,8 +110,8 @@ class Pipeline:
         for event, credentials in items:
             outcome = Outcome(message_id_of(event))
             try:
-                event, outcome.filtered_by = router.filter_event(event, filters)
-                planned = router.plan(event, subscriptions) if event is not None else []
+                kept, outcome.filtered_by = router.filter_event(event, filters)
+                planned = router.plan(kept, subscriptions) if kept is not None else []
                 reference = acceptor.reference(credentials) if planned else ""
             except CallError as exc:
                 results.append(exc)

@@ -26,25 +26,26 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.api import decoding
-from service.ops import tracing
 from kameleoon.destination.v1 import destination_pb2 as pb
+from service.api import decoding
+from service.api.auth import BearerTokenInterceptor
+from service.api.outbox_admin import OutboxAdminServicer
+from service.api.pipeline import Pipeline
+from service.api.servicer import Servicer
 from service.config import Config
 from service.delivery.client import KameleoonClient, longest_post_s
-from service.api.auth import BearerTokenInterceptor
 from service.delivery.idempotency import MemoryStore, NoStore
 from service.delivery.sync import SyncDelivery
+from service.ops import tracing
 from service.ops.metrics import Metrics
-from service.outbox import Outbox, create as create_outbox
-from service.api.outbox_admin import OutboxAdminServicer
+from service.outbox import Outbox
+from service.outbox import create as create_outbox
+from service.outbox.accept import Acceptor, QueueSettings
 from service.outbox.deliverer import Deliverer
 from service.outbox.sealing import Sealer
-from service.api.pipeline import Pipeline
-from service.outbox.accept import Acceptor, QueueSettings
 from service.outbox.window import OutboxStore
-from service.routing.router import Router
 from service.reload import Reloader, sources_for
-from service.api.servicer import Servicer
+from service.routing.router import Router
 
 log = structlog.get_logger("kameleoon.server")
 
@@ -102,6 +103,7 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
         with open(path, "rb") as file:
             return file.read()
 
+    assert config.tls_key is not None  # the configuration refuses a certificate without its key
     ca = read(config.tls_client_ca) if config.tls_client_ca else None
     return grpc.ssl_server_credentials(
         [(read(config.tls_key), read(config.tls_cert))], root_certificates=ca, require_client_auth=ca is not None
@@ -156,6 +158,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
         )
     )
+    store: NoStore | OutboxStore | MemoryStore
     if not config.idempotency_window_s:
         store = NoStore()
     elif outbox is not None:

@@ -18,18 +18,18 @@ import time
 import grpc
 import structlog
 
-from service.delivery import credentials
-from service.ops import logs
-from service.routing.actions import ACTIONS, Action
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.config import SITECODE_LENGTH, Config
 from service.api.decoding import Undecodable
+from service.api.pipeline import Outcome, Pipeline
+from service.config import SITECODE_LENGTH, Config
+from service.delivery import credentials
 from service.delivery.client import Delivered
 from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
-from service.routing.mapping.jsvalue import well_formed
-from service.api.pipeline import Outcome, Pipeline
 from service.ingest import message_id_of, parse_event
+from service.ops import logs
+from service.routing.actions import ACTIONS, Action
+from service.routing.mapping.jsvalue import well_formed
 
 log = structlog.get_logger("kameleoon.rpc")
 
@@ -264,7 +264,7 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
 
 def _shape(outcome: Outcome) -> tuple | None:
     """What a response says besides the messageId; None for a queued event (its outbox_id is its own)."""
-    shape = [outcome.filtered_by]
+    shape: list[object] = [outcome.filtered_by]
     for sub, done in outcome.results:
         if type(done) is not Delivered:
             return None
@@ -350,11 +350,13 @@ class _InOrder:
 
     def put(self, task: asyncio.Task) -> None:
         self.tasks.append(task)
-        self._ready = _wake(self._ready)
+        _wake(self._ready)
+        self._ready = None
 
     def close(self) -> None:
         self._closed = True
-        self._ready = _wake(self._ready)
+        _wake(self._ready)
+        self._ready = None
 
     async def head(self) -> asyncio.Task | None:
         """The oldest unanswered delivery; None once the reader is done and all are answered."""
@@ -367,7 +369,8 @@ class _InOrder:
 
     def pop(self) -> None:
         self.tasks.popleft()
-        self._room = _wake(self._room)
+        _wake(self._room)
+        self._room = None
 
 
 def _wake(waiter: asyncio.Future | None) -> None:

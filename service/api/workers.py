@@ -30,8 +30,8 @@ def run_loop(coroutine):
 
 
 def _worker(config: Config, address: str, index: int) -> None:
-    from service.ops import logs
     from service.api.server import serve
+    from service.ops import logs
 
     if config.metrics_listen is not None:
         host, port = config.metrics_listen

@@ -5,11 +5,12 @@ the bad variable; docs/configuration.md is generated from this table (``make doc
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from service.config import values as v
-from service.config.values import SITECODE_LENGTH, default_outbox_url, redact_url
+from service.config.values import default_outbox_url, redact_url
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"

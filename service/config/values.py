@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from service.jsonwire import is_well_formed

@@ -25,7 +25,7 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -151,7 +151,7 @@ class _Expiry:
 
     __slots__ = ("task", "cancelling", "fired")
 
-    def __init__(self, task: asyncio.Task):
+    def __init__(self, task: asyncio.Task | None):
         self.task = task
         self.cancelling = task.cancelling()
         self.fired = False
@@ -269,7 +269,8 @@ class KameleoonClient:
                     ) from None
                 delay = self._backoff(attempts, exc.retry_after)
                 give_up = attempts >= max_attempts or delay is None
-                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline - DEADLINE_RESERVE_S:
+                # delay is a number below: give_up otherwise
+                if not give_up and deadline is not None and loop.time() + delay + MIN_ATTEMPT_S >= deadline - DEADLINE_RESERVE_S:  # type: ignore[operator]
                     give_up = True
                 log.debug("attempt failed", method=method, attempt=attempts, reason=str(exc), http_status=exc.http_status)
                 if give_up:
@@ -279,7 +280,7 @@ class KameleoonClient:
                         attempts=attempts,
                         retry_after=exc.retry_after,
                     ) from None
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # type: ignore[arg-type]
                 continue
             self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts, status)
             if 200 <= status < 300:
@@ -308,7 +309,7 @@ class KameleoonClient:
                     reason = f"{reason} ({answer})"
                 raise _Retryable(reason, status, retry_after_seconds(response.headers.get("retry-after")))
             return status, raw.decode("utf-8", "replace")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             seconds = self._config.timeout_s if timeout is None else timeout
             raise _Retryable(f"no answer within {seconds:.3g} s", timed_out=True) from None
         except (aiohttp.ClientError, OSError) as exc:  # OSError: what ClientSession would have wrapped as ClientOSError
@@ -320,11 +321,11 @@ class KameleoonClient:
         self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """One request through ClientSession (redirects, trace hooks); ``timeout`` None: the session's."""
-        options = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
+        options: dict[str, Any] = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
         async with self._session.request(method, url, headers=headers, data=body, **options) as response:
             return response, await response.read()
 
-    async def _post(self, url: URL, headers: dict, body: bytes, timeout: float) -> tuple[aiohttp.ClientResponse, bytes]:
+    async def _post(self, url: URL, headers: dict, body: bytes | None, timeout: float) -> tuple[aiohttp.ClientResponse, bytes]:
         """One POST on the session's pool, below ClientSession.request: aiohttp's own request, connector,
         writer and parser, without the per-request work this client never needs (headers merged
         with session defaults, cookies, proxies, auth, trace hooks, a redirect loop): about a fifth
@@ -350,7 +351,7 @@ class KameleoonClient:
             raw = await response.read()  # a failed read closes the connection itself
         except asyncio.CancelledError:
             if expiry.ended_it():
-                raise asyncio.TimeoutError from None
+                raise TimeoutError from None
             raise
         finally:
             timer.cancel()
@@ -360,7 +361,7 @@ class KameleoonClient:
         return response, raw
 
     async def _redirected(
-        self, response: aiohttp.ClientResponse, url: URL, headers: dict, body: bytes, timeout: float
+        self, response: aiohttp.ClientResponse, url: URL, headers: dict, body: bytes | None, timeout: float
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """The request a redirect asks for, made as ClientSession (and fetch) makes it: 301/302/303 turn the
         POST into a GET without body, another origin gets no Authorization; later redirects the session follows."""

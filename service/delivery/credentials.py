@@ -54,6 +54,7 @@ def resolve(settings, config: Config) -> Credentials:
         if settings is not None:
             raise InvalidArgument(f"settings.{name} is empty and the server has no default ({variable})", field=f"settings.{name}")
         raise MissingSetting(f"settings.{name} is missing: send settings in the request or set {variable} on the server")
+    assert api_key is not None and sitecode is not None  # both checked just above
     if not api_key.strip():
         raise InvalidArgument("settings.api_key is blank", field="settings.api_key")
     if len(sitecode) != SITECODE_LENGTH:

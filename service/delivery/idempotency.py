@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import structlog
 

@@ -24,9 +24,13 @@ DUPLICATE = Delivered(http_status=0, attempts=0, duplicate=True)
 class SyncDelivery:
     def __init__(self, client: KameleoonClient, store: DeliveredStore | SharedWindow | None = None, max_in_flight: int = 2000, metrics=None):
         self.client = client
-        self.store = store if store is not None else NoStore()
-        # The window shared with other processes: keys are reserved there while posting.
-        self._shared = store if isinstance(store, SharedWindow) else None
+        # The window shared with other processes: keys are reserved there while posting. Else one of this process.
+        self._shared: SharedWindow | None = None
+        self.store: DeliveredStore = NoStore()
+        if isinstance(store, SharedWindow):
+            self._shared = store
+        elif store is not None:
+            self.store = store
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.metrics = metrics or NoMetrics()
@@ -43,7 +47,7 @@ class SyncDelivery:
                     waiter = pending[key] = asyncio.get_running_loop().create_future()
                 await asyncio.shield(waiter)
             if self._shared is not None:
-                return await self._deliver_reserved(key, body, credentials, deadline, action)
+                return await self._deliver_reserved(self._shared, key, body, credentials, deadline, action)
             if await self.store.seen(key):
                 self.metrics.duplicate(action)
                 return DUPLICATE
@@ -61,10 +65,11 @@ class SyncDelivery:
             self.in_flight -= 1
             self._release(key)
 
-    async def _deliver_reserved(self, key: str, body: bytes, credentials: Credentials, deadline: float | None, action: str) -> Delivered:
+    async def _deliver_reserved(
+        self, shared: SharedWindow, key: str, body: bytes, credentials: Credentials, deadline: float | None, action: str
+    ) -> Delivered:
         """``deliver`` on the shared window: the key is reserved there while the post is in flight, so a
         delivery of the same messageId in another process waits for this one."""
-        shared = self._shared
         self._pending[key] = None
         try:
             token = await shared.reserve(key, deadline)  # DeadlineExceeded: nothing posted

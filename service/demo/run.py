@@ -14,16 +14,17 @@ import asyncio
 import io
 import tempfile
 import time
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
-from service.ops import logs
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.config import Config
 from service.api.server import create_server
+from service.config import Config
 from service.demo.sink import KameleoonSink
+from service.ops import logs
 
 # base64 of {"id":"demo-id","secret":"demo-secret"}
 DEMO_API_KEY = "eyJpZCI6ImRlbW8taWQiLCJzZWNyZXQiOiJkZW1vLXNlY3JldCJ9"
@@ -31,7 +32,7 @@ DEMO_SITECODE = "demo123456"
 TS = "2026-11-28T10:00:00.000Z"
 
 
-def _requests() -> list[tuple[str, object]]:
+def _requests() -> list[tuple[str, Any]]:
     settings = pb.Settings(api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE)
     log_event = pb.LogEventRequest(
         settings=settings, anonymous_id="anon-1", user_id="user-1", event="Order Completed",

@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -49,7 +49,7 @@ class _UtcIsoStamper:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         micro = int((now - second) * 1_000_000)
         event["timestamp"] = f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
         return event
@@ -80,16 +80,17 @@ def configure(level: str = "info", fmt: str = "auto", stream=None, trace_ids: bo
         if fmt == "console"
         else structlog.processors.JSONRenderer(serializer=_orjson_text)
     )
+    processors: list[Any] = [  # ours take and give plain dicts, which structlog's types do not name
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _UtcIsoStamper(),
+        _mask_secrets,
+        *([add_trace_ids] if trace_ids else []),
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _UtcIsoStamper(),
-            _mask_secrets,
-            *([add_trace_ids] if trace_ids else []),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.WriteLoggerFactory(stream),  # one write per line: workers share stderr
         cache_logger_on_first_use=False,

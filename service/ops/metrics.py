@@ -66,7 +66,7 @@ class _Family(Collector):
         self.values: dict[tuple[str, ...], Any] = {}
         registry.register(self)
 
-    exposed_as = CounterMetricFamily
+    exposed_as: type[CounterMetricFamily | GaugeMetricFamily] = CounterMetricFamily
 
     def collect(self):
         family = self.exposed_as(self.name, self.documentation, labels=self.labelnames)

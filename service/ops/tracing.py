@@ -21,8 +21,9 @@ def provider_for(mode: str):
         return None
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+    exporter: SpanExporter
     if mode == "console":
         exporter = ConsoleSpanExporter(out=sys.stderr)
     else:

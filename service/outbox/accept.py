@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from service.delivery.credentials import Credentials
 from service.delivery.idempotency import POLL_MAX_S, key, log_wait, polls
@@ -73,13 +73,14 @@ class Acceptor:
         results: list[Queued | CallError] = [Queued(result.id or "", result.duplicate) for result in accepted]
         busy = [index for index, result in enumerate(accepted) if result.busy]
         if busy:
-            await self._commit_when_free(events, results, busy, max(accepted[index].busy_until for index in busy))
+            await self._commit_when_free(events, results, busy, max(accepted[index].busy_until or 0.0 for index in busy))
         return results
 
     async def _commit(self, events: list[NewEvent]) -> list[Accepted]:
         """One enqueue, counted in the metrics (a busy event is neither enqueued nor a duplicate)."""
-        settings = self.settings
-        accepted = await self.outbox.enqueue(
+        settings, outbox = self.settings, self.outbox
+        assert outbox is not None  # enqueue refused the call otherwise
+        accepted = await outbox.enqueue(
             events,
             now=time.time(),
             window_s=settings.window_s,

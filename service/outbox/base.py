@@ -73,8 +73,8 @@ sealed by :mod:`service.outbox.sealing`, opaque to the store.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from service.errors import InvalidArgument
 

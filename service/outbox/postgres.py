@@ -67,25 +67,25 @@ import asyncio
 import hashlib
 import random
 import secrets
-from typing import Sequence
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import structlog
 
-from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
 from service.config.values import outbox_url as check_url
 from service.config.values import redact_url
+from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
 from service.outbox.base import (
+    BUSY,
+    DELIVERED,
+    TAKEN,
     Accepted,
     ActionStats,
     Claimed,
     Dead,
     DeadLetter,
     DeadLetterFilter,
-    BUSY,
-    DELIVERED,
-    TAKEN,
     NewEvent,
     Outbox,
     Reservation,
@@ -477,7 +477,7 @@ class PostgresOutbox(Outbox):
             if pool is not None:
                 try:
                     await asyncio.wait_for(pool.close(), COMMAND_TIMEOUT_S)
-                except (*_STORE_ERRORS, asyncio.TimeoutError):
+                except (TimeoutError, *_STORE_ERRORS):
                     pool.terminate()
         self._durable = self._relaxed = None
 

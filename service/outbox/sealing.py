@@ -17,7 +17,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service.delivery.credentials import Credentials
-from service.config.values import outbox_key as parse_key
 from service.errors import MissingSetting
 
 SERVER = "server"

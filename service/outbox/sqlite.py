@@ -38,22 +38,21 @@ import json
 import os
 import secrets
 import sqlite3
-import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
 from service.jsonwire import is_well_formed
 from service.outbox.base import (
+    BUSY,
+    DELIVERED,
+    TAKEN,
     Accepted,
     ActionStats,
     Claimed,
     Dead,
     DeadLetter,
     DeadLetterFilter,
-    BUSY,
-    DELIVERED,
-    TAKEN,
     NewEvent,
     Outbox,
     Reservation,
@@ -257,6 +256,7 @@ class SqliteOutbox(Outbox):
     def _transaction(self, ops: list[_Op]) -> list:
         """One transaction for every op (in the writer thread); each op in its own savepoint."""
         conn = self._write
+        assert conn is not None  # open() made it; close() stops the writer first
         results: list = []
         try:
             self._set_synchronous(conn, "FULL" if any(op.durable for op in ops) else "NORMAL")
@@ -625,8 +625,9 @@ def _int(text: str) -> int:
     return value if -(2**63) <= value < 2**63 else -1
 
 
-def _where(where: DeadLetterFilter) -> tuple[str, list]:
-    clauses, params = ["1"], []
+def _where(where: DeadLetterFilter) -> tuple[str, list[object]]:
+    clauses: list[str] = ["1"]
+    params: list[object] = []
     if where.ids:
         clauses.append(f"id IN ({', '.join('?' * len(where.ids))})")
         params.extend(_int(i) for i in where.ids)

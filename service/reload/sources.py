@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from service.routing import filters, subscriptions
 from service.config import Config
 from service.errors import ConfigError
+from service.routing import filters, subscriptions
 
 VERSION_CHARS = 12  # of the SHA-256 of the file's bytes
 

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 
 def signature(path: str) -> tuple | None:
@@ -33,7 +33,7 @@ def signature(path: str) -> tuple | None:
 class Watcher:
     """Calls ``on_change(name)`` when the file of ``name`` changes; files are read every ``interval`` seconds."""
 
-    def __init__(self, files: dict[str, str], interval: float, on_change: Callable[[str], None]):
+    def __init__(self, files: dict[str, str], interval: float, on_change: Callable[[str], object]):
         self._files = files
         self._interval = interval
         self._on_change = on_change

@@ -17,7 +17,8 @@ presets and most setups), the subscriptions an event may match, by its type.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from service.routing.actions.base import VISITOR_CODE, Action
 from service.routing.mapping import jsvalue as js
@@ -63,7 +64,7 @@ def compile_body(mapping: Mapping, action: Action) -> Body | None:
     fields = mapping.flat_fields
     if fields is None:
         return None
-    resolvers = []
+    resolvers: list[Any] = []
     lines = ["def body(event):", "    out = {}", "    props = code = None"]
     present: set[str] = set()
     for key, resolver, node in fields:

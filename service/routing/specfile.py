@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ def compile_each(specs: Any, origin: str, noun: str, name_key: str, compile_one:
     if not isinstance(specs, list):
         raise error(f"{origin}: expected a list of {noun}s, got {type(specs).__name__}")
     compiled = []
-    names: set[str] = set()
+    names: set[object] = set()
     for index, spec in enumerate(specs):
         label = f"{origin}: {noun} #{index + 1}"
         name = spec.get(name_key) if isinstance(spec, dict) else None

@@ -14,9 +14,9 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.errors import MappingError, SubscriptionError
 from service.routing import specfile
 from service.routing.actions import ACTIONS, PRESETS, Action
-from service.errors import MappingError, SubscriptionError
 from service.routing.mapping.directives import compile_mapping
 from service.routing.mapping.triggers import compile_trigger
 from service.routing.planner import compile_body

@@ -13,8 +13,9 @@ the runtime's answers; this module reproduces them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from service.errors import InvalidArgument
 from service.jsonwire import js_number_text

@@ -21,13 +21,13 @@ import pytest
 
 from service.config import Config
 from service.delivery.client import KameleoonClient
+from service.demo.sink import Reply
 from service.errors import OutboxUnavailable
 from service.ops.metrics import Metrics
 from service.outbox.base import NewEvent
 from service.outbox.deliverer import CIRCUIT_THRESHOLD, WINDOW_ENDED, Circuit, Deliverer
 from service.outbox.sealing import Sealer
 from service.outbox.sqlite import SqliteOutbox
-from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE, eventually
 
 HOUR = 3600.0

@@ -14,8 +14,8 @@ import grpc
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.outbox.postgres import PostgresOutbox
 from service.demo.sink import Reply
+from service.outbox.postgres import PostgresOutbox
 from tests.test_cli import free_port
 from tests.test_outbox_processes import duplicates, finish, pytestmark, send_batches, serve, service_env  # noqa: F401
 from tests.test_queued import delivered_ids, track, until

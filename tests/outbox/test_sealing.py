@@ -7,9 +7,10 @@ import base64
 
 import pytest
 
+from service.config.values import outbox_key as parse_key
 from service.delivery.credentials import Credentials
 from service.errors import MissingSetting
-from service.outbox.sealing import Sealer, Unsealable, parse_key
+from service.outbox.sealing import Sealer, Unsealable
 from tests.conftest import API_KEY, SITECODE
 
 KEY = bytes(range(32))

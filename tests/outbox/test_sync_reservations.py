@@ -18,10 +18,10 @@ import grpc
 import pytest
 
 from kameleoon.destination.v1 import destination_pb2 as pb
-from service.outbox import create
-from service.outbox.window import RESERVE_MARGIN_S
-from service.outbox.base import BUSY, TAKEN
 from service.demo.sink import Reply
+from service.outbox import create
+from service.outbox.base import BUSY, TAKEN
+from service.outbox.window import RESERVE_MARGIN_S
 from tests.conftest import API_KEY, SETTINGS, SITECODE
 from tests.test_queued import track as raw_track
 from tests.test_queued import until
@@ -136,7 +136,7 @@ async def test_a_call_waiting_for_the_other_replica_ends_at_its_deadline_having_
         try:
             await until(answered_by_us, timeout=2)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
     assert answered_by_us()
     sample = two_app.metrics.registry.get_sample_value

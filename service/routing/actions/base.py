@@ -8,8 +8,8 @@ declared once here. Typed RPCs and raw events both end in :meth:`Action.body`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dataclass_field
-from typing import Any
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from google.protobuf.message import Message
 

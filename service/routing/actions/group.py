@@ -1,7 +1,7 @@
 """Kameleoon "Group Event": group membership and traits (preset: type = "group")."""
 
-from service.routing.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action, Field, path
 from kameleoon.destination.v1.destination_pb2 import GroupEventRequest
+from service.routing.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action, Field, path
 
 ACTION = Action(
     slug="group",

@@ -1,7 +1,7 @@
 """Kameleoon "Identify Event": user traits (preset: type = "identify")."""
 
-from service.routing.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action
 from kameleoon.destination.v1.destination_pb2 import IdentifyEventRequest
+from service.routing.actions.base import ANONYMOUS_ID, MESSAGE_ID, TIMESTAMP, TRAITS, TRAITS_VISITOR_CODE, TYPE, USER_ID, Action
 
 ACTION = Action(
     slug="identify",

@@ -1,7 +1,7 @@
 """Kameleoon "Log Event": a track event (preset: type = "track")."""
 
-from service.routing.actions.base import ANONYMOUS_ID, CONTEXT, MESSAGE_ID, TIMESTAMP, TYPE, USER_ID, VISITOR_CODE, Action, Field, first_of
 from kameleoon.destination.v1.destination_pb2 import LogEventRequest
+from service.routing.actions.base import ANONYMOUS_ID, CONTEXT, MESSAGE_ID, TIMESTAMP, TYPE, USER_ID, VISITOR_CODE, Action, Field, first_of
 
 ACTION = Action(
     slug="logEvent",

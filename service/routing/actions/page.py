@@ -1,7 +1,7 @@
 """Kameleoon "Page Event": a page view (preset: type = "page")."""
 
-from service.routing.actions.base import ANONYMOUS_ID, CONTEXT, MESSAGE_ID, TIMESTAMP, TYPE, USER_ID, VISITOR_CODE, Action, Field, path
 from kameleoon.destination.v1.destination_pb2 import PageEventRequest
+from service.routing.actions.base import ANONYMOUS_ID, CONTEXT, MESSAGE_ID, TIMESTAMP, TYPE, USER_ID, VISITOR_CODE, Action, Field, path
 
 ACTION = Action(
     slug="page",

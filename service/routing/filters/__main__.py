@@ -12,7 +12,7 @@ from service.routing.filters.fql import compile_fql, where
 
 
 def main() -> None:
-    answers = []
+    answers: list[dict] = []
     for text in json.load(sys.stdin):
         try:
             answers.append({"matcher": compile_fql(text)})

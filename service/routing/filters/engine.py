@@ -14,8 +14,9 @@ reload puts another in place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from service.errors import FilterEvaluationError
 from service.routing.filters.actions import DROP, DROP_PROPERTIES, ORDER, SAMPLE

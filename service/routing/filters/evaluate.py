@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from service.errors import FilterEvaluationError
 from service.routing.filters.glob import glob_matches, units

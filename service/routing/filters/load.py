@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.routing import specfile
 from service.errors import FilterError, FQLError
+from service.routing import specfile
 from service.routing.filters.actions import ALLOW_PROPERTIES, DROP, DROP_PROPERTIES, SAMPLE, AllowProperties, Drop, DropProperties, Sample, fields_of
 from service.routing.filters.engine import Filter, FilterSet
 from service.routing.filters.fql import compile_fql, where

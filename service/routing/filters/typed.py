@@ -51,9 +51,9 @@ def payload_from(action: Action, payload: dict, event: dict) -> dict:
     for name, path in _places(action):
         if name not in payload:
             continue
-        value = event
+        value: object = event
         for key in path:
-            value = value.get(key, _MISSING) if type(value) is dict else _MISSING
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
             if value is _MISSING:
                 break
         if value is not _MISSING:

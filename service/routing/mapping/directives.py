@@ -42,11 +42,13 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from service.errors import MappingError
 from service.routing.mapping import jsvalue as js
 from service.routing.mapping.jsregex import literal_replacer
+from service.routing.mapping.jsvalue import UNDEFINED
 from service.routing.mapping.validate import (
     MAX_PATTERN_LENGTH,
     MAX_REPLACEMENT_LENGTH,
@@ -54,7 +56,6 @@ from service.routing.mapping.validate import (
     ValidationError,
     validate,
 )
-from service.routing.mapping.jsvalue import UNDEFINED
 
 __all__ = ["Mapping", "compile_mapping", "UNDEFINED", "MAX_NESTING"]
 
@@ -215,8 +216,8 @@ def _render(template: str, payload: Any) -> str:
     return js.pair_surrogates(_DOUBLE.sub(lambda m: _placeholder_text(payload, m.group(1)), first))
 
 
-def _template_parts(regex: re.Pattern[str], template: str) -> list[str | tuple[str, ...] | None]:
-    """Literal strings and path keys (None: the whole payload) alternating."""
+def _template_parts(regex: re.Pattern[str], template: str) -> list[str | tuple[str, tuple[str, ...] | None]]:
+    """Literal strings and ("key", path keys) pairs (keys None: the whole payload), alternating."""
     parts: list[Any] = []
     pos = 0
     for m in regex.finditer(template):
@@ -239,7 +240,7 @@ def _compile_template(template: str) -> Resolver:
     def render(payload: Any) -> str:
         out = []
         for part in parts:
-            if type(part) is str:
+            if isinstance(part, str):
                 out.append(part)
                 continue
             keys = part[1]
@@ -256,13 +257,13 @@ def _template(value: Any) -> Resolver:
     return _string_directive("@template", value, _compile_template, lambda t, payload: _render(t, payload))
 
 
-def _literal(value: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
+def _literal(value: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver:
     return (compile or _compile)(value)
 
 
 # @if
 
-def _if(opts: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
+def _if(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver:
     """``compile`` builds the resolvers of what @if returns (then, else); conditions use _compile."""
     compile = compile or _compile
     if type(opts) is not dict:
@@ -311,7 +312,7 @@ def _if(opts: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
 
 # @case
 
-def _case(opts: Any, compile: Callable[[Any], Resolver] = None) -> Resolver:
+def _case(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver:
     if type(opts) is not dict:
         return _fail('@case requires an object with a "operator" key')
     operator = opts.get("operator", UNDEFINED)

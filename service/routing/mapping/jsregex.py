@@ -12,7 +12,7 @@ does it with a fully escaped pattern (so: a literal search).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from service.routing.mapping.jsvalue import from_units, js_upper, utf16_units
 
@@ -61,12 +61,16 @@ def _search_regex(pattern: str, ignorecase: bool) -> re.Pattern[str]:
 _TOKENS = re.compile(r"\$([$&`'])")
 
 
+# $$ a dollar sign; $& the match, $` what comes before it, $' what comes after.
+_REFERENCES: dict[str, str | int] = {"$": "$", "&": 0, "`": 1, "'": 2}
+
+
 def _expander(replacement: str) -> Callable[[re.Match[str]], str]:
     pieces: list[str | int] = []  # str literal, or 0 match, 1 before, 2 after
     pos = 0
     for m in _TOKENS.finditer(replacement):
         pieces.append(replacement[pos : m.start()])
-        pieces.append({"$": "$", "&": 0, "`": 1, "'": 2}[m.group(1)])
+        pieces.append(_REFERENCES[m.group(1)])
         pos = m.end()
     pieces.append(replacement[pos:])
     pieces = [p for p in pieces if p != ""]

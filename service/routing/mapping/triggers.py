@@ -36,7 +36,8 @@ runtime would throw.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from service.errors import TriggerError
 from service.routing.mapping import jsvalue as js

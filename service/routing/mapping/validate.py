@@ -9,7 +9,8 @@ Segment checks nested values of objects, but not the items of arrays:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from service.routing.mapping import jsvalue as js
 

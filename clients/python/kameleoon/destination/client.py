@@ -57,7 +57,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -99,7 +99,7 @@ def rfc3339(value: datetime | str) -> str:
         return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp: a naive datetime is ambiguous; give it a tzinfo (e.g. timezone.utc)")
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
