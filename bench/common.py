@@ -55,7 +55,7 @@ def process_tree(pid: int) -> list[int]:
                 text = f.read()
         except OSError:
             continue
-        ppid = int(text[text.rindex(b")") + 2:].split()[1])
+        ppid = int(text[text.rindex(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     tree, todo = [], [pid]
     while todo and len(tree) < 256:
@@ -88,7 +88,7 @@ def cpu_seconds(pid: int) -> float | None:
             text = f.read()
     except OSError:
         return None
-    fields = text[text.rindex(b")") + 2:].split()
+    fields = text[text.rindex(b")") + 2 :].split()
     # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 

@@ -31,9 +31,20 @@ SETTINGS = {"apiKey": API_KEY, "sitecode": SITECODE}
 MIX = (("track", 60), ("page", 20), ("identify", 12), ("group", 8))
 
 EVENT_NAMES = (
-    "Product Viewed", "Product Added", "Product Removed", "Cart Viewed", "Checkout Started",
-    "Checkout Step Completed", "Payment Info Entered", "Order Completed", "Coupon Applied",
-    "Signed Up", "Signed In", "Experiment Viewed", "Video Playback Started", "Search Performed",
+    "Product Viewed",
+    "Product Added",
+    "Product Removed",
+    "Cart Viewed",
+    "Checkout Started",
+    "Checkout Step Completed",
+    "Payment Info Entered",
+    "Order Completed",
+    "Coupon Applied",
+    "Signed Up",
+    "Signed In",
+    "Experiment Viewed",
+    "Video Playback Started",
+    "Search Performed",
 )
 PAGE_NAMES = ("Home", "Pricing", "Product", "Checkout", "Blog Post", "Docs", "Search Results")
 CATEGORIES = ("Shoes", "Apparel", "Accessories", "Electronics", "Books", "Garden")
@@ -186,7 +197,7 @@ def event_json_parts(event: dict) -> tuple[str, str]:
     text = dumps(event)
     marker = f'"messageId":"{event["messageId"]}"'
     at = text.rindex(marker) + len('"messageId":"')
-    return text[:at], text[at + len(event["messageId"]):]
+    return text[:at], text[at + len(event["messageId"]) :]
 
 
 def send_request_parts(event: dict, with_settings: bool = True) -> tuple[bytes, bytes, bytes]:
@@ -227,8 +238,9 @@ def typed_request_parts(event: dict) -> tuple[str, bytes, bytes]:
     kind = event["type"]
     method = TYPED_METHOD[kind]
     settings = pb.Settings(api_key=API_KEY, sitecode=SITECODE)
-    common = dict(settings=settings, anonymous_id=event.get("anonymousId", ""), user_id=event.get("userId", ""), type=kind,
-                  timestamp=event["timestamp"])
+    common = dict(
+        settings=settings, anonymous_id=event.get("anonymousId", ""), user_id=event.get("userId", ""), type=kind, timestamp=event["timestamp"]
+    )
     if kind in ("track", "page"):
         props = dict(event.get("properties") or {})
         visitor = props.pop("kameleoonVisitorCode", "")
@@ -269,7 +281,7 @@ def service_body_parts(events: list[dict]) -> list[tuple[bytes, bytes]]:
         body = planned.body
         marker = b'"messageId":"' + event["messageId"].encode() + b'"'
         at = body.rindex(marker) + len(b'"messageId":"')
-        parts.append((body[:at], body[at + len(event["messageId"]):]))
+        parts.append((body[:at], body[at + len(event["messageId"]) :]))
     return parts
 
 

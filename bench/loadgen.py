@@ -54,9 +54,13 @@ def floor_session(pool_size: int) -> aiohttp.ClientSession:
     """The HTTP floor's session: what the service's delivery client needs of aiohttp, done the
     cheapest way aiohttp allows, putting the same header lines on the wire (the report compares them)."""
     connector = aiohttp.TCPConnector(limit=pool_size, keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
-                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
-                                 skip_auto_headers=("accept-encoding",))
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("accept-encoding",),
+    )
 
 
 class Target:
@@ -83,8 +87,7 @@ class Target:
         # Several channels (HTTP/2 connections) when asked: one grpc.aio channel tops out well
         # below what a server may take.
         count = max(1, int(self.cmd.get("channels", 1)))
-        self.channels = [grpc.aio.insecure_channel(self.cmd["target"], options=[("grpc.use_local_subchannel_pool", 1)])
-                         for _ in range(count)]
+        self.channels = [grpc.aio.insecure_channel(self.cmd["target"], options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(count)]
         self.channel = self.channels[0]
         raw = dict(request_serializer=None, response_deserializer=None)
         if self.mode == "typed":
@@ -347,9 +350,16 @@ async def throughput(pool: Pool, cmd: dict) -> dict:
             return {"available": False, "reason": str(task.exception())}
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()
-    out = {"available": True, "mode": mode, "concurrency": concurrency, **_window(first, last),
-           "total_ok_events": meter.ok, "total_failed_events": meter.failed, "errors": dict(meter.errors),
-           "latency": _latency_summary(meter.latencies)}
+    out = {
+        "available": True,
+        "mode": mode,
+        "concurrency": concurrency,
+        **_window(first, last),
+        "total_ok_events": meter.ok,
+        "total_failed_events": meter.failed,
+        "errors": dict(meter.errors),
+        "latency": _latency_summary(meter.latencies),
+    }
     if mode == "batch":
         out["batch_size"] = target.batch_size
     if rss_pid:

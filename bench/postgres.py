@@ -68,8 +68,10 @@ class Database:
         async def empty() -> None:
             conn = await asyncpg.connect(self.base_url)
             try:
-                await conn.execute("DROP TABLE IF EXISTS outbox_events, outbox_dead_letters, outbox_keys, outbox_counters, "
-                                   "outbox_schema_version; DROP FUNCTION IF EXISTS outbox_refuse")
+                await conn.execute(
+                    "DROP TABLE IF EXISTS outbox_events, outbox_dead_letters, outbox_keys, outbox_counters, "
+                    "outbox_schema_version; DROP FUNCTION IF EXISTS outbox_refuse"
+                )
             finally:
                 await conn.close()
 
@@ -95,8 +97,10 @@ class LockWaits:
     counters are spread); the database is not what limits the drain.
     """
 
-    QUERY = ("SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock') "
-             "FROM pg_stat_activity WHERE application_name = 'kameleoon-destination' AND pid <> pg_backend_pid()")
+    QUERY = (
+        "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock') "
+        "FROM pg_stat_activity WHERE application_name = 'kameleoon-destination' AND pid <> pg_backend_pid()"
+    )
 
     def __init__(self, url: str):
         import threading
@@ -154,6 +158,7 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
     with ThreadPoolExecutor(processes) as pool:  # all start together
         services = list(pool.map(lambda i: _start_service(out, f"{name}-{i}", url, env), range(processes)))
     waits = LockWaits(outbox).start() if outbox.startswith("postgres") else None
+
     def sample(done: int) -> tuple[float, float, float | None, int]:
         cpu = sum(tree_cpu_seconds(svc.pid) or 0.0 for svc, _, _ in services)
         return time.perf_counter(), cpu, db.cpu() if db else None, done
@@ -181,8 +186,14 @@ def _drain(out: Path, name: str, outbox: str, processes: int, standin_port: int,
     else:  # too quick to measure a stretch in the middle (--quick): the whole drain
         (t10, cpu10, db10, n10), (t90, cpu90, db90, n90) = marks[0], marks[100]
     steady = n90 - n10
-    result = {"processes": processes, "events": done, "seconds": round(elapsed, 2), "events_per_s_overall": round(done / elapsed),
-              "events_per_s": round(steady / (t90 - t10)), "service_cpu_us_per_event": round((cpu90 - cpu10) / steady * 1e6, 1)}
+    result = {
+        "processes": processes,
+        "events": done,
+        "seconds": round(elapsed, 2),
+        "events_per_s_overall": round(done / elapsed),
+        "events_per_s": round(steady / (t90 - t10)),
+        "service_cpu_us_per_event": round((cpu90 - cpu10) / steady * 1e6, 1),
+    }
     if db10 is not None:
         result["database_cpu_us_per_event"] = round((db90 - db10) / steady * 1e6, 1)
     if waits:
@@ -236,8 +247,9 @@ def _database_ceiling(db: Database, events: int, processes: int) -> dict:
     url = db.fresh()
     asyncio.run(_fill(url, events))
     cpu0 = db.cpu()
-    drainers = [subprocess.Popen([sys.executable, "-m", "bench.postgres", "--claim-loop", url], stdout=subprocess.PIPE, text=True)
-                for _ in range(processes)]
+    drainers = [
+        subprocess.Popen([sys.executable, "-m", "bench.postgres", "--claim-loop", url], stdout=subprocess.PIPE, text=True) for _ in range(processes)
+    ]
     results = [json.loads(drainer.communicate(timeout=900)[0].strip().splitlines()[-1]) for drainer in drainers]
     elapsed = max(r["end"] for r in results) - min(r["start"] for r in results)
     done = sum(r["events"] for r in results)

@@ -191,9 +191,19 @@ def main(argv: list[str] | None = None) -> int:
         log(f"profiling {args.mode} c={args.concurrency} for {args.seconds:g} s: {' '.join(cmd)}")
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(out / "py-spy.log", "wb"))
         time.sleep(0.5)
-        result = loadgen.ask({"op": "throughput", "mode": args.mode, "concurrency": args.concurrency, "warmup_s": 0.5,
-                              "duration_s": args.seconds + 1, "tag": "prof", "pids": {"service": service.pid}, **base},
-                             args.seconds + 90)
+        result = loadgen.ask(
+            {
+                "op": "throughput",
+                "mode": args.mode,
+                "concurrency": args.concurrency,
+                "warmup_s": 0.5,
+                "duration_s": args.seconds + 1,
+                "tag": "prof",
+                "pids": {"service": service.pid},
+                **base,
+            },
+            args.seconds + 90,
+        )
         try:
             spy.wait(args.seconds + 30)
         except subprocess.TimeoutExpired:
@@ -207,10 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(collapsed, args.top)
     summary["load"] = {k: result.get(k) for k in ("events_per_s", "cpu_cores", "errors")}
     (collapsed.with_suffix(".json")).write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"# py-spy: {args.mode} at concurrency {args.concurrency}, {summary['samples']} samples; "
-          f"under profiling {result.get('events_per_s')} ev/s, service {result.get('cpu_cores', {}).get('service')} cores\n")
-    print(f"main thread (event loop): {summary['main_thread_share']:.1%} of samples; other threads: "
-          + ", ".join(f"{r['function']} {r['share']:.1%}" for r in summary["other_threads_top"]) + "\n")
+    print(
+        f"# py-spy: {args.mode} at concurrency {args.concurrency}, {summary['samples']} samples; "
+        f"under profiling {result.get('events_per_s')} ev/s, service {result.get('cpu_cores', {}).get('service')} cores\n"
+    )
+    print(
+        f"main thread (event loop): {summary['main_thread_share']:.1%} of samples; other threads: "
+        + ", ".join(f"{r['function']} {r['share']:.1%}" for r in summary["other_threads_top"])
+        + "\n"
+    )
     print("| component (owner of the time) | share of samples |\n|---|---|")
     for comp, share in summary["components_self"].items():
         print(f"| {comp} | {share:.1%} |")

@@ -85,8 +85,15 @@ async def _drive(port: int, method: str, make, calls: int, per_call: int, concur
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed, cpu = time.perf_counter() - t0, tree_cpu_seconds(pid) - cpu0
     events = calls * per_call
-    return {"events": events, "failed_calls": failures, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed),
-            "service_cpu_us_per_event": round(cpu / events * 1e6, 1), "concurrency": concurrency, "events_per_call": per_call}
+    return {
+        "events": events,
+        "failed_calls": failures,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / elapsed),
+        "service_cpu_us_per_event": round(cpu / events * 1e6, 1),
+        "concurrency": concurrency,
+        "events_per_call": per_call,
+    }
 
 
 def _outbox_pending(db: Path) -> int:
@@ -97,8 +104,9 @@ def _outbox_pending(db: Path) -> int:
 
 
 def run(events: int, batch: int, concurrency: int, send_events: int, sync_events: int, out: Path) -> dict:
-    report: dict = {"settings": {"backlog_events": events, "batch": batch, "concurrency": concurrency,
-                                 "send_events": send_events, "sync_events": sync_events}}
+    report: dict = {
+        "settings": {"backlog_events": events, "batch": batch, "concurrency": concurrency, "send_events": send_events, "sync_events": sync_events}
+    }
     work = Path(tempfile.mkdtemp(prefix="bench-queued-"))
     db = work / "outbox.db"
     children = []
@@ -110,8 +118,9 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
 
         log("sync SendBatch (the yardstick)")
         svc, port, svc_log = _start_service(out, "sync", url, {})
-        report["sync_batch"] = asyncio.run(_drive(port, "SendBatch", lambda: requests.batch(batch, False), sync_events // batch, batch,
-                                                  concurrency, svc.pid))
+        report["sync_batch"] = asyncio.run(
+            _drive(port, "SendBatch", lambda: requests.batch(batch, False), sync_events // batch, batch, concurrency, svc.pid)
+        )
         report["sync_batch"]["peak_rss_kb"] = tree_memory_kb(svc.pid).get("VmHWM")
         stop(svc, grace=15)
         svc_log.close()
@@ -120,8 +129,9 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
         down = f"http://127.0.0.1:{free_port()}/segmentio"  # nothing listens there
         env = {"KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}"}
         svc, port, svc_log = _start_service(out, "accept", down, env)
-        report["queued_batch"] = asyncio.run(_drive(port, "SendBatch", lambda: requests.batch(batch, True), events // batch, batch,
-                                                    concurrency, svc.pid))
+        report["queued_batch"] = asyncio.run(
+            _drive(port, "SendBatch", lambda: requests.batch(batch, True), events // batch, batch, concurrency, svc.pid)
+        )
         log(f"queued unary Send: {send_events} events, 32 in flight")
         report["queued_send"] = asyncio.run(_drive(port, "Send", lambda: requests.one(True), send_events, 1, 32, svc.pid))
         report["queued_send"]["peak_rss_kb"] = report["queued_batch"]["peak_rss_kb"] = tree_memory_kb(svc.pid).get("VmHWM")
@@ -145,9 +155,14 @@ def run(events: int, batch: int, concurrency: int, send_events: int, sync_events
             time.sleep(0.25)
         elapsed, cpu = time.perf_counter() - t0, tree_cpu_seconds(svc.pid) - cpu0
         marks = [rss[int(i * (len(rss) - 1) / 4)] for i in range(5)]
-        report["drain"] = {"events": done, "seconds": round(elapsed, 2), "events_per_s": round(done / elapsed),
-                           "service_cpu_us_per_event": round(cpu / max(done, 1) * 1e6, 1),
-                           "rss_kb_by_events_done": marks, "peak_rss_kb": tree_memory_kb(svc.pid).get("VmHWM")}
+        report["drain"] = {
+            "events": done,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(done / elapsed),
+            "service_cpu_us_per_event": round(cpu / max(done, 1) * 1e6, 1),
+            "rss_kb_by_events_done": marks,
+            "peak_rss_kb": tree_memory_kb(svc.pid).get("VmHWM"),
+        }
         stop(svc, grace=15)
         svc_log.close()
     finally:

@@ -73,8 +73,14 @@ def _best(table: dict, process: str) -> dict | None:
     c, r = max(runs.items(), key=lambda item: item[1]["events_per_s"])
     samples = _cpu_samples(runs, process)
     lowest = min(samples) if samples else (None, None)
-    return {"events_per_s": r["events_per_s"], "concurrency": c, "cpu_us_per_event": lowest[0], "cpu_concurrency": lowest[1],
-            "cpu_us_rounds": sorted(v for v, _ in samples), "cpu_cores": (r.get("cpu_cores") or {}).get(process)}
+    return {
+        "events_per_s": r["events_per_s"],
+        "concurrency": c,
+        "cpu_us_per_event": lowest[0],
+        "cpu_concurrency": lowest[1],
+        "cpu_us_rounds": sorted(v for v, _ in samples),
+        "cpu_cores": (r.get("cpu_cores") or {}).get(process),
+    }
 
 
 def _div(a, b, digits: int = 3) -> float | None:
@@ -141,12 +147,18 @@ def summarise(report: dict) -> None:
         for variant in VARIANTS:
             b = (best.get(variant) or {}).get(mode)
             cpu = b["cpu_us_per_event"] if b else None
-            row[variant] = {"cpu_us_per_event": cpu, "events_per_s": b["events_per_s"] if b else None,
-                            "concurrency": b["concurrency"] if b else None, "cpu_us_rounds": b["cpu_us_rounds"] if b else [],
-                            "vs_http_floor": _div(cpu, http), "vs_floors": _div(cpu, floors),
-                            "segment_cpu_per_event_vs_this": _div(segment, cpu, 2),
-                            "vs_one_process_floor": _div(cpu, ((best["one_process_floor"].get("send" if mode in ("send", "typed") else mode)
-                                                                 or {}).get("cpu_us_per_event")))}
+            row[variant] = {
+                "cpu_us_per_event": cpu,
+                "events_per_s": b["events_per_s"] if b else None,
+                "concurrency": b["concurrency"] if b else None,
+                "cpu_us_rounds": b["cpu_us_rounds"] if b else [],
+                "vs_http_floor": _div(cpu, http),
+                "vs_floors": _div(cpu, floors),
+                "segment_cpu_per_event_vs_this": _div(segment, cpu, 2),
+                "vs_one_process_floor": _div(
+                    cpu, ((best["one_process_floor"].get("send" if mode in ("send", "typed") else mode) or {}).get("cpu_us_per_event"))
+                ),
+            }
         row["vs_baseline"] = _div(row["service"]["cpu_us_per_event"], row["baseline"]["cpu_us_per_event"])
         per_mode[mode] = row
 
@@ -172,32 +184,73 @@ def summarise(report: dict) -> None:
         "bulk_vs_http_floor": _div(bulk["cpu_us_per_event"], http) if bulk else None,
         "send_vs_floors": per_mode["send"]["service"]["vs_floors"],
         "bulk_segment_cpu_vs_this": _div(segment, bulk["cpu_us_per_event"], 2) if bulk else None,
-        "p50_ms": {"send": p50("send"), "typed": p50("typed"), "direct": p50("direct"), "grpc_floor": p50("grpc_floor"),
-                   "floors": floors_p50, "send_over_floors": send_over_floors_p50, "baseline_send": p50("baseline_send"),
-                   "segment": p50("segment")},
+        "p50_ms": {
+            "send": p50("send"),
+            "typed": p50("typed"),
+            "direct": p50("direct"),
+            "grpc_floor": p50("grpc_floor"),
+            "floors": floors_p50,
+            "send_over_floors": send_over_floors_p50,
+            "baseline_send": p50("baseline_send"),
+            "segment": p50("segment"),
+        },
         "peak_rss_mb": memory["peak_rss_mb"],
         # What grpc.aio and aiohttp alone cost against the baseline: no mode can go below its one-process floor.
         "one_process_floor_vs_baseline": {
             mode: _div((best["one_process_floor"].get(mode) or {}).get("cpu_us_per_event"), per_mode[mode]["baseline"]["cpu_us_per_event"])
-            for mode in ("send", "stream") if mode in per_mode},
+            for mode in ("send", "stream")
+            if mode in per_mode
+        },
     }
     report["ratios"] = ratios
     targets = []
     for mode, share in VS_BASELINE.items():
         value = per_mode[mode]["vs_baseline"]
-        targets.append({"name": f"{MODE_TITLES[mode]} CPU/event vs the baseline", "target": f"<= {share:g}x", "value": value,
-                        "status": _verdict(value, lambda v, share=share: v <= share), "kind": "x"})
+        targets.append(
+            {
+                "name": f"{MODE_TITLES[mode]} CPU/event vs the baseline",
+                "target": f"<= {share:g}x",
+                "value": value,
+                "status": _verdict(value, lambda v, share=share: v <= share),
+                "kind": "x",
+            }
+        )
     targets += [
-        {"name": "bulk (better of SendBatch/SendStream) CPU/event vs the HTTP floor", "target": f"<= {BULK_VS_HTTP_FLOOR:g}x",
-         "value": ratios["bulk_vs_http_floor"], "status": _verdict(ratios["bulk_vs_http_floor"], lambda v: v <= BULK_VS_HTTP_FLOOR), "kind": "x"},
-        {"name": "unary Send CPU/event vs gRPC floor + HTTP floor", "target": f"<= {SEND_VS_FLOORS:g}x", "value": ratios["send_vs_floors"],
-         "status": _verdict(ratios["send_vs_floors"], lambda v: v <= SEND_VS_FLOORS), "kind": "x"},
-        {"name": "Send p50 at concurrency 1 over the floors' p50s", "target": f"<= {ADDED_P50_MS} ms", "value": send_over_floors_p50,
-         "status": _verdict(send_over_floors_p50, lambda v: v <= ADDED_P50_MS), "kind": "ms"},
-        {"name": f"peak RSS through {memory['events']} events", "target": f"<= {PEAK_RSS_MB:g} MB", "value": memory["peak_rss_mb"],
-         "status": _verdict(memory["peak_rss_mb"], lambda v: v <= PEAK_RSS_MB), "kind": "MB"},
-        {"name": "RSS flat (first mark vs last mark)", "target": f"growth <= max({FLAT_MB:g} MB, {FLAT_SHARE:.0%})", "value": memory["growth_mb"],
-         "status": "N/A" if flat is None else ("PASS" if flat else "FAIL"), "kind": "growth"},
+        {
+            "name": "bulk (better of SendBatch/SendStream) CPU/event vs the HTTP floor",
+            "target": f"<= {BULK_VS_HTTP_FLOOR:g}x",
+            "value": ratios["bulk_vs_http_floor"],
+            "status": _verdict(ratios["bulk_vs_http_floor"], lambda v: v <= BULK_VS_HTTP_FLOOR),
+            "kind": "x",
+        },
+        {
+            "name": "unary Send CPU/event vs gRPC floor + HTTP floor",
+            "target": f"<= {SEND_VS_FLOORS:g}x",
+            "value": ratios["send_vs_floors"],
+            "status": _verdict(ratios["send_vs_floors"], lambda v: v <= SEND_VS_FLOORS),
+            "kind": "x",
+        },
+        {
+            "name": "Send p50 at concurrency 1 over the floors' p50s",
+            "target": f"<= {ADDED_P50_MS} ms",
+            "value": send_over_floors_p50,
+            "status": _verdict(send_over_floors_p50, lambda v: v <= ADDED_P50_MS),
+            "kind": "ms",
+        },
+        {
+            "name": f"peak RSS through {memory['events']} events",
+            "target": f"<= {PEAK_RSS_MB:g} MB",
+            "value": memory["peak_rss_mb"],
+            "status": _verdict(memory["peak_rss_mb"], lambda v: v <= PEAK_RSS_MB),
+            "kind": "MB",
+        },
+        {
+            "name": "RSS flat (first mark vs last mark)",
+            "target": f"growth <= max({FLAT_MB:g} MB, {FLAT_SHARE:.0%})",
+            "value": memory["growth_mb"],
+            "status": "N/A" if flat is None else ("PASS" if flat else "FAIL"),
+            "kind": "growth",
+        },
     ]
     report["targets"] = targets
 
@@ -224,6 +277,7 @@ def summarise(report: dict) -> None:
 def _same_headers(heads: dict[str, int]) -> bool | None:
     """Whether the HTTP floor's sampled POSTs carried the very header lines of the service's (and the
     baseline's); None when either was not sampled."""
+
     def lines(path_suffix: str) -> set[str]:
         found = set()
         for head in heads:
@@ -276,23 +330,40 @@ def markdown(report: dict) -> str:
     lines = [f"# kameleoon-destination benchmark ({meta['profile']} run, {meta['host']['cpus']} CPUs, {meta.get('elapsed_s')} s, {commit})", ""]
     capacity = meta["host"].get("capacity_cores") or {}
     if capacity:
-        lines += [f"CPU the machine gave to {meta['host']['cpus']} busy processes: {capacity.get('start')} cores at start, "
-                  f"{capacity.get('end')} at the end" + (" (a shared or throttled host: expect noisy numbers)"
-                  if min((v for v in capacity.values() if v is not None), default=meta['host']['cpus']) < 0.9 * meta["host"]["cpus"] else "")
-                  + ".", ""]
+        lines += [
+            f"CPU the machine gave to {meta['host']['cpus']} busy processes: {capacity.get('start')} cores at start, "
+            f"{capacity.get('end')} at the end"
+            + (
+                " (a shared or throttled host: expect noisy numbers)"
+                if min((v for v in capacity.values() if v is not None), default=meta["host"]["cpus"]) < 0.9 * meta["host"]["cpus"]
+                else ""
+            )
+            + ".",
+            "",
+        ]
     variants = meta.get("variants") or {}
     if "baseline" in variants:
         base_git = variants["baseline"].get("git") or {}
-        lines += [f"Baseline: {variants['baseline']['checkout']} at {(base_git.get('commit') or 'unknown')[:10]}, measured in the same run, "
-                  "each configuration back to back with this checkout's.", ""]
+        lines += [
+            f"Baseline: {variants['baseline']['checkout']} at {(base_git.get('commit') or 'unknown')[:10]}, measured in the same run, "
+            "each configuration back to back with this checkout's.",
+            "",
+        ]
     if report.get("fatal"):
         lines += [f"**The run stopped early: {report['fatal']}**", ""]
 
     lines += ["## Ratios and targets", "", "| metric | value | target | status |", "|---|---|---|---|"]
     for t in report.get("targets", []):
         value, kind = t["value"], t.get("kind")
-        shown = _x(value) if kind == "x" else _num(value, " ms", 3) if kind == "ms" else _num(value, " MB", 1) if kind == "MB" else (
-            "n/a" if value is None else f"{value:+.1f} MB")
+        shown = (
+            _x(value)
+            if kind == "x"
+            else _num(value, " ms", 3)
+            if kind == "ms"
+            else _num(value, " MB", 1)
+            if kind == "MB"
+            else ("n/a" if value is None else f"{value:+.1f} MB")
+        )
         lines.append(f"| {t['name']} | {shown} | {t['target']} | {t['status']} |")
 
     per_mode = ratios.get("per_mode") or {}
@@ -304,8 +375,13 @@ def markdown(report: dict) -> str:
         head += ["baseline CPU us/event", "baseline events/s", "this / baseline"]
     if has_warn:
         head += ["logs at warning: CPU us/event"]
-    lines += ["", "## CPU per event (the service at its defaults: logs at info, one line per RPC)", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [
+        "",
+        "## CPU per event (the service at its defaults: logs at info, one line per RPC)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for mode in MODES:
         row = per_mode.get(mode)
         if not row:
@@ -313,63 +389,102 @@ def markdown(report: dict) -> str:
         s, b, w = row["service"], row["baseline"], row["service_warning"]
         if s["cpu_us_per_event"] is None and b["cpu_us_per_event"] is None:
             continue
-        cells = [f"service {MODE_TITLES[mode]}", _num(s["cpu_us_per_event"]) + _spread(s["cpu_us_rounds"]),
-                 f"{_num(s['events_per_s'])} @ c={s['concurrency']}", _x(s["vs_http_floor"]),
-                 _x(s["vs_floors"]) if mode in ("send", "typed") else "-", _x(s["vs_one_process_floor"]) if mode != "batch" else "-",
-                 _x(s["segment_cpu_per_event_vs_this"])]
+        cells = [
+            f"service {MODE_TITLES[mode]}",
+            _num(s["cpu_us_per_event"]) + _spread(s["cpu_us_rounds"]),
+            f"{_num(s['events_per_s'])} @ c={s['concurrency']}",
+            _x(s["vs_http_floor"]),
+            _x(s["vs_floors"]) if mode in ("send", "typed") else "-",
+            _x(s["vs_one_process_floor"]) if mode != "batch" else "-",
+            _x(s["segment_cpu_per_event_vs_this"]),
+        ]
         if has_base:
-            cells += [_num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
-                      _x(row["vs_baseline"])]
+            cells += [
+                _num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]),
+                f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
+                _x(row["vs_baseline"]),
+            ]
         if has_warn:
             cells.append(_num(w["cpu_us_per_event"]) + _spread(w["cpu_us_rounds"]))
         lines.append("| " + " | ".join(cells) + " |")
     floor_rows = [("grpc_floor", "gRPC floor: empty grpc.aio handler, unary Send"), ("raw_http", "HTTP floor: aiohttp POST of the same bodies")]
-    floor_rows += [(("one_process_floor", mode), f"one-process floor: grpc.aio {title} that POSTs with aiohttp first")
-                   for mode, title in (("send", "unary Send"), ("stream", "SendStream, each message"))]
+    floor_rows += [
+        (("one_process_floor", mode), f"one-process floor: grpc.aio {title} that POSTs with aiohttp first")
+        for mode, title in (("send", "unary Send"), ("stream", "SendStream, each message"))
+    ]
     for key, title in (*floor_rows, ("segment", "Segment's runtime (Node, in-process)")):
         b = best.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else best.get(key)
         if b is None:
             continue
         vs_base = (ratios.get("one_process_floor_vs_baseline") or {}).get(key[1]) if isinstance(key, tuple) else None
-        cells = [title, _num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}",
-                 "", "", "", ""] + (["", "", _x(vs_base) if vs_base else ""] if has_base else []) + ([""] if has_warn else [])
+        cells = (
+            [title, _num(b["cpu_us_per_event"]) + _spread(b["cpu_us_rounds"]), f"{_num(b['events_per_s'])} @ c={b['concurrency']}", "", "", "", ""]
+            + (["", "", _x(vs_base) if vs_base else ""] if has_base else [])
+            + ([""] if has_warn else [])
+        )
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "CPU us/event: CPU time of the measured process (the service's process tree; the floor's own process; Node) "
-              f"per event answered OK in a run's measured window; the lowest over every round at concurrency >= {LOADED_CONCURRENCY} "
-              "(on a shared host other processes only add CPU time), in brackets the range of those readings. events/s: the best "
-              f"run, at concurrency c. Floors: gRPC {_num(fl.get('grpc'))}, HTTP {_num(fl.get('http'))}, sum {_num(fl.get('sum'))} us/event. "
-              "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime. One-process "
-              "floor: grpc.aio and aiohttp in one process doing nothing else (unary modes against its Send, SendStream against "
-              "its stream, with as many messages in flight as the service's default window); on a shared host it costs more than the two floors apart. "
-              "Its 'this / baseline' is what grpc.aio and aiohttp alone cost against the baseline's same mode: "
-              "no change of ours can bring a mode below it."]
+    lines += [
+        "",
+        "CPU us/event: CPU time of the measured process (the service's process tree; the floor's own process; Node) "
+        f"per event answered OK in a run's measured window; the lowest over every round at concurrency >= {LOADED_CONCURRENCY} "
+        "(on a shared host other processes only add CPU time), in brackets the range of those readings. events/s: the best "
+        f"run, at concurrency c. Floors: gRPC {_num(fl.get('grpc'))}, HTTP {_num(fl.get('http'))}, sum {_num(fl.get('sum'))} us/event. "
+        "'Segment's CPU/event / this': how many times more events per CPU-second than Segment's runtime. One-process "
+        "floor: grpc.aio and aiohttp in one process doing nothing else (unary modes against its Send, SendStream against "
+        "its stream, with as many messages in flight as the service's default window); on a shared host it costs more than the two floors apart. "
+        "Its 'this / baseline' is what grpc.aio and aiohttp alone cost against the baseline's same mode: "
+        "no change of ours can bring a mode below it.",
+    ]
 
     p50 = ratios.get("p50_ms") or {}
-    lines += ["", f"Send p50 at concurrency 1: {_num(p50.get('send'), ' ms', 3)} (baseline {_num(p50.get('baseline_send'), ' ms', 3)}); "
-              f"floors' p50s: gRPC {_num(p50.get('grpc_floor'), ' ms', 3)} + HTTP {_num(p50.get('direct'), ' ms', 3)} = "
-              f"{_num(p50.get('floors'), ' ms', 3)}."]
+    lines += [
+        "",
+        f"Send p50 at concurrency 1: {_num(p50.get('send'), ' ms', 3)} (baseline {_num(p50.get('baseline_send'), ' ms', 3)}); "
+        f"floors' p50s: gRPC {_num(p50.get('grpc_floor'), ' ms', 3)} + HTTP {_num(p50.get('direct'), ' ms', 3)} = "
+        f"{_num(p50.get('floors'), ' ms', 3)}.",
+    ]
 
     tp = report["throughput"]
-    cs = sorted({int(c) for table in [*(tp.get(v, {}).get(m) or {} for v in VARIANTS for m in MODES), tp["segment"], tp["raw_http"],
-                                      tp.get("grpc_floor") or {}]
-                 if isinstance(table, dict) for c in table if str(c).isdigit()})
-    columns = [(f"{MODE_TITLES[m]}" + ("" if v == "service" else f" ({'baseline' if v == 'baseline' else 'warning'})"), tp[v][m], "service")
-               for m in MODES for v in VARIANTS if m in (tp.get(v) or {})]
+    cs = sorted(
+        {
+            int(c)
+            for table in [*(tp.get(v, {}).get(m) or {} for v in VARIANTS for m in MODES), tp["segment"], tp["raw_http"], tp.get("grpc_floor") or {}]
+            if isinstance(table, dict)
+            for c in table
+            if str(c).isdigit()
+        }
+    )
+    columns = [
+        (f"{MODE_TITLES[m]}" + ("" if v == "service" else f" ({'baseline' if v == 'baseline' else 'warning'})"), tp[v][m], "service")
+        for m in MODES
+        for v in VARIANTS
+        if m in (tp.get(v) or {})
+    ]
     columns += [("Segment runtime", tp["segment"], "segment"), ("HTTP floor", tp["raw_http"], "loadgen")]
     if tp.get("grpc_floor") is not None:
         columns.append(("gRPC floor", tp["grpc_floor"], "grpc_floor"))
-    lines += ["", "## Throughput by concurrency (events/s / CPU us per event)", "",
-              "| concurrency | " + " | ".join(name for name, _, _ in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += [
+        "",
+        "## Throughput by concurrency (events/s / CPU us per event)",
+        "",
+        "| concurrency | " + " | ".join(name for name, _, _ in columns) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
     for c in cs:
         lines.append("| " + " | ".join([str(c), *(_cell(table, c, process) for _, table, process in columns)]) + " |")
     batch_size = meta["settings"].get("batch_size")
-    lines += ["", f"Concurrency = calls in flight (SendBatch: {batch_size} events per call; SendStream: one stream, "
-              "that many requests unanswered)."]
+    lines += ["", f"Concurrency = calls in flight (SendBatch: {batch_size} events per call; SendStream: one stream, that many requests unanswered)."]
 
     lines += ["", "## Latency at concurrency 1 (ms)", "", "| path | p50 | p90 | p99 |", "|---|---|---|---|"]
-    names = {"typed": "typed unary (gRPC)", "send": "Send (gRPC)", "baseline_typed": "baseline typed unary", "baseline_send": "baseline Send",
-             "direct": "HTTP floor: aiohttp POST to the stand-in", "grpc_floor": "gRPC floor: Send to an empty grpc.aio handler",
-             "segment": "Segment runtime onEvent"}
+    names = {
+        "typed": "typed unary (gRPC)",
+        "send": "Send (gRPC)",
+        "baseline_typed": "baseline typed unary",
+        "baseline_send": "baseline Send",
+        "direct": "HTTP floor: aiohttp POST to the stand-in",
+        "grpc_floor": "gRPC floor: Send to an empty grpc.aio handler",
+        "segment": "Segment runtime onEvent",
+    }
     for key, title in names.items():
         if key not in report.get("latency", {}):
             continue
@@ -381,36 +496,58 @@ def markdown(report: dict) -> str:
 
     slow = report.get("slow")
     if slow:
-        lines += ["", f"## Kameleoon {slow['delay_ms']:g} ms away (stand-in answering after {slow['delay_ms']:g} ms)", "",
-                  f"SendBatch, {slow['concurrency']} calls in flight, about {slow['events_in_flight']} events in flight.", "",
-                  "| KAMELEOON_POOL_SIZE | events/s | expected: min(pool, in flight) / latency | mean wait for a pooled connection |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Kameleoon {slow['delay_ms']:g} ms away (stand-in answering after {slow['delay_ms']:g} ms)",
+            "",
+            f"SendBatch, {slow['concurrency']} calls in flight, about {slow['events_in_flight']} events in flight.",
+            "",
+            "| KAMELEOON_POOL_SIZE | events/s | expected: min(pool, in flight) / latency | mean wait for a pooled connection |",
+            "|---|---|---|---|",
+        ]
         for pool, r in slow["runs"].items():
             wait = r.get("pool_wait") or {}
-            lines.append(f"| {pool} | {_num(r.get('events_per_s'))} | {_num(r.get('expected_events_per_s'))} | "
-                         f"{_num(wait.get('mean_ms'), ' ms', 1) if wait.get('available', True) else 'n/a (no metric)'} |")
+            lines.append(
+                f"| {pool} | {_num(r.get('events_per_s'))} | {_num(r.get('expected_events_per_s'))} | "
+                f"{_num(wait.get('mean_ms'), ' ms', 1) if wait.get('available', True) else 'n/a (no metric)'} |"
+            )
 
     lines += ["", "## Memory", ""]
-    for key, title in (("summary", "service, as configured"), ("summary_no_idempotency", "service, idempotency window off"),
-                       ("summary_baseline", "baseline, as configured")):
+    for key, title in (
+        ("summary", "service, as configured"),
+        ("summary_no_idempotency", "service, idempotency window off"),
+        ("summary_baseline", "baseline, as configured"),
+    ):
         m = (report.get("memory") or {}).get(key)
         if not m:
             continue
         marks = ", ".join(f"{int(k) / 1000:g}k: {v} MB" for k, v in m["rss_mb_at_events"].items())
         growth = "n/a" if m["growth_mb"] is None else f"{m['growth_mb']:+.1f} MB"
-        lines.append(f"- {title}: peak {_num(m['peak_rss_mb'], ' MB', 1)} through {m['events']} events ({MODE_TITLES.get(m['mode'], m['mode'])}), "
-                     f"growth {growth} ({marks}): {'flat' if m['flat'] else 'NOT flat' if m['flat'] is False else 'n/a'}.")
+        lines.append(
+            f"- {title}: peak {_num(m['peak_rss_mb'], ' MB', 1)} through {m['events']} events ({MODE_TITLES.get(m['mode'], m['mode'])}), "
+            f"growth {growth} ({marks}): {'flat' if m['flat'] else 'NOT flat' if m['flat'] is False else 'n/a'}."
+        )
 
     checks = report.get("checks", {})
     lines += ["", "## Checks", ""]
     cores = checks.get("standin_max_cores")
-    lines.append(f"- stand-in busiest at {_num(cores, ' core', 2)} ({checks.get('standin_busiest_run')}): "
-                 + ("SATURATED, numbers are capped by the stand-in" if checks.get("standin_saturated") else "not saturated"))
+    lines.append(
+        f"- stand-in busiest at {_num(cores, ' core', 2)} ({checks.get('standin_busiest_run')}): "
+        + ("SATURATED, numbers are capped by the stand-in" if checks.get("standin_saturated") else "not saturated")
+    )
     undelivered = checks.get("undelivered") or []
     lines.append("- every OK event reached the stand-in" if not undelivered else "- events missing at the stand-in: " + "; ".join(undelivered))
     same = checks.get("floor_headers_match_service")
-    lines.append("- header lines on the wire: " + ("the HTTP floor's are the service's" if same else "n/a" if same is None
-                                                   else "the HTTP floor's DIFFER from the service's (see checks.standin_heads)"))
+    lines.append(
+        "- header lines on the wire: "
+        + (
+            "the HTTP floor's are the service's"
+            if same
+            else "n/a"
+            if same is None
+            else "the HTTP floor's DIFFER from the service's (see checks.standin_heads)"
+        )
+    )
     seg_meta = meta.get("segment") or {}
     if not seg_meta.get("available"):
         lines.append(f"- Segment runtime unavailable: {seg_meta.get('reason')}")

@@ -40,8 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SERVICE_MODES = ("typed", "send", "batch", "stream")
 # Service settings worth recording when set in the environment (never credentials).
-SHOWN_ENV = ("KAMELEOON_WORKERS", "KAMELEOON_POOL_SIZE", "KAMELEOON_MAX_IN_FLIGHT", "KAMELEOON_IDEMPOTENCY_WINDOW_S",
-             "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", "KAMELEOON_MAX_ATTEMPTS", "KAMELEOON_TIMEOUT_S")
+SHOWN_ENV = (
+    "KAMELEOON_WORKERS",
+    "KAMELEOON_POOL_SIZE",
+    "KAMELEOON_MAX_IN_FLIGHT",
+    "KAMELEOON_IDEMPOTENCY_WINDOW_S",
+    "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES",
+    "KAMELEOON_MAX_ATTEMPTS",
+    "KAMELEOON_TIMEOUT_S",
+)
 
 
 @dataclass
@@ -75,13 +82,45 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
 
-FULL = Profile("full", pool=2000, concurrencies=[1, 8, 32, 128], raw_concurrencies=[8, 32, 128], warmup_s=0.6,
-               duration_s=1.6, rounds=3, max_events=200_000, batch_size=100, latency_count=2000, latency_warmup=200,
-               memory_events=100_000, memory_mark=20_000, memory_concurrency=32, warm_s=1.5)
-QUICK = Profile("quick", pool=200, concurrencies=[1, 8], raw_concurrencies=[8], warmup_s=0.2, duration_s=0.5,
-                max_events=20_000, batch_size=20, latency_count=100, latency_warmup=20, memory_events=2000,
-                memory_mark=400, memory_concurrency=8, warm_s=0.3, memory_cap_s=30.0, call_cap_s=30.0,
-                capacity_probe_s=0.3, warning_line=False, slow_pools=(100,), slow_duration_s=1.0)
+FULL = Profile(
+    "full",
+    pool=2000,
+    concurrencies=[1, 8, 32, 128],
+    raw_concurrencies=[8, 32, 128],
+    warmup_s=0.6,
+    duration_s=1.6,
+    rounds=3,
+    max_events=200_000,
+    batch_size=100,
+    latency_count=2000,
+    latency_warmup=200,
+    memory_events=100_000,
+    memory_mark=20_000,
+    memory_concurrency=32,
+    warm_s=1.5,
+)
+QUICK = Profile(
+    "quick",
+    pool=200,
+    concurrencies=[1, 8],
+    raw_concurrencies=[8],
+    warmup_s=0.2,
+    duration_s=0.5,
+    max_events=20_000,
+    batch_size=20,
+    latency_count=100,
+    latency_warmup=20,
+    memory_events=2000,
+    memory_mark=400,
+    memory_concurrency=8,
+    warm_s=0.3,
+    memory_cap_s=30.0,
+    call_cap_s=30.0,
+    capacity_probe_s=0.3,
+    warning_line=False,
+    slow_pools=(100,),
+    slow_duration_s=1.0,
+)
 
 
 @dataclass
@@ -108,11 +147,13 @@ class HarnessError(RuntimeError):
 
 def git_state(root: Path = ROOT) -> dict:
     """The commit measured, and whether service/ differs from it (others may be editing)."""
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
+
     return {"commit": git("rev-parse", "HEAD") or None, "service_dirty": bool(git("status", "--porcelain", "--", "service"))}
 
 
@@ -194,8 +235,7 @@ def free_port() -> int:
 def start_port_printer(out: Path, module: str, log_name: str, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, object]:
     """Start ``python -m <module> [args]``, which prints ``PORT <n>`` once listening."""
     err = open(out / log_name, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=err,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
     ready, _, _ = select.select([proc.stdout], [], [], 15)
     line = proc.stdout.readline().decode() if ready else ""
     if not line.startswith("PORT "):
@@ -224,16 +264,18 @@ def service_argv(checkout: Path = ROOT) -> list[str]:
     return [sys.executable, "-m", "service.cli"]
 
 
-def start_service(out: Path, standin_url: str, log_name: str, extra_env: dict | None = None, checkout: Path = ROOT,
-                  log_level: str = "info") -> tuple[subprocess.Popen, int, object]:
+def start_service(
+    out: Path, standin_url: str, log_name: str, extra_env: dict | None = None, checkout: Path = ROOT, log_level: str = "info"
+) -> tuple[subprocess.Popen, int, object]:
     """The service at its defaults but the stand-in's URL and ``log_level`` (info is its default); its log
     lines (JSON, one per RPC at info) go to ``out/log_name``."""
     port = free_port()
     env = {**os.environ, "KAMELEOON_BASE_URL": standin_url, "KAMELEOON_LOG_LEVEL": log_level, **(extra_env or {})}
     env.pop("VIRTUAL_ENV", None)
     err = open(out / log_name, "wb")
-    proc = subprocess.Popen([*service_argv(checkout), "serve", "--listen", f"127.0.0.1:{port}"], cwd=checkout, env=env,
-                            stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    proc = subprocess.Popen(
+        [*service_argv(checkout), "serve", "--listen", f"127.0.0.1:{port}"], cwd=checkout, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -284,8 +326,18 @@ def scrape_metrics(port: int) -> dict[str, float]:
 
 
 def throughput_cmd(p: Profile, mode: str, concurrency: int, tag: str, pids: dict, **extra) -> dict:
-    return {"op": "throughput", "mode": mode, "concurrency": concurrency, "warmup_s": p.warmup_s, "duration_s": p.duration_s,
-            "max_events": p.max_events, "batch_size": p.batch_size, "tag": tag, "pids": pids, **extra}
+    return {
+        "op": "throughput",
+        "mode": mode,
+        "concurrency": concurrency,
+        "warmup_s": p.warmup_s,
+        "duration_s": p.duration_s,
+        "max_events": p.max_events,
+        "batch_size": p.batch_size,
+        "tag": tag,
+        "pids": pids,
+        **extra,
+    }
 
 
 def attempt(label: str, fn):
@@ -304,18 +356,26 @@ def slow_phase(p: Profile, out: Path, loadgen: LineWorker, events_file: Path, ch
     children.append(lambda: (stop(slow), slow_log.close()))
     url = f"http://127.0.0.1:{slow_port}/segmentio"
     in_flight = p.slow_concurrency * min(p.batch_size, 32)  # KAMELEOON_BATCH_CONCURRENCY's default
-    result: dict = {"delay_ms": p.slow_delay_ms, "mode": "batch", "concurrency": p.slow_concurrency, "events_in_flight": in_flight,
-                    "runs": {}}
+    result: dict = {"delay_ms": p.slow_delay_ms, "mode": "batch", "concurrency": p.slow_concurrency, "events_in_flight": in_flight, "runs": {}}
     for pool in p.slow_pools:
         metrics_port = free_port()
         env = {"KAMELEOON_POOL_SIZE": str(pool), "KAMELEOON_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
         log(f"slow stand-in ({p.slow_delay_ms:g} ms): pool of {pool}")
         svc, port, svc_log = start_service(out, url, f"service-slow-pool{pool}.log", env)
         children.append(lambda svc=svc, svc_log=svc_log: (stop(svc, grace=15), svc_log.close()))
-        run = attempt("slow", lambda: loadgen.ask({
-            **throughput_cmd(p, "batch", p.slow_concurrency, f"slow{pool}", {"service": svc.pid},
-                             target=f"127.0.0.1:{port}", standin_url=url),
-            "warmup_s": max(p.warmup_s, 0.5), "duration_s": p.slow_duration_s}, p.call_cap_s))
+        run = attempt(
+            "slow",
+            lambda: loadgen.ask(
+                {
+                    **throughput_cmd(
+                        p, "batch", p.slow_concurrency, f"slow{pool}", {"service": svc.pid}, target=f"127.0.0.1:{port}", standin_url=url
+                    ),
+                    "warmup_s": max(p.warmup_s, 0.5),
+                    "duration_s": p.slow_duration_s,
+                },
+                p.call_cap_s,
+            ),
+        )
         try:
             samples = scrape_metrics(metrics_port)
         except OSError as exc:
@@ -325,9 +385,13 @@ def slow_phase(p: Profile, out: Path, loadgen: LineWorker, events_file: Path, ch
         count = samples.get("kameleoon_pool_wait_seconds_count")
         total = samples.get("kameleoon_pool_wait_seconds_sum")
         waited = {k: v for k, v in samples.items() if k.startswith("kameleoon_pool_wait_seconds_bucket")}
-        run.update(pool_size=pool, expected_events_per_s=round(min(pool, in_flight) / (p.slow_delay_ms / 1000), 1),
-                   pool_wait={"count": count, "mean_ms": round(total / count * 1000, 2) if count else None, "buckets": waited}
-                   if count is not None else {"available": False, "reason": "no kameleoon_pool_wait_seconds in /metrics"})
+        run.update(
+            pool_size=pool,
+            expected_events_per_s=round(min(pool, in_flight) / (p.slow_delay_ms / 1000), 1),
+            pool_wait={"count": count, "mean_ms": round(total / count * 1000, 2) if count else None, "buckets": waited}
+            if count is not None
+            else {"available": False, "reason": "no kameleoon_pool_wait_seconds in /metrics"},
+        )
         result["runs"][str(pool)] = run
     stop(slow)
     return result
@@ -353,8 +417,9 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
             "service_env": {k: os.environ[k] for k in SHOWN_ENV if os.environ.get(k)},
             "settings": asdict(p),
             "events": {"pool": len(events), "mix": dict(ev.MIX), "mean_json_bytes": round(sum(len(ev.dumps(e)) for e in events) / len(events))},
-            "variants": {v.key: {"title": v.title, "checkout": str(v.checkout), "log_level": v.log_level,
-                                 "git": git_state(v.checkout)} for v in variants},
+            "variants": {
+                v.key: {"title": v.title, "checkout": str(v.checkout), "log_level": v.log_level, "git": git_state(v.checkout)} for v in variants
+            },
         },
         "throughput": {"service": {}, "segment": {}, "raw_http": {}, **{v.key: {} for v in variants}},
         "latency": {},
@@ -378,8 +443,9 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
         segment, seg_info = (None, {"available": False, "reason": "--no-segment"}) if skip_segment else start_segment(out)
         if segment is not None:
             children.append(segment.close)
-            segment.ask({"op": "load", "events_file": str(events_file), "standin_url": standin_url + SEGMENT_PATH_SUFFIX,
-                         "settings": ev.SETTINGS}, 60)
+            segment.ask(
+                {"op": "load", "events_file": str(events_file), "standin_url": standin_url + SEGMENT_PATH_SUFFIX, "settings": ev.SETTINGS}, 60
+            )
         report["meta"]["segment"] = seg_info
         channels = int(os.environ.get("BENCH_CHANNELS", "1"))
 
@@ -431,8 +497,9 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
             report["throughput"]["grpc_floor"] = {}
             configs += [("grpc_floor", None, None, c) for c in p.concurrencies]
             # The one-process floor: grpc.aio answering after an aiohttp POST, nothing else (loaded concurrencies only).
-            both, both_port, both_log = start_port_printer(out, "bench.grpc_floor", "one-process-floor.log",
-                                                           ("--post", standin_url + FLOOR_PATH_SUFFIX, "--events", str(events_file)))
+            both, both_port, both_log = start_port_printer(
+                out, "bench.grpc_floor", "one-process-floor.log", ("--post", standin_url + FLOOR_PATH_SUFFIX, "--events", str(events_file))
+            )
             children.append(lambda: (stop(both), both_log.close()))
             report["throughput"]["one_process_floor"] = {}
             configs += [("one_process_floor", None, mode, c) for mode in ("send", "stream") for c in p.concurrencies if c >= 8]
@@ -448,19 +515,22 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
                     command = throughput_cmd(p, "segment", c, f"seg{c}r{r}", {"standin": standin.pid})
                     worker = segment
                 elif kind == "grpc_floor":
-                    command = throughput_cmd(p, "send", c, f"floor{c}r{r}", {"grpc_floor": floor.pid},
-                                             target=f"127.0.0.1:{floor_port}", standin_url=standin_url)
+                    command = throughput_cmd(
+                        p, "send", c, f"floor{c}r{r}", {"grpc_floor": floor.pid}, target=f"127.0.0.1:{floor_port}", standin_url=standin_url
+                    )
                     rounds.setdefault((kind, None, c), []).append(attempt(label, lambda: loadgen.ask(command, cap)))
                     continue
                 elif kind == "one_process_floor":
                     label = f"one-process floor {mode} c={c}" + (f" (round {r + 1}/{p.rounds})" if p.rounds > 1 else "")
-                    command = throughput_cmd(p, mode, c, f"both{mode}{c}r{r}", {"one_process_floor": both.pid},
-                                             target=f"127.0.0.1:{both_port}", standin_url=standin_url)
+                    command = throughput_cmd(
+                        p, mode, c, f"both{mode}{c}r{r}", {"one_process_floor": both.pid}, target=f"127.0.0.1:{both_port}", standin_url=standin_url
+                    )
                     rounds.setdefault((kind, mode, c), []).append(attempt(label, lambda: loadgen.ask(command, cap)))
                     continue
                 else:
-                    command = throughput_cmd(p, "direct", c, f"raw{c}r{r}", {"standin": standin.pid}, **base(variants[0]),
-                                             direct_url=standin_url + FLOOR_PATH_SUFFIX)
+                    command = throughput_cmd(
+                        p, "direct", c, f"raw{c}r{r}", {"standin": standin.pid}, **base(variants[0]), direct_url=standin_url + FLOOR_PATH_SUFFIX
+                    )
                     worker = loadgen
                 key = (v.key if v else kind, mode, c)
                 rounds.setdefault(key, []).append(attempt(label, lambda: measured(worker, command)))
@@ -484,16 +554,37 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
                     report["latency"][prefix + mode] = {"available": False, "reason": f"{mode} not run"}
                     continue
                 log(f"latency {prefix}{mode}")
-                report["latency"][prefix + mode] = attempt(f"latency {prefix}{mode}", lambda: loadgen.ask(
-                    {"op": "latency", "mode": mode, "tag": f"lat-{prefix}{mode}", **lat, **base(v)}, cap))
+                report["latency"][prefix + mode] = attempt(
+                    f"latency {prefix}{mode}",
+                    lambda: loadgen.ask({"op": "latency", "mode": mode, "tag": f"lat-{prefix}{mode}", **lat, **base(v)}, cap),
+                )
         log("latency direct")
-        report["latency"]["direct"] = {"available": False, "reason": "--latency-count 0"} if p.latency_count <= 0 else attempt("latency direct", lambda: loadgen.ask(
-            {"op": "latency", "mode": "direct", "tag": "lat-direct", **lat, **base(variants[0]),
-             "direct_url": standin_url + FLOOR_PATH_SUFFIX}, cap))
+        report["latency"]["direct"] = (
+            {"available": False, "reason": "--latency-count 0"}
+            if p.latency_count <= 0
+            else attempt(
+                "latency direct",
+                lambda: loadgen.ask(
+                    {
+                        "op": "latency",
+                        "mode": "direct",
+                        "tag": "lat-direct",
+                        **lat,
+                        **base(variants[0]),
+                        "direct_url": standin_url + FLOOR_PATH_SUFFIX,
+                    },
+                    cap,
+                ),
+            )
+        )
         if p.grpc_floor and p.latency_count > 0:
             log("latency gRPC floor")
-            report["latency"]["grpc_floor"] = attempt("latency floor", lambda: loadgen.ask(
-                {"op": "latency", "mode": "send", "tag": "lat-floor", **lat, "target": f"127.0.0.1:{floor_port}", "standin_url": standin_url}, cap))
+            report["latency"]["grpc_floor"] = attempt(
+                "latency floor",
+                lambda: loadgen.ask(
+                    {"op": "latency", "mode": "send", "tag": "lat-floor", **lat, "target": f"127.0.0.1:{floor_port}", "standin_url": standin_url}, cap
+                ),
+            )
         if segment is not None and p.latency_count > 0:
             log("latency segment")
             report["latency"]["segment"] = attempt("latency segment", lambda: segment.ask({"op": "latency", "tag": "lat-seg", **lat}, cap))
@@ -520,10 +611,29 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
             fresh, fresh_port, fresh_log = start_service(out, standin_url, f"{v.key}-memory-{key}.log", env, checkout=v.checkout)
             children.append(lambda fresh=fresh, fresh_log=fresh_log: (stop(fresh, grace=15), fresh_log.close()))
             at_start = tree_memory_kb(fresh.pid)
-            mem = attempt("memory", lambda: measured(loadgen, timeout=p.memory_cap_s + 60, command={
-                **throughput_cmd(p, mem_mode, p.memory_concurrency, f"mem-{key}", {"service": fresh.pid, "standin": standin.pid},
-                                 target=f"127.0.0.1:{fresh_port}", standin_url=standin_url),
-                "warmup_s": 0.0, "duration_s": p.memory_cap_s, "max_events": count, "rss_pid": fresh.pid, "rss_marks": marks}))
+            mem = attempt(
+                "memory",
+                lambda: measured(
+                    loadgen,
+                    timeout=p.memory_cap_s + 60,
+                    command={
+                        **throughput_cmd(
+                            p,
+                            mem_mode,
+                            p.memory_concurrency,
+                            f"mem-{key}",
+                            {"service": fresh.pid, "standin": standin.pid},
+                            target=f"127.0.0.1:{fresh_port}",
+                            standin_url=standin_url,
+                        ),
+                        "warmup_s": 0.0,
+                        "duration_s": p.memory_cap_s,
+                        "max_events": count,
+                        "rss_pid": fresh.pid,
+                        "rss_marks": marks,
+                    },
+                ),
+            )
             mem.update(mode=mem_mode, variant=what, service=v.key, environment=env, at_start_kb=at_start, end_kb=tree_memory_kb(fresh.pid))
             report["memory"][key] = mem
             stop(fresh, grace=15)
@@ -548,12 +658,17 @@ def run(p: Profile, out: Path, skip_segment: bool, modes: tuple[str, ...], basel
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Side-by-side benchmark: the service vs its floors, "
-                                     "Segment's runtime and (--baseline) another checkout of itself.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Side-by-side benchmark: the service vs its floors, Segment's runtime and (--baseline) another checkout of itself.",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds with small counts")
     parser.add_argument("--out", default=str(BENCH / "out"), help="output directory (default bench/out)")
-    parser.add_argument("--baseline", metavar="DIR", help="another checkout (with its own `make install`): its service is measured "
-                        "beside this one, every configuration back to back")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout (with its own `make install`): its service is measured beside this one, every configuration back to back",
+    )
     parser.add_argument("--no-segment", action="store_true", help="skip Segment's runtime even when Node is available")
     parser.add_argument("--no-grpc-floor", action="store_true", help="skip the gRPC floor (a bare grpc.aio server)")
     parser.add_argument("--no-warning-line", action="store_true", help="skip the service with logs at warning")
@@ -563,12 +678,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per throughput run")
     parser.add_argument("--rounds", type=int, help="measurements per throughput configuration, best kept (default 2; quick: 1)")
     parser.add_argument("--memory-events", type=int, help="events in the memory phase (default 100000; 0: no memory phase)")
-    parser.add_argument("--memory-mode", choices=SERVICE_MODES,
-                        help="service mode of the memory phase (default: the first available of batch, stream, send, typed)")
+    parser.add_argument(
+        "--memory-mode", choices=SERVICE_MODES, help="service mode of the memory phase (default: the first available of batch, stream, send, typed)"
+    )
     parser.add_argument("--latency-count", type=int, help="timed calls per latency path (default 2000)")
     parser.add_argument("--workers", type=int, help="KAMELEOON_WORKERS for the service (default: the service's own default)")
-    parser.add_argument("--channels", type=int, help="gRPC connections the load generator spreads calls over (default 1; "
-                        "use several with --workers, which share connections, not calls)")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        help="gRPC connections the load generator spreads calls over (default 1; use several with --workers, which share connections, not calls)",
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     args = parser.parse_args(argv)
 

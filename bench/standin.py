@@ -90,7 +90,7 @@ class StandIn(asyncio.Protocol):
             at = head.find(b"\ncontent-length:")
             if at >= 0:
                 eol = head.find(b"\r", at + 16)
-                end = start + int(head[at + 16: eol if eol > 0 else None])
+                end = start + int(head[at + 16 : eol if eol > 0 else None])
                 if end > len(buf):
                     return
             elif b"\ntransfer-encoding: chunked" in head:

@@ -190,9 +190,7 @@ def _exact_loads(text: str | bytes) -> Any:
         text = text.decode("utf-8")
     if _MAYBE_SPECIAL.search(text) is None or _SPECIAL_INPUT.search(text) is None:
         return json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
-    return json.loads(
-        text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object
-    )
+    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant, object_pairs_hook=_js_object)
 
 
 def dumps(value: Any) -> bytes:

@@ -32,8 +32,9 @@ from tests.outbox.pg import outbox_url, own_postgres, postgres, postgres_apart, 
 # format_exc_info); so do the tests.
 _renderer = structlog.get_config()["processors"][-1]
 assert isinstance(_renderer, structlog.dev.ConsoleRenderer), _renderer
-structlog.configure(processors=[*structlog.get_config()["processors"][:-1],
-                                structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)])
+structlog.configure(
+    processors=[*structlog.get_config()["processors"][:-1], structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+)
 
 GOLDENS = pathlib.Path(__file__).parent / "goldens"
 # base64 of {"id":"demo-id","secret":"demo-secret"}; the goldens were recorded with it.

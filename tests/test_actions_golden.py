@@ -106,7 +106,9 @@ async def test_typed_rpc_matches_runtime(case, golden_stub_and_sink):
     if not payload.get("type"):
         # The typed API fills an empty type with the action's natural type (Segment would reject the
         # payload): expect what the pipeline, checked against the runtime above, makes of that.
-        filled = {f.name: payload[f.name] if f.name != "type" else action.natural_type for f in action.fields if f.name in payload or f.name == "type"}
+        filled = {
+            f.name: payload[f.name] if f.name != "type" else action.natural_type for f in action.fields if f.name in payload or f.name == "type"
+        }
         try:
             expected = {"request": {**CASES[0]["result"]["request"], "body": dumps(action.body(action.validate(filled))).decode()}}
         except InvalidArgument as exc:

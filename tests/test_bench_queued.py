@@ -15,8 +15,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def test_quick_queued_bench_writes_a_report(tmp_path):
     out = tmp_path / "bench-out"
-    done = subprocess.run([sys.executable, "-m", "bench", "--queued", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--queued", "--quick", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((out / "queued.json").read_text())
     for phase in ("sync_batch", "queued_batch", "queued_send", "drain"):

@@ -31,16 +31,18 @@ def free_port() -> int:
 async def start(*args: str, env: dict | None = None) -> asyncio.subprocess.Process:
     assert os.path.exists(SCRIPT), f"{SCRIPT} is missing: `make install` installs the console script (pyproject's [project.scripts])"
     return await asyncio.create_subprocess_exec(
-        SCRIPT, *args, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        SCRIPT,
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
 # While the process starts, each refused connection makes gRPC wait before trying again: 1 s, then
 # 1.6 times longer each time (its defaults), so a service ready after 2.7 s was seen at 4.7 s. The
 # wait for it retries every 50-100 ms instead.
-QUICK_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
-                   ("grpc.max_reconnect_backoff_ms", 100))
+QUICK_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 100))
 
 
 async def wait_serving(port: int) -> None:
@@ -71,8 +73,13 @@ async def wait_workers_serving(process: asyncio.subprocess.Process, workers: int
 
 @pytest.mark.parametrize(
     "variable, value",
-    [("KAMELEOON_MAX_ATTEMPTS", "zero"), ("KAMELEOON_SITECODE", "short"), ("KAMELEOON_BASE_URL", "ftp://x"), ("KAMELEOON_LOG_FORMAT", "xml"),
-     ("KAMELEOON_SITECODE", "012345678\udc80")],  # the byte 0x80 in the environment: not UTF-8
+    [
+        ("KAMELEOON_MAX_ATTEMPTS", "zero"),
+        ("KAMELEOON_SITECODE", "short"),
+        ("KAMELEOON_BASE_URL", "ftp://x"),
+        ("KAMELEOON_LOG_FORMAT", "xml"),
+        ("KAMELEOON_SITECODE", "012345678\udc80"),
+    ],  # the byte 0x80 in the environment: not UTF-8
 )
 async def test_bad_config_fails_at_start_naming_the_key(variable, value):
     process = await start("serve", "--listen", f"127.0.0.1:{free_port()}", env={variable: value})
@@ -100,8 +107,9 @@ async def test_sigterm_drains_calls_in_flight(sink):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.KameleoonDestinationStub(channel)
             calls = [
-                asyncio.ensure_future(stub.LogEvent(pb.LogEventRequest(
-                    settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"m-{i}"), timeout=20))
+                asyncio.ensure_future(
+                    stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"m-{i}"), timeout=20)
+                )
                 for i in range(10)
             ]
             await sink.wait_for(10)
@@ -157,8 +165,11 @@ async def test_sink_prints_each_request_as_a_json_line():
         async with aiohttp.ClientSession() as session:
             for _ in range(50):
                 try:
-                    async with session.post(f"http://127.0.0.1:{port}/segmentio", data=b'{"type":"track"}',
-                                            headers={"authorization": f"Basic {API_KEY}", "x-segment-settings": "0123456789"}) as response:
+                    async with session.post(
+                        f"http://127.0.0.1:{port}/segmentio",
+                        data=b'{"type":"track"}',
+                        headers={"authorization": f"Basic {API_KEY}", "x-segment-settings": "0123456789"},
+                    ) as response:
                         assert response.status == 200
                         break
                 except aiohttp.ClientConnectionError:
@@ -195,8 +206,9 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sink):
             # a fresh connection each time, so the kernel can pick either worker
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=(("grpc.use_local_subchannel_pool", 1),)) as channel:
                 stub = pb_grpc.KameleoonDestinationStub(channel)
-                response = await stub.LogEvent(pb.LogEventRequest(
-                    settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"w-{i}"), timeout=10)
+                response = await stub.LogEvent(
+                    pb.LogEventRequest(settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"w-{i}"), timeout=10
+                )
                 assert response.http_status == 200
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)

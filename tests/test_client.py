@@ -47,8 +47,11 @@ async def client(start_service, connect):
 
 async def test_log_event_sends_the_exact_body(client, sink):
     response = await client.log_event(
-        event="Order Completed", properties={"revenue": 42}, kameleoon_visitor_code="vc-1",
-        timestamp=TS, message_id="m-1",
+        event="Order Completed",
+        properties={"revenue": 42},
+        kameleoon_visitor_code="vc-1",
+        timestamp=TS,
+        message_id="m-1",
     )
     assert (response.http_status, response.attempts, response.message_id) == (200, 1, "m-1")
     [received] = sink.received
@@ -60,30 +63,49 @@ async def test_log_event_sends_the_exact_body(client, sink):
 
 async def test_log_event_with_context_and_ids(client, sink):
     await client.log_event(
-        event="Signed Up", user_id="u-1", anonymous_id="a-1", properties={"plan": "pro"},
-        context={"ip": "203.0.113.7"}, timestamp=TS, message_id="m-2",
+        event="Signed Up",
+        user_id="u-1",
+        anonymous_id="a-1",
+        properties={"plan": "pro"},
+        context={"ip": "203.0.113.7"},
+        timestamp=TS,
+        message_id="m-2",
     )
     [received] = sink.received
     assert received.json() == {
-        "anonymousId": "a-1", "userId": "u-1", "event": "Signed Up", "type": "track",
-        "properties": {"plan": "pro"}, "timestamp": TS, "context": {"ip": "203.0.113.7"}, "messageId": "m-2",
+        "anonymousId": "a-1",
+        "userId": "u-1",
+        "event": "Signed Up",
+        "type": "track",
+        "properties": {"plan": "pro"},
+        "timestamp": TS,
+        "context": {"ip": "203.0.113.7"},
+        "messageId": "m-2",
     }
 
 
 async def test_identify_page_group_deliver(client, sink):
-    identified = await client.identify(user_id="u-1", traits={"plan": "pro"}, kameleoon_visitor_code="vc-1",
-                                       timestamp=TS, message_id="i-1")
-    paged = await client.page(name="Pricing", properties={"path": "/pricing"}, context={"locale": "fr-FR"},
-                              timestamp=TS, message_id="p-1")
+    identified = await client.identify(user_id="u-1", traits={"plan": "pro"}, kameleoon_visitor_code="vc-1", timestamp=TS, message_id="i-1")
+    paged = await client.page(name="Pricing", properties={"path": "/pricing"}, context={"locale": "fr-FR"}, timestamp=TS, message_id="p-1")
     grouped = await client.group(group_id="acme", traits={"size": 250}, user_id="u-1", timestamp=TS, message_id="g-1")
     assert [r.http_status for r in (identified, paged, grouped)] == [200, 200, 200]
     identify, page, group = (r.json() for r in sink.received)
-    assert identify == {"userId": "u-1", "type": "identify", "properties": {"plan": "pro", "kameleoonVisitorCode": "vc-1"},
-                        "timestamp": TS, "messageId": "i-1"}
-    assert page == {"type": "page", "properties": {"path": "/pricing"}, "name": "Pricing",
-                    "context": {"locale": "fr-FR"}, "timestamp": TS, "messageId": "p-1"}
-    assert group == {"userId": "u-1", "type": "group", "groupId": "acme", "properties": {"size": 250},
-                     "timestamp": TS, "messageId": "g-1"}
+    assert identify == {
+        "userId": "u-1",
+        "type": "identify",
+        "properties": {"plan": "pro", "kameleoonVisitorCode": "vc-1"},
+        "timestamp": TS,
+        "messageId": "i-1",
+    }
+    assert page == {
+        "type": "page",
+        "properties": {"path": "/pricing"},
+        "name": "Pricing",
+        "context": {"locale": "fr-FR"},
+        "timestamp": TS,
+        "messageId": "p-1",
+    }
+    assert group == {"userId": "u-1", "type": "group", "groupId": "acme", "properties": {"size": 250}, "timestamp": TS, "messageId": "g-1"}
 
 
 async def test_a_request_message_is_accepted_and_left_unchanged(client, sink):
@@ -104,8 +126,9 @@ async def test_client_settings_reach_kameleoon(client, sink):
 
 async def test_request_settings_win_over_the_clients(client, sink):
     await client.log_event(event="Signed Up", timestamp=TS, settings={"api_key": API_KEY, "sitecode": "request001"})
-    await client.send({"type": "track", "event": "x", "timestamp": TS, "messageId": "s-1"},
-                      settings=pb.Settings(api_key=API_KEY, sitecode="request002"))
+    await client.send(
+        {"type": "track", "event": "x", "timestamp": TS, "messageId": "s-1"}, settings=pb.Settings(api_key=API_KEY, sitecode="request002")
+    )
     assert [r.headers["x-segment-settings"] for r in sink.received] == ["request001", "request002"]
 
 

@@ -57,16 +57,32 @@ def test_shared_resolution_copies_nothing_it_would_have_to_reorder():
 
 FUZZ = settings(max_examples=200, deadline=None)
 INFINITY = 1.2345e300  # spelt 1e400 in the event's JSON: JavaScript reads Infinity
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=12), st.just(INFINITY),
-                    st.sampled_from(["", "track", "page", "identify", "group", "2024-03-15T12:34:56.789Z", "2024-02-30T00:00:00Z"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.one_of(st.text(max_size=6), st.sampled_from(["kameleoonVisitorCode", "1", "0", "length", "constructor"])), inner, max_size=4), max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.just(INFINITY),
+    st.sampled_from(["", "track", "page", "identify", "group", "2024-03-15T12:34:56.789Z", "2024-02-30T00:00:00Z"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=6), st.sampled_from(["kameleoonVisitorCode", "1", "0", "length", "constructor"])), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
 fields = ["type", "event", "name", "userId", "anonymousId", "messageId", "timestamp", "properties", "traits", "context", "groupId"]
 fuzzed_events = st.one_of(
     st.dictionaries(st.sampled_from(fields), json_values, max_size=9),
-    st.fixed_dictionaries({"type": st.sampled_from(["track", "page", "identify", "group"]), "timestamp": scalars},
-                          optional={name: json_values for name in fields if name not in ("type", "timestamp")}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["track", "page", "identify", "group"]), "timestamp": scalars},
+        optional={name: json_values for name in fields if name not in ("type", "timestamp")},
+    ),
 )
 
 
@@ -92,8 +108,9 @@ def checked(fn):
         return "invalid", str(exc), exc.field
 
 
-@pytest.mark.parametrize("field", ["anonymousId", "userId", "event", "name", "type", "properties", "traits", "context", "timestamp",
-                                   "messageId", "groupId"])
+@pytest.mark.parametrize(
+    "field", ["anonymousId", "userId", "event", "name", "type", "properties", "traits", "context", "timestamp", "messageId", "groupId"]
+)
 @pytest.mark.parametrize("kind", ["track", "page", "identify", "group"])
 def test_a_top_level_infinity_is_null_as_in_the_copying_path(field, kind):
     # JSON.stringify and removeUndefined make Infinity null: a string field then has no value at all.

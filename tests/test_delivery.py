@@ -339,7 +339,11 @@ async def test_request_settings_win_over_defaults(start_service, sink):
     "settings, field, message",
     [
         (pb.Settings(api_key=API_KEY, sitecode="short"), "settings.sitecode", "settings.sitecode must be exactly 10 characters, got 5"),
-        (pb.Settings(api_key="", sitecode=SITECODE), "settings.api_key", "settings.api_key is empty and the server has no default (KAMELEOON_API_KEY)"),
+        (
+            pb.Settings(api_key="", sitecode=SITECODE),
+            "settings.api_key",
+            "settings.api_key is empty and the server has no default (KAMELEOON_API_KEY)",
+        ),
         (pb.Settings(api_key="   ", sitecode=SITECODE), "settings.api_key", "settings.api_key is blank"),
         (pb.Settings(api_key=API_KEY), "settings.sitecode", "settings.sitecode is empty and the server has no default (KAMELEOON_SITECODE)"),
     ],
@@ -519,6 +523,7 @@ async def test_a_client_closes_its_connections_once_and_refuses_posts_before_sta
 async def test_a_backoff_overslept_past_the_deadline_ends_the_call_before_another_attempt(sink, restore_logging):
     """The event loop can wake from a backoff later than asked (here a log write blocks it, as a full
     pipe would): past the caller's deadline, no attempt starts; the call ends with the count so far."""
+
     def blocking_write(logger, method, event_dict):
         if event_dict["event"] == "attempt failed":
             time.sleep(0.8)  # the line is written after the decision to retry, before the backoff

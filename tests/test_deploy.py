@@ -169,7 +169,14 @@ def test_check_deploy_script_passes():
 
 
 def test_variants_have_the_workloads_documented():
-    assert {k for k in objects("default")} == {"ConfigMap", "Service", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+    assert {k for k in objects("default")} == {
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
     assert objects("postgresql").keys() == objects("default").keys()
     assert {k for k in objects("sqlite")} == {"ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"}
     readme = (DEPLOY / "README.md").read_text()
@@ -379,8 +386,11 @@ def test_recommended_labels_everywhere_and_selectors_that_can_stay(variant):
         assert labels["app.kubernetes.io/version"] == VERSION
     pod_labels = workload(variant)["spec"]["template"]["metadata"]["labels"]
     assert RECOMMENDED_LABELS <= pod_labels.keys()
-    selectors = [workload(variant)["spec"]["selector"]["matchLabels"], objects(variant)["Service"]["spec"]["selector"],
-                 objects(variant)["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]]
+    selectors = [
+        workload(variant)["spec"]["selector"]["matchLabels"],
+        objects(variant)["Service"]["spec"]["selector"],
+        objects(variant)["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+    ]
     for selector in selectors:
         assert selector.items() <= pod_labels.items()
         assert "app.kubernetes.io/version" not in selector, "a selector cannot change: no version in it"

@@ -26,11 +26,22 @@ from tests.conftest import SETTINGS, golden
 GOLDEN = golden("filters.json")
 TS = "2024-01-01T00:00:00Z"
 # Every event, whole, as the properties of one Log Event: what the filters left is what Kameleoon gets.
-EVERYTHING = [{
-    "name": "Everything", "subscribe": 'type != "__none__"', "partnerAction": "logEvent",
-    "mapping": {"properties": {"@path": "$."}, "type": "track", "timestamp": TS, "messageId": "m"},
-}]
-NOTHING = [{"name": "Nothing", "subscribe": 'type = "__none__"', "partnerAction": "logEvent", "mapping": {"type": "track", "timestamp": TS, "messageId": "m"}}]
+EVERYTHING = [
+    {
+        "name": "Everything",
+        "subscribe": 'type != "__none__"',
+        "partnerAction": "logEvent",
+        "mapping": {"properties": {"@path": "$."}, "type": "track", "timestamp": TS, "messageId": "m"},
+    }
+]
+NOTHING = [
+    {
+        "name": "Nothing",
+        "subscribe": 'type = "__none__"',
+        "partnerAction": "logEvent",
+        "mapping": {"type": "track", "timestamp": TS, "messageId": "m"},
+    }
+]
 
 
 def write(path, data) -> str:
@@ -71,14 +82,28 @@ async def test_golden_conditions_through_the_server(start_service, sink, tmp_pat
     """Each condition as a DROP filter on its own copies of the pool's events (marked by _case):
     dropped exactly when tsub matched, or threw."""
     # "_case = i and (c)" reads c by truthiness: left out are lone lowercase(), length(), typeof(), true only alone when boolean
-    cases = [c for c in GOLDEN["conditions"] if "results" in c and not (isinstance(c["matcher"].get("ir"), list) and c["matcher"]["ir"][0] in ("lowercase", "length", "typeof"))]
+    cases = [
+        c
+        for c in GOLDEN["conditions"]
+        if "results" in c and not (isinstance(c["matcher"].get("ir"), list) and c["matcher"]["ir"][0] in ("lowercase", "length", "typeof"))
+    ]
     filters = tmp_path / "filters.json"
     app, stub = await start_service(filters=write(filters, []), mappings=write(tmp_path / "subs.json", NOTHING))
     checked = 0
     for start in range(0, len(cases), 40):
         chunk = list(enumerate(cases))[start : start + 40]
-        write(filters, [{"title": f"c{i}", "enabled": True, "actions": [{"type": "DROP"}],
-                         "if": f"_case = {i}" if c["if"] == "all" else f"_case = {i} and ({c['if']})"} for i, c in chunk])
+        write(
+            filters,
+            [
+                {
+                    "title": f"c{i}",
+                    "enabled": True,
+                    "actions": [{"type": "DROP"}],
+                    "if": f"_case = {i}" if c["if"] == "all" else f"_case = {i} and ({c['if']})",
+                }
+                for i, c in chunk
+            ],
+        )
         assert app.reloader.reload(("filters",)) == {"filters": "applied"}
         events, wanted = [], []
         for i, case in chunk:
@@ -94,10 +119,18 @@ async def test_golden_conditions_through_the_server(start_service, sink, tmp_pat
 TYPED_FILTERS = [
     {"title": "Test users", "enabled": True, "if": 'match(traits.email, "*@example.test")', "actions": [{"type": "DROP"}]},
     {"title": "Test events", "enabled": True, "if": 'type = "track" and contains(event, "Test")', "actions": [{"type": "DROP"}]},
-    {"title": "PII", "enabled": True, "if": "all",
-     "actions": [{"type": "DROP_PROPERTIES", "fields": {"traits": ["email"], "context": ["ip"], "properties": ["email"]}}]},
-    {"title": "Group plan only", "enabled": True, "if": 'type = "group" and traits.plan != null',
-     "actions": [{"type": "ALLOW_PROPERTIES", "fields": {"traits": ["plan", "kameleoonVisitorCode"]}}]},
+    {
+        "title": "PII",
+        "enabled": True,
+        "if": "all",
+        "actions": [{"type": "DROP_PROPERTIES", "fields": {"traits": ["email"], "context": ["ip"], "properties": ["email"]}}],
+    },
+    {
+        "title": "Group plan only",
+        "enabled": True,
+        "if": 'type = "group" and traits.plan != null',
+        "actions": [{"type": "ALLOW_PROPERTIES", "fields": {"traits": ["plan", "kameleoonVisitorCode"]}}],
+    },
     {"title": "Home page", "enabled": True, "if": 'type = "page" and name = "Home"', "actions": [{"type": "DROP"}]},
 ]
 
@@ -114,22 +147,39 @@ async def test_typed_rpcs_go_through_the_filters_as_events(start_service, sink, 
     app, stub = await start_service(filters=write(tmp_path / "filters.yaml", TYPED_FILTERS))
     common = {"settings": SETTINGS, "timestamp": TS}
     # identify: its traits are the event's traits
-    done = await stub.IdentifyEvent(pb.IdentifyEventRequest(
-        **common, message_id="i1", user_id="u1", kameleoon_visitor_code="vc1", traits=struct({"email": "a@b.c", "name": "Ann"})), timeout=5)
+    done = await stub.IdentifyEvent(
+        pb.IdentifyEventRequest(
+            **common, message_id="i1", user_id="u1", kameleoon_visitor_code="vc1", traits=struct({"email": "a@b.c", "name": "Ann"})
+        ),
+        timeout=5,
+    )
     assert done.http_status == 200 and done.filtered_by == ""
-    dropped = await stub.IdentifyEvent(pb.IdentifyEventRequest(
-        **common, message_id="i2", user_id="u2", traits=struct({"email": "qa@example.test"})), timeout=5)
+    dropped = await stub.IdentifyEvent(
+        pb.IdentifyEventRequest(**common, message_id="i2", user_id="u2", traits=struct({"email": "qa@example.test"})), timeout=5
+    )
     assert (dropped.filtered_by, dropped.http_status, dropped.attempts, dropped.message_id) == ("Test users", 0, 0, "i2")
     # log event: context and properties are the event's; the type is track
-    done = await stub.LogEvent(pb.LogEventRequest(
-        **common, message_id="l1", event="Order Completed", kameleoon_visitor_code="vc2",
-        properties=struct({"email": "x@y.z", "revenue": 42}), context=struct({"ip": "1.2.3.4", "locale": "fr"})), timeout=5)
+    done = await stub.LogEvent(
+        pb.LogEventRequest(
+            **common,
+            message_id="l1",
+            event="Order Completed",
+            kameleoon_visitor_code="vc2",
+            properties=struct({"email": "x@y.z", "revenue": 42}),
+            context=struct({"ip": "1.2.3.4", "locale": "fr"}),
+        ),
+        timeout=5,
+    )
     assert done.http_status == 200
     dropped = await stub.LogEvent(pb.LogEventRequest(**common, message_id="l2", event="A Test Event"), timeout=5)
     assert dropped.filtered_by == "Test events"
     # group: allow only the plan (and the visitor code) among the traits
-    done = await stub.GroupEvent(pb.GroupEventRequest(
-        **common, message_id="g1", group_id="g", kameleoon_visitor_code="vc3", traits=struct({"plan": "pro", "seats": 10, "email": "e"})), timeout=5)
+    done = await stub.GroupEvent(
+        pb.GroupEventRequest(
+            **common, message_id="g1", group_id="g", kameleoon_visitor_code="vc3", traits=struct({"plan": "pro", "seats": 10, "email": "e"})
+        ),
+        timeout=5,
+    )
     assert done.http_status == 200
     dropped = await stub.PageEvent(pb.PageEventRequest(**common, message_id="p1", name="Home"), timeout=5)
     assert dropped.filtered_by == "Home page"
@@ -139,7 +189,13 @@ async def test_typed_rpcs_go_through_the_filters_as_events(start_service, sink, 
     bodies = [r.json() for r in await sink.wait_for(4)]
     assert len(sink.received) == 4
     identify, log_event, group, page = bodies
-    assert identify == {"userId": "u1", "type": "identify", "properties": {"name": "Ann", "kameleoonVisitorCode": "vc1"}, "timestamp": TS, "messageId": "i1"}
+    assert identify == {
+        "userId": "u1",
+        "type": "identify",
+        "properties": {"name": "Ann", "kameleoonVisitorCode": "vc1"},
+        "timestamp": TS,
+        "messageId": "i1",
+    }
     assert log_event["type"] == "track" and log_event["properties"] == {"revenue": 42, "kameleoonVisitorCode": "vc2"}
     assert log_event["context"] == {"locale": "fr"}
     assert group["properties"] == {"plan": "pro", "kameleoonVisitorCode": "vc3"} and group["groupId"] == "g"
@@ -151,11 +207,18 @@ async def test_typed_rpcs_go_through_the_filters_as_events(start_service, sink, 
 
 
 async def test_a_filter_that_drops_the_visitor_code_drops_it_from_the_body(start_service, sink, tmp_path):
-    spec = [{"title": "No visitor code", "enabled": True, "if": "all",
-             "actions": [{"type": "DROP_PROPERTIES", "fields": {"properties": ["kameleoonVisitorCode"]}}]}]
+    spec = [
+        {
+            "title": "No visitor code",
+            "enabled": True,
+            "if": "all",
+            "actions": [{"type": "DROP_PROPERTIES", "fields": {"properties": ["kameleoonVisitorCode"]}}],
+        }
+    ]
     _, stub = await start_service(filters=write(tmp_path / "f.json", spec))
-    await stub.LogEvent(pb.LogEventRequest(settings=SETTINGS, timestamp=TS, message_id="m", kameleoon_visitor_code="vc",
-                                           properties=struct({"a": 1})), timeout=5)
+    await stub.LogEvent(
+        pb.LogEventRequest(settings=SETTINGS, timestamp=TS, message_id="m", kameleoon_visitor_code="vc", properties=struct({"a": 1})), timeout=5
+    )
     (received,) = await sink.wait_for(1)
     assert received.json()["properties"] == {"a": 1}
 
@@ -175,7 +238,9 @@ async def test_dropped_raw_events_answer_ok_name_the_filter_and_are_counted(star
     assert errored.filtered_by == "Broken"  # a condition that cannot be evaluated drops the event
     kept = await send({**track, "messageId": "t3", "properties": {"tags": ["x"]}})
     assert kept.filtered_by == "" and [r.http_status for r in kept.results] == [200]
-    stream = stub.SendStream(iter([pb.SendRequest(settings=SETTINGS, event_json=json.dumps({**track, "messageId": "t4", "properties": {"test": True}}))]))
+    stream = stub.SendStream(
+        iter([pb.SendRequest(settings=SETTINGS, event_json=json.dumps({**track, "messageId": "t4", "properties": {"test": True}}))])
+    )
     assert [r.filtered_by async for r in stream] == ["Drop tests"]
     (received,) = await sink.wait_for(1)
     assert received.json()["messageId"] == "t3" and len(sink.received) == 1
@@ -210,8 +275,10 @@ def test_no_filters_and_disabled_filters_leave_nothing_to_do():
     ],
 )
 async def test_a_bad_filters_file_stops_start_up_naming_the_filter_and_the_problem(tmp_path, spec, problem):
-    path = write(tmp_path / "filters.json", [{"title": "Fine", "enabled": True, "if": "all", "actions": [{"type": "DROP"}]},
-                                             {"title": "Faulty one", "enabled": True, **spec}])
+    path = write(
+        tmp_path / "filters.json",
+        [{"title": "Fine", "enabled": True, "if": "all", "actions": [{"type": "DROP"}]}, {"title": "Faulty one", "enabled": True, **spec}],
+    )
     with pytest.raises(FilterError) as raised:
         await create_server(Config(filters=path), "127.0.0.1:0")
     assert "filter #2 'Faulty one'" in str(raised.value) and problem in str(raised.value)
@@ -235,6 +302,7 @@ async def test_a_bad_filters_file_stops_the_process(tmp_path):
 
 
 # -- sampling ------------------------------------------------------------------------------
+
 
 def _within_binomial(kept: int, n: int, p: float) -> bool:
     """kept is within 5 standard deviations of n*p (a false alarm about once in 3.5 million runs)."""
@@ -291,5 +359,6 @@ async def test_sampled_out_events_answer_ok_and_name_the_filter(start_service, s
     assert 0 < len(kept) < len(users)
     received = await sink.wait_for(len(kept))
     assert sorted(r.json()["userId"] for r in received) == sorted(kept)
-    assert app.metrics.registry.get_sample_value(
-        "kameleoon_filtered_events_total", {"filter": "Half of the users", "outcome": "sampled_out"}) == len(users) - len(kept)
+    assert app.metrics.registry.get_sample_value("kameleoon_filtered_events_total", {"filter": "Half of the users", "outcome": "sampled_out"}) == len(
+        users
+    ) - len(kept)

@@ -20,13 +20,15 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 PRESETS = {"track": "logEvent", "page": "page", "identify": "identify", "group": "group"}
 
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
 timestamps = st.one_of(
-    st.just("2024-03-15T12:34:56.789Z"), st.text(max_size=30),
-    st.datetimes().map(lambda d: d.isoformat() + "Z"), st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([zZ]|[+-]\d\d:\d\d)?", fullmatch=True),
+    st.just("2024-03-15T12:34:56.789Z"),
+    st.text(max_size=30),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.from_regex(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([zZ]|[+-]\d\d:\d\d)?", fullmatch=True),
 )
 
 
@@ -45,7 +47,9 @@ async def call(coroutine):
 
 @FUZZ
 @given(
-    strings=st.fixed_dictionaries({name: st.text(max_size=12) for name in ("anonymous_id", "user_id", "event", "type", "kameleoon_visitor_code", "message_id")}),
+    strings=st.fixed_dictionaries(
+        {name: st.text(max_size=12) for name in ("anonymous_id", "user_id", "event", "type", "kameleoon_visitor_code", "message_id")}
+    ),
     timestamp=timestamps,
     properties=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=5),
     number=st.floats(),
@@ -70,10 +74,25 @@ async def test_typed_requests_never_fail_internally(stub, sink, strings, timesta
 
 
 events = st.one_of(
-    st.dictionaries(st.sampled_from(["type", "event", "name", "userId", "anonymousId", "messageId", "timestamp", "properties", "traits", "context", "groupId"]), json_values, max_size=8),
+    st.dictionaries(
+        st.sampled_from(["type", "event", "name", "userId", "anonymousId", "messageId", "timestamp", "properties", "traits", "context", "groupId"]),
+        json_values,
+        max_size=8,
+    ),
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["track", "page", "identify", "group", "alias", "screen"]), "timestamp": timestamps, "messageId": st.text(max_size=8)},
-        optional={"properties": json_values, "traits": json_values, "context": json_values, "groupId": json_values, "event": json_values, "name": json_values},
+        {
+            "type": st.sampled_from(["track", "page", "identify", "group", "alias", "screen"]),
+            "timestamp": timestamps,
+            "messageId": st.text(max_size=8),
+        },
+        optional={
+            "properties": json_values,
+            "traits": json_values,
+            "context": json_values,
+            "groupId": json_values,
+            "event": json_values,
+            "name": json_values,
+        },
     ),
 )
 

@@ -42,7 +42,14 @@ async def test_list_shows_the_service_health_and_reflection(port):
     code, out, _ = await grpcurl(port, "list", SERVICE)
     assert code == 0
     assert {line.rsplit(".", 1)[1] for line in out.split()} == {
-        "LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent", "Send", "SendBatch", "SendStream", "TestAuthentication",
+        "LogEvent",
+        "IdentifyEvent",
+        "PageEvent",
+        "GroupEvent",
+        "Send",
+        "SendBatch",
+        "SendStream",
+        "TestAuthentication",
     }
 
 
@@ -65,15 +72,32 @@ async def test_health_check(port):
 
 
 CALLS = [
-    ("LogEvent", {"event": "Clicked", "properties": {"n": 42, "kameleoonVisitorCode": "old"}, "kameleoonVisitorCode": "vc1",
-                  "timestamp": TS, "messageId": "g-1"},
-     '{"event":"Clicked","type":"track","properties":{"kameleoonVisitorCode":"vc1","n":42},"timestamp":"' + TS + '","messageId":"g-1"}'),
-    ("IdentifyEvent", {"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS, "messageId": "g-2"},
-     '{"userId":"u1","type":"identify","properties":{"plan":"pro"},"timestamp":"' + TS + '","messageId":"g-2"}'),
-    ("PageEvent", {"anonymousId": "a1", "name": "Home", "timestamp": TS},
-     '{"anonymousId":"a1","type":"page","name":"Home","timestamp":"' + TS + '","properties":{}}'),
-    ("GroupEvent", {"groupId": "acme", "traits": {"size": 10}, "kameleoonVisitorCode": "vc2", "timestamp": TS, "messageId": "g-4"},
-     '{"type":"group","groupId":"acme","properties":{"size":10,"kameleoonVisitorCode":"vc2"},"timestamp":"' + TS + '","messageId":"g-4"}'),
+    (
+        "LogEvent",
+        {
+            "event": "Clicked",
+            "properties": {"n": 42, "kameleoonVisitorCode": "old"},
+            "kameleoonVisitorCode": "vc1",
+            "timestamp": TS,
+            "messageId": "g-1",
+        },
+        '{"event":"Clicked","type":"track","properties":{"kameleoonVisitorCode":"vc1","n":42},"timestamp":"' + TS + '","messageId":"g-1"}',
+    ),
+    (
+        "IdentifyEvent",
+        {"userId": "u1", "traits": {"plan": "pro"}, "timestamp": TS, "messageId": "g-2"},
+        '{"userId":"u1","type":"identify","properties":{"plan":"pro"},"timestamp":"' + TS + '","messageId":"g-2"}',
+    ),
+    (
+        "PageEvent",
+        {"anonymousId": "a1", "name": "Home", "timestamp": TS},
+        '{"anonymousId":"a1","type":"page","name":"Home","timestamp":"' + TS + '","properties":{}}',
+    ),
+    (
+        "GroupEvent",
+        {"groupId": "acme", "traits": {"size": 10}, "kameleoonVisitorCode": "vc2", "timestamp": TS, "messageId": "g-4"},
+        '{"type":"group","groupId":"acme","properties":{"size":10,"kameleoonVisitorCode":"vc2"},"timestamp":"' + TS + '","messageId":"g-4"}',
+    ),
 ]
 
 

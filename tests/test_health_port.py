@@ -27,9 +27,7 @@ async def check(port: int, service: str = "") -> int:
 
 
 async def test_health_port_answers_in_plaintext_while_the_main_port_speaks_tls(start_service, sink, pki):  # noqa: F811
-    app, _ = await start_service(
-        tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), health_listen=("127.0.0.1", 0)
-    )
+    app, _ = await start_service(tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), health_listen=("127.0.0.1", 0))
     assert app.health_port not in (None, 0, app.port)
     assert await check(app.health_port) == SERVING
     assert await check(app.health_port, SERVICE_NAME) == SERVING

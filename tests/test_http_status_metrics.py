@@ -73,7 +73,5 @@ def test_status_labels_are_a_small_fixed_set():
     assert {str(status) for status in KNOWN_STATUSES} <= labels
     assert labels - {str(status) for status in KNOWN_STATUSES} == {"none", "1xx_other", "2xx_other", "3xx_other", "4xx_other", "5xx_other", "other"}
     # Every status the service retries or maps to its own error keeps its number.
-    assert {status_label(s) for s in (408, 423, 429, 500, 502, 503, 504, 400, 401, 403, 404, 413, 422, 501)} <= {
-        str(s) for s in KNOWN_STATUSES
-    }
+    assert {status_label(s) for s in (408, 423, 429, 500, 502, 503, 504, 400, 401, 403, 404, 413, 422, 501)} <= {str(s) for s in KNOWN_STATUSES}
     assert status_label(0) == "none" and status_label(207) == "2xx_other" and status_label(1000) == "other"

@@ -30,8 +30,15 @@ async def test_one_json_line_per_rpc_with_its_fields_where_configure_points(stub
     await stub.Send(send("log-2"), timeout=10)
     [line] = [json.loads(text) for text in first.getvalue().splitlines()]
     assert {key: line[key] for key in ("event", "level", "method", "code", "message_id", "matched", "http_status", "attempts")} == {
-        "event": "rpc", "level": "info", "method": "Send", "code": "OK", "message_id": "log-1", "matched": ["logEvent"],
-        "http_status": [200], "attempts": 1}
+        "event": "rpc",
+        "level": "info",
+        "method": "Send",
+        "code": "OK",
+        "message_id": "log-1",
+        "matched": ["logEvent"],
+        "http_status": [200],
+        "attempts": 1,
+    }
     assert line["duration_ms"] > 0
     assert ISO_UTC.fullmatch(line["timestamp"]), line["timestamp"]
     assert before.replace(microsecond=0) <= datetime.fromisoformat(line["timestamp"]) <= after

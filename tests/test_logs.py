@@ -58,11 +58,24 @@ async def test_typed_rpc_lines(start_service, sink, log_lines):
     assert await rpc_lines_of(log_lines, 4) == [
         {**common, "http_status": 200, "attempts": 1, "duplicate": False},
         {**common, "http_status": 0, "attempts": 0, "duplicate": True},
-        {"event": "rpc", "method": "IdentifyEvent", "action": "identify", "message_id": "m-2", "code": "INVALID_ARGUMENT",
-         "error": "Kameleoon rejected the event (HTTP 400): the request was not accepted and will not be retried. Kameleoon answered: no",
-         "http_status": 400, "attempts": 2},
-        {"event": "rpc", "method": "PageEvent", "action": "page", "message_id": None, "code": "INVALID_ARGUMENT",
-         "error": "invalid event: timestamp must be an RFC 3339 date-time, got 'yesterday'"},
+        {
+            "event": "rpc",
+            "method": "IdentifyEvent",
+            "action": "identify",
+            "message_id": "m-2",
+            "code": "INVALID_ARGUMENT",
+            "error": "Kameleoon rejected the event (HTTP 400): the request was not accepted and will not be retried. Kameleoon answered: no",
+            "http_status": 400,
+            "attempts": 2,
+        },
+        {
+            "event": "rpc",
+            "method": "PageEvent",
+            "action": "page",
+            "message_id": None,
+            "code": "INVALID_ARGUMENT",
+            "error": "invalid event: timestamp must be an RFC 3339 date-time, got 'yesterday'",
+        },
     ]
     [retry] = [line for line in log_lines() if line["event"] == "attempt failed"]
     assert (retry["level"], retry["method"], retry["attempt"], retry["http_status"]) == ("debug", "POST", 1, 503)
@@ -80,10 +93,20 @@ async def test_send_lines(stub, sink, log_lines):
     assert await rpc_lines_of(log_lines, 4) == [
         {"event": "rpc", "method": "Send", "code": "OK", "message_id": "raw-1", "matched": ["logEvent"], "http_status": [200], "attempts": 1},
         {"event": "rpc", "method": "Send", "code": "OK", "message_id": None, "matched": [], "http_status": [], "attempts": 0},
-        {"event": "rpc", "method": "Send", "code": "INVALID_ARGUMENT",
-         "error": "event_json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"},
-        {"event": "rpc", "method": "Send", "code": "PERMISSION_DENIED", "http_status": 403, "attempts": 1,
-         "error": "Kameleoon denied access (HTTP 403): check that the apiKey may write to this sitecode. Kameleoon answered: {\"status\":\"ok\"}"},
+        {
+            "event": "rpc",
+            "method": "Send",
+            "code": "INVALID_ARGUMENT",
+            "error": "event_json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        },
+        {
+            "event": "rpc",
+            "method": "Send",
+            "code": "PERMISSION_DENIED",
+            "http_status": 403,
+            "attempts": 1,
+            "error": 'Kameleoon denied access (HTTP 403): check that the apiKey may write to this sitecode. Kameleoon answered: {"status":"ok"}',
+        },
     ]
 
 
@@ -94,6 +117,7 @@ async def test_batch_and_stream_lines(stub, sink, log_lines, method):
     if method == "SendBatch":
         await stub.SendBatch(pb.SendBatchRequest(requests=requests), timeout=5)
     else:
+
         async def stream():
             for request in requests:
                 yield request
@@ -104,7 +128,9 @@ async def test_batch_and_stream_lines(stub, sink, log_lines, method):
     assert rpc_lines(log_lines) == [{"event": "rpc", "method": method, "code": "OK", "events": 5, "delivered": 2, "queued": 0, "failed": 2}]
     failures = [line for line in log_lines() if line["event"] == "event failed"]
     assert [(line["level"], line["method"], line["message_id"], line["code"]) for line in failures] == [
-        ("info", method, "bad-1", "INVALID_ARGUMENT"), ("info", method, None, "INVALID_ARGUMENT")]
+        ("info", method, "bad-1", "INVALID_ARGUMENT"),
+        ("info", method, None, "INVALID_ARGUMENT"),
+    ]
     assert "timestamp is required" in failures[0]["error"] and "event_json" in failures[1]["error"]
 
 
@@ -126,8 +152,11 @@ async def test_test_authentication_lines(start_service, sink, log_lines):
         {**common, "code": "OK", "ok": True, "http_status": 200, "attempts": 1},
         {**common, "code": "OK", "ok": False, "http_status": 401},
         {**common, "code": "OK", "ok": False, "http_status": 0},
-        {**common, "code": "FAILED_PRECONDITION",
-         "error": "settings.api_key is missing: send settings in the request or set KAMELEOON_API_KEY on the server"},
+        {
+            **common,
+            "code": "FAILED_PRECONDITION",
+            "error": "settings.api_key is missing: send settings in the request or set KAMELEOON_API_KEY on the server",
+        },
         {**common, "code": "UNAVAILABLE", "http_status": 0, "attempts": 1, "error": ANY_CONNECTION_ERROR},
     ]
 
@@ -164,8 +193,9 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     queued result names its subscription and action like a delivered one."""
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps([{"title": "No tests", "enabled": True, "if": 'event = "Test"', "actions": [{"type": "DROP"}]}]))
-    _, stub = await start_service(delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters),
-                                  api_key=API_KEY, sitecode=SITECODE)
+    _, stub = await start_service(
+        delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters), api_key=API_KEY, sitecode=SITECODE
+    )
 
     def track(message_id: str, name: str = "Signed Up") -> pb.SendRequest:
         return pb.SendRequest(event_json=json.dumps({"type": "track", "event": name, "timestamp": TS, "messageId": message_id}))
@@ -175,12 +205,19 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     sent = await stub.Send(pb.SendRequest(event_json=track("q-3").event_json), timeout=5)
     await stub.Send(pb.SendRequest(event_json=track("q-4", "Test").event_json), timeout=5)
     invalid = pb.SendRequest(event_json=json.dumps({"type": "track", "event": "e", "messageId": "q-8"}))  # no timestamp
-    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7"), invalid, track("q-9", "Test")]), timeout=5)
+    batch = await stub.SendBatch(
+        pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7"), invalid, track("q-9", "Test")]), timeout=5
+    )
     assert (typed.queued, typed.outbox_id) == (True, "1")
     queued_result = ("Track Calls", "logEvent", True)
     assert [(r.subscription, r.action, r.queued, r.outbox_id) for r in sent.results] == [(*queued_result, "2")]
     assert [[(r.subscription, r.action, r.queued, r.outbox_id) for r in response.results] for response in batch.responses] == [
-        [(*queued_result, "3")], [], [(*queued_result, "4")], [], []]
+        [(*queued_result, "3")],
+        [],
+        [(*queued_result, "4")],
+        [],
+        [],
+    ]
     assert [response.filtered_by for response in batch.responses] == ["", "No tests", "", "", "No tests"]
     typed_line = {"event": "rpc", "method": "LogEvent", "action": "logEvent", "http_status": 0, "attempts": 0, "duplicate": False, "code": "OK"}
     send_line = {"event": "rpc", "method": "Send", "attempts": 0, "code": "OK"}

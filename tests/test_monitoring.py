@@ -117,8 +117,11 @@ def test_prometheusrule_holds_the_same_rules():
 
 def test_dashboard_queries_parse(tmp_path):
     # promtool parses PromQL when it checks rules: every dashboard query becomes a recording rule.
-    rules = [{"record": f"dashboard:query_{i}", "expr": as_promql(expr)} for i, expr in enumerate(dashboard_expressions())
-             if not expr.startswith("label_values(")]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": as_promql(expr)}
+        for i, expr in enumerate(dashboard_expressions())
+        if not expr.startswith("label_values(")
+    ]
     (tmp_path / "dashboard_rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run([promtool(), "check", "rules", "dashboard_rules.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -173,12 +176,17 @@ def grouping_labels(expr: str) -> set[str]:
 
 
 def legend_labels() -> set[str]:
-    return {label for panel in dashboard_panels() for target in panel["targets"]
-            for label in re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", target.get("legendFormat", ""))}
+    return {
+        label
+        for panel in dashboard_panels()
+        for target in panel["targets"]
+        for label in re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", target.get("legendFormat", ""))
+    }
 
 
 async def drive_traffic(stub, sink) -> None:
     """Traffic that makes every labelled family of this branch's server report samples."""
+
     def log(message_id: str) -> pb.LogEventRequest:
         return pb.LogEventRequest(settings=SETTINGS, event="e", timestamp=TS, message_id=message_id)
 
@@ -206,8 +214,13 @@ FILTERS = '[{"title": "Drop", "enabled": true, "if": "event = \\"dropped\\"", "a
 
 async def test_every_metric_the_kit_names_is_exposed_with_the_labels_it_uses(start_service, sink, tmp_path):
     (tmp_path / "filters.json").write_text(FILTERS)
-    app, stub = await start_service(metrics_listen=("127.0.0.1", 0), max_attempts=3, filters=str(tmp_path / "filters.json"),
-                                    outbox=f"sqlite:///{tmp_path / 'outbox.db'}", api_key=SETTINGS.api_key)
+    app, stub = await start_service(
+        metrics_listen=("127.0.0.1", 0),
+        max_attempts=3,
+        filters=str(tmp_path / "filters.json"),
+        outbox=f"sqlite:///{tmp_path / 'outbox.db'}",
+        api_key=SETTINGS.api_key,
+    )
     await drive_traffic(stub, sink)
     text = await scrape_text(app.metrics_port)
     for _ in range(500):  # the deliverer counts an outcome once its mark is committed: wait for both

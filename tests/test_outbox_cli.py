@@ -21,8 +21,12 @@ async def outbox(db, *args: str) -> tuple[int, str, str]:
     """``kameleoon-destination outbox *args`` on the file ``db`` (or the outbox URL ``db``)."""
     url = db if str(db).startswith("postgresql://") else f"sqlite:///{db}"
     process = await asyncio.create_subprocess_exec(
-        SCRIPT, "outbox", *args, env={**os.environ, "KAMELEOON_OUTBOX": url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        SCRIPT,
+        "outbox",
+        *args,
+        env={**os.environ, "KAMELEOON_OUTBOX": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode, out.decode(), err.decode()
@@ -33,8 +37,9 @@ async def test_stats_dead_letters_retry_and_purge_from_the_command_line(outbox_u
     store = create(outbox_url)
     await store.open()
     now = time.time()
-    await store.enqueue([event(n, "identify" if n == 2 else "logEvent") for n in range(5)],
-                        now=now - 60, window_s=3600, idempotency_window_s=3600, max_pending=0)
+    await store.enqueue(
+        [event(n, "identify" if n == 2 else "logEvent") for n in range(5)], now=now - 60, window_s=3600, idempotency_window_s=3600, max_pending=0
+    )
     claimed = await store.claim(3, now=now, lease_s=30)
     await store.mark_dead([Dead(c.id, c.lease, 400 if c.action == "logEvent" else 503, f"no {c.message_id}") for c in claimed], now=now)
     await store.close()

@@ -49,8 +49,15 @@ def service_env(sink, db, **extra) -> dict:
 async def serve(port: int, env: dict, preexec_fn=None) -> asyncio.subprocess.Process:
     """The service in a session of its own, so that ``finish`` can kill it with its workers."""
     process = await asyncio.create_subprocess_exec(
-        SCRIPT, "serve", "--listen", f"127.0.0.1:{port}", env=env, start_new_session=True,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=preexec_fn,
+        SCRIPT,
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        env=env,
+        start_new_session=True,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
     await wait_serving(port)
     return process
@@ -72,7 +79,7 @@ async def send_batches(port: int, ids: list[str], size: int = 500, **fields) -> 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.KameleoonDestinationStub(channel)
         for start in range(0, len(ids), size):
-            batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(i, **fields) for i in ids[start:start + size]]), timeout=30)
+            batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(i, **fields) for i in ids[start : start + size]]), timeout=30)
             responses.extend(batch.responses)
     return responses
 
@@ -193,8 +200,9 @@ async def test_two_workers_share_the_file_and_the_idempotency_window(sink, tmp_p
     finally:
         await finish(process)
     assert sorted(set(delivered_ids(sink))) == sorted(delivered_ids(sink))  # each once
-    workers = {line.get("worker") for line in map(json.loads, filter(lambda text: text.startswith("{"), err.splitlines()))
-               if line.get("event") == "rpc"}
+    workers = {
+        line.get("worker") for line in map(json.loads, filter(lambda text: text.startswith("{"), err.splitlines())) if line.get("event") == "rpc"
+    }
     assert workers == {0, 1}
 
 
@@ -217,8 +225,7 @@ async def test_a_full_disk_refuses_with_unavailable_and_sync_calls_go_on(sink, t
             stub = pb_grpc.KameleoonDestinationStub(channel)
             for call in range(200):
                 ids = [f"full-{call}-{j}" for j in range(10)]
-                batch = await stub.SendBatch(
-                    pb.SendBatchRequest(requests=[track(i, properties={"padding": padding}) for i in ids]), timeout=30)
+                batch = await stub.SendBatch(pb.SendBatchRequest(requests=[track(i, properties={"padding": padding}) for i in ids]), timeout=30)
                 codes = {r.status.code for r in batch.responses}
                 if codes == {0}:
                     accepted.extend(r.results[0].outbox_id for r in batch.responses)
@@ -235,8 +242,9 @@ async def test_a_full_disk_refuses_with_unavailable_and_sync_calls_go_on(sink, t
                 assert exc.code() == grpc.StatusCode.UNAVAILABLE
                 refused.append("full-typed")
             sink.default = Reply()
-            synced = await stub.LogEvent(pb.LogEventRequest(
-                timestamp="2024-01-01T00:00:00Z", message_id="full-sync", delivery=pb.DELIVERY_MODE_SYNC), timeout=10)
+            synced = await stub.LogEvent(
+                pb.LogEventRequest(timestamp="2024-01-01T00:00:00Z", message_id="full-sync", delivery=pb.DELIVERY_MODE_SYNC), timeout=10
+            )
             assert synced.http_status == 200
         # No false OK: every accepted event is in the file, none of the refused ones.
         with sqlite3.connect(db) as conn:
@@ -284,9 +292,13 @@ async def test_an_unusable_file_stops_start_up_naming_it(tmp_path, workers):
     db = tmp_path / "outbox.db"
     db.write_bytes(b"not a database, not at all" * 100)
     process = await asyncio.create_subprocess_exec(
-        SCRIPT, "serve", "--listen", f"127.0.0.1:{free_port()}",
+        SCRIPT,
+        "serve",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
         env={**os.environ, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": f"sqlite:///{db}", "KAMELEOON_WORKERS": workers},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
@@ -296,8 +308,14 @@ async def test_an_unusable_file_stops_start_up_naming_it(tmp_path, workers):
 async def test_queued_by_default_needs_no_other_setting(sink, tmp_path):
     """Only KAMELEOON_DELIVERY=queued: the outbox goes to the user's state directory."""
     port = free_port()
-    env = {**os.environ, "KAMELEOON_BASE_URL": sink.url, "KAMELEOON_API_KEY": API_KEY, "KAMELEOON_SITECODE": SITECODE,
-           "KAMELEOON_DELIVERY": "queued", "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {
+        **os.environ,
+        "KAMELEOON_BASE_URL": sink.url,
+        "KAMELEOON_API_KEY": API_KEY,
+        "KAMELEOON_SITECODE": SITECODE,
+        "KAMELEOON_DELIVERY": "queued",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
     env.pop("KAMELEOON_OUTBOX", None)
     process = await serve(port, env)
     try:
@@ -317,12 +335,20 @@ async def test_an_engage_audience_seed_arrives_whole_through_an_outage(sink, tmp
     process = await serve(port, service_env(sink, tmp_path / "outbox.db", KAMELEOON_OUTBOX_CONCURRENCY=32, KAMELEOON_LOG_LEVEL="warning"))
 
     def identify(i: int) -> pb.SendRequest:
-        return pb.SendRequest(event_json=json.dumps({
-            "type": "identify", "userId": f"user-{i}", "messageId": f"engage-{i}", "timestamp": "2024-01-01T00:00:00Z",
-            "traits": {audience: i % 3 == 0, "kameleoonVisitorCode": f"vc-{i}"},
-            "context": {"personas": {"computation_class": "audience", "computation_key": audience,
-                                     "computation_id": "aud_1", "space_id": "spa_1"}},
-        }))
+        return pb.SendRequest(
+            event_json=json.dumps(
+                {
+                    "type": "identify",
+                    "userId": f"user-{i}",
+                    "messageId": f"engage-{i}",
+                    "timestamp": "2024-01-01T00:00:00Z",
+                    "traits": {audience: i % 3 == 0, "kameleoonVisitorCode": f"vc-{i}"},
+                    "context": {
+                        "personas": {"computation_class": "audience", "computation_key": audience, "computation_id": "aud_1", "space_id": "spa_1"}
+                    },
+                }
+            )
+        )
 
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -28,6 +28,7 @@ OUTBOX_KEY = base64.b64encode(bytes(range(32))).decode()
 
 async def until(predicate, timeout: float = 30.0, interval: float = 0.02):
     """Poll ``predicate`` (sync or async) until it is truthy; fail after ``timeout`` seconds."""
+
     async def poll():
         while True:
             value = predicate()
@@ -118,9 +119,17 @@ async def test_bad_input_is_refused_at_once_and_nothing_is_stored(queued, sink):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LogEvent(pb.LogEventRequest(event="x", message_id="bad-1"), timeout=10)  # no timestamp
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "timestamp" in raised.value.details()
-    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[
-        track("good-1"), pb.SendRequest(event_json="{not json"), track("bad-2", timestamp="yesterday"), track("good-2"),
-    ]), timeout=10)
+    batch = await stub.SendBatch(
+        pb.SendBatchRequest(
+            requests=[
+                track("good-1"),
+                pb.SendRequest(event_json="{not json"),
+                track("bad-2", timestamp="yesterday"),
+                track("good-2"),
+            ]
+        ),
+        timeout=10,
+    )
     codes = [r.status.code for r in batch.responses]
     assert codes == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
     assert [r.results[0].queued for r in (batch.responses[0], batch.responses[3])] == [True, True]
@@ -166,7 +175,12 @@ async def test_a_permanent_4xx_is_a_dead_letter_at_once_then_retry_delivers_it(q
     listed = await admin.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)
     [letter] = listed.dead_letters
     assert (letter.id, letter.message_id, letter.action, letter.route, letter.sitecode) == (
-        response.outbox_id, "d-1", "identify", "identify", SITECODE)
+        response.outbox_id,
+        "d-1",
+        "identify",
+        "identify",
+        SITECODE,
+    )
     assert (letter.attempts, letter.last_http_status) == (1, 422)
     assert "422" in letter.last_error and "bad payload" in letter.last_error
     assert letter.HasField("first_attempt_at") and letter.dead_at.ToSeconds() >= letter.accepted_at.ToSeconds()
@@ -347,8 +361,7 @@ async def test_a_messageid_utf8_cannot_encode_is_queued_delivered_and_taken_once
     again = await stub.Send(track("m-\ud800"), timeout=10)
     other = await stub.Send(track("m-\ud801"), timeout=10)
     results = [response.results[0] for response in (first, again, other)]
-    assert [(r.queued, r.duplicate, bool(r.outbox_id)) for r in results] == [(True, False, True), (False, True, False),
-                                                                              (True, False, True)]
+    assert [(r.queued, r.duplicate, bool(r.outbox_id)) for r in results] == [(True, False, True), (False, True, False), (True, False, True)]
     assert first.message_id == "m-\ufffd"  # a protobuf string cannot hold a lone surrogate
     await until(lambda: _stats_when(admin, lambda s: s.dead == 1))
     [letter] = (await admin.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=5)).dead_letters
@@ -407,13 +420,16 @@ async def test_with_the_window_off_a_repeated_messageid_is_queued_again(queued, 
 async def test_queued_without_an_outbox_fails_naming_the_setting(start_service, sink):
     app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE)  # sync by default, no KAMELEOON_OUTBOX
     assert app.outbox is None
-    for call in (stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="n-1", delivery=QUEUED), timeout=10),
-                 stub.Send(pb.SendRequest(event_json=track("n-2").event_json, delivery=QUEUED), timeout=10)):
+    for call in (
+        stub.LogEvent(pb.LogEventRequest(timestamp=TS, message_id="n-1", delivery=QUEUED), timeout=10),
+        stub.Send(pb.SendRequest(event_json=track("n-2").event_json, delivery=QUEUED), timeout=10),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert raised.value.details() == (
-            "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)")
+            "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)"
+        )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await pb_grpc.OutboxAdminStub(channel).GetOutboxStats(pb.GetOutboxStatsRequest(), timeout=5)
@@ -454,4 +470,3 @@ async def test_outbox_metrics_count_enqueued_delivered_and_dead_letters(queued, 
     assert duplicate.duplicate and not duplicate.queued
     assert value('kameleoon_duplicates_total{action="logEvent"}') == 1
     assert value('kameleoon_outbox_enqueued_total{action="logEvent"}') == 2
-

@@ -60,15 +60,26 @@ async def test_one_projects_message_id_does_not_block_another_project_or_action(
     other_action = await stub.IdentifyEvent(pb.IdentifyEventRequest(settings=SETTINGS, user_id="u-1", timestamp=TS, message_id="scope-1"), timeout=5)
     assert [r.duplicate for r in (first, other_project, other_action)] == [False, False, False]
     assert [(r.headers["x-segment-settings"], r.json()["type"]) for r in sink.received] == [
-        (SETTINGS.sitecode, "track"), ("other00001", "track"), (SETTINGS.sitecode, "identify")]
+        (SETTINGS.sitecode, "track"),
+        ("other00001", "track"),
+        (SETTINGS.sitecode, "identify"),
+    ]
     again = await stub.LogEvent(track("scope-1", OTHER_PROJECT), timeout=5)
     assert again.duplicate and len(sink.received) == 3
 
 
 TWO_SUBSCRIPTIONS = [
-    {"name": name, "subscribe": 'type = "track"', "partnerAction": "logEvent",
-     "mapping": {"event": {"@path": "$.event"}, "type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"},
-                 "messageId": {"@path": "$.messageId"}}}
+    {
+        "name": name,
+        "subscribe": 'type = "track"',
+        "partnerAction": "logEvent",
+        "mapping": {
+            "event": {"@path": "$.event"},
+            "type": {"@path": "$.type"},
+            "timestamp": {"@path": "$.timestamp"},
+            "messageId": {"@path": "$.messageId"},
+        },
+    }
     for name in ("Track A", "Track B")
 ]
 
@@ -95,18 +106,23 @@ async def test_an_event_matching_two_subscriptions_posts_both_under_the_callers_
     path.write_text(yaml.safe_dump(TWO_SUBSCRIPTIONS, sort_keys=False))
     app, stub = await start_service(mappings=str(path))
     sample = app.metrics.registry.get_sample_value
-    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": "both-1"})), timeout=5)
+    await stub.Send(
+        pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": "both-1"})), timeout=5
+    )
     assert sample("kameleoon_deliveries_total", {"action": "logEvent", "http_status": "200"}) == 2
     sink.default = Reply(hold=asyncio.Event())  # Kameleoon never answers
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps(
-            {"type": "track", "event": "e", "timestamp": TS, "messageId": "both-2"})), timeout=1)
+        await stub.Send(
+            pb.SendRequest(settings=SETTINGS, event_json=json.dumps({"type": "track", "event": "e", "timestamp": TS, "messageId": "both-2"})),
+            timeout=1,
+        )
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     held = sink.received[2:]
     assert len(held) == 2
     await eventually(lambda: all(attempt.abandoned is not None for attempt in held), what="both attempts cut")
-    await eventually(lambda: sample("kameleoon_rpc_total", {"method": "Send", "code": "DEADLINE_EXCEEDED"}) == 1,
-                     what="the service's own DEADLINE_EXCEEDED")
+    await eventually(
+        lambda: sample("kameleoon_rpc_total", {"method": "Send", "code": "DEADLINE_EXCEEDED"}) == 1, what="the service's own DEADLINE_EXCEEDED"
+    )
 
 
 async def test_one_messageid_on_events_of_two_subscriptions_is_delivered_to_each(stub, sink):
@@ -116,7 +132,11 @@ async def test_one_messageid_on_events_of_two_subscriptions_is_delivered_to_each
     page = json.dumps({"type": "page", "name": "Home", "timestamp": TS, "messageId": "shared-1"})
     answers = [await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=5) for text in (track, page, track, page)]
     assert [(r.results[0].subscription, r.results[0].duplicate) for r in answers] == [
-        ("Track Calls", False), ("Page Calls", False), ("Track Calls", True), ("Page Calls", True)]
+        ("Track Calls", False),
+        ("Page Calls", False),
+        ("Track Calls", True),
+        ("Page Calls", True),
+    ]
     assert [r.json()["messageId"] for r in sink.received] == ["shared-1", "shared-1"]
 
 
@@ -283,6 +303,8 @@ async def test_an_unreachable_outbox_window_posts_without_a_reservation_and_is_l
     await store.settle("k", token, delivered=False)  # nothing was reserved: nothing to free, nothing asked
     await store.settle("k", token, delivered=True)
     await store.settle("k", "1", delivered=False)
-    assert log.lines == [("idempotency look-up failed: posting without a reservation", {"error": "database is locked"}),
-                         ("idempotency record failed", {"error": "database is locked"}),
-                         ("idempotency release failed", {"error": "database is locked"})]
+    assert log.lines == [
+        ("idempotency look-up failed: posting without a reservation", {"error": "database is locked"}),
+        ("idempotency record failed", {"error": "database is locked"}),
+        ("idempotency release failed", {"error": "database is locked"}),
+    ]

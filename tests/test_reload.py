@@ -25,8 +25,14 @@ def drop(event_name: str, title: str | None = None) -> list[dict]:
 
 
 def subscription(name: str) -> list[dict]:
-    return [{"name": name, "subscribe": 'type = "track"', "partnerAction": "logEvent",
-             "mapping": {"event": {"@path": "$.event"}, "type": "track", "timestamp": TS, "messageId": {"@path": "$.messageId"}}}]
+    return [
+        {
+            "name": name,
+            "subscribe": 'type = "track"',
+            "partnerAction": "logEvent",
+            "mapping": {"event": {"@path": "$.event"}, "type": "track", "timestamp": TS, "messageId": {"@path": "$.messageId"}},
+        }
+    ]
 
 
 def replace(path, data) -> None:
@@ -37,8 +43,12 @@ def replace(path, data) -> None:
 
 
 async def send(stub, event: str, message_id: str = "") -> pb.SendResponse:
-    return await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=json.dumps(
-        {"type": "track", "event": event, "timestamp": TS, "messageId": message_id or event})), timeout=10)
+    return await stub.Send(
+        pb.SendRequest(
+            settings=SETTINGS, event_json=json.dumps({"type": "track", "event": event, "timestamp": TS, "messageId": message_id or event})
+        ),
+        timeout=10,
+    )
 
 
 async def eventually(condition, timeout: float = 20.0, every: float = 0.05):
@@ -58,8 +68,13 @@ def reloads(app, config: str, result: str) -> float:
 
 
 def version_in_force(app, config: str) -> str:
-    versions = [s.labels["version"] for m in app.metrics.registry.collect() if m.name == "kameleoon_config_version_info"
-                for s in m.samples if s.labels["config"] == config and s.value == 1]
+    versions = [
+        s.labels["version"]
+        for m in app.metrics.registry.collect()
+        if m.name == "kameleoon_config_version_info"
+        for s in m.samples
+        if s.labels["config"] == config and s.value == 1
+    ]
     assert len(versions) == 1, versions
     return versions[0]
 
@@ -191,6 +206,7 @@ async def test_an_unchanged_file_is_not_reloaded(start_service, sink, tmp_path):
 
 # -- real processes --------------------------------------------------------------------------
 
+
 class Stderr:
     """Collects a process's JSON log lines as they come."""
 
@@ -225,8 +241,14 @@ async def test_sighup_reloads_every_worker_of_a_running_service(sink, tmp_path):
     path = tmp_path / "filters.json"
     path.write_text(json.dumps(drop("A")))
     port = free_port()
-    env = {"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_FILTERS": str(path), "KAMELEOON_CONFIG_POLL_S": "0",
-           "KAMELEOON_LOG_FORMAT": "json", "KAMELEOON_WORKERS": "2", "KAMELEOON_IDEMPOTENCY_WINDOW_S": "0"}
+    env = {
+        "KAMELEOON_BASE_URL": sink.url,
+        "KAMELEOON_FILTERS": str(path),
+        "KAMELEOON_CONFIG_POLL_S": "0",
+        "KAMELEOON_LOG_FORMAT": "json",
+        "KAMELEOON_WORKERS": "2",
+        "KAMELEOON_IDEMPOTENCY_WINDOW_S": "0",
+    }
     process = await start("serve", "--listen", f"127.0.0.1:{port}", env=env)
     stderr = Stderr(process)
     try:

@@ -64,8 +64,23 @@ def pki(tmp_path_factory) -> pathlib.Path:
     (root / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for name in ("server", "client"):
         run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        )
     return root
 
 
@@ -83,9 +98,7 @@ async def test_tls(start_service, sink, pki):
 
 
 async def test_mutual_tls_requires_a_client_certificate(start_service, sink, pki):
-    app, _ = await start_service(
-        tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), tls_client_ca=str(pki / "ca.pem")
-    )
+    app, _ = await start_service(tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), tls_client_ca=str(pki / "ca.pem"))
     ca = (pki / "ca.pem").read_bytes()
     anonymous = grpc.ssl_channel_credentials(root_certificates=ca)
     async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", anonymous) as channel:
@@ -129,10 +142,15 @@ async def test_settings_are_never_echoed(stub, sink):
     await failing(stub.LogEvent(track(pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE), timestamp="yesterday"), timeout=5))
     sink.script.append(Reply(status=401, body='{"error":"unknown api key"}'))
     await failing(stub.LogEvent(track(pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE)), timeout=5))
-    batch = await stub.SendBatch(pb.SendBatchRequest(requests=[
-        pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode="short"), event_json='{"type":"track"}'),
-        pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE), event_json='{"type":"track","timestamp":"yesterday"}'),
-    ]), timeout=5)
+    batch = await stub.SendBatch(
+        pb.SendBatchRequest(
+            requests=[
+                pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode="short"), event_json='{"type":"track"}'),
+                pb.SendRequest(settings=pb.Settings(api_key=SECRET_KEY, sitecode=SITECODE), event_json='{"type":"track","timestamp":"yesterday"}'),
+            ]
+        ),
+        timeout=5,
+    )
     texts += [r.status.message for r in batch.responses]
     for api_key in (SECRET_KEY, "not-base64-" + SECRET, base64.b64encode(SECRET.encode()).decode()):
         auth = await stub.TestAuthentication(pb.TestAuthenticationRequest(settings=pb.Settings(api_key=api_key, sitecode=SITECODE)), timeout=5)

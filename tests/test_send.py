@@ -92,10 +92,17 @@ async def test_a_messageid_with_a_lone_surrogate_is_delivered_as_sent_and_answer
     odd = event(messageId="m-\ud800")
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=odd), timeout=10)
     assert (response.message_id, response.results[0].http_status) == ("m-\ufffd", 200)
-    batch = await stub.SendBatch(pb.SendBatchRequest(settings=SETTINGS, requests=[
-        pb.SendRequest(event_json=odd), pb.SendRequest(event_json=event(messageId="m-2\udfff")),
-        pb.SendRequest(event_json=event(messageId="m-3\ud800", properties="x")),
-    ]), timeout=10)
+    batch = await stub.SendBatch(
+        pb.SendBatchRequest(
+            settings=SETTINGS,
+            requests=[
+                pb.SendRequest(event_json=odd),
+                pb.SendRequest(event_json=event(messageId="m-2\udfff")),
+                pb.SendRequest(event_json=event(messageId="m-3\ud800", properties="x")),
+            ],
+        ),
+        timeout=10,
+    )
     assert [r.message_id for r in batch.responses] == ["m-\ufffd", "m-2\ufffd", "m-3\ufffd"]
     assert [r.status.code for r in batch.responses] == [0, 0, grpc.StatusCode.INVALID_ARGUMENT.value[0]]
     assert batch.responses[0].results[0].duplicate
@@ -115,16 +122,27 @@ async def test_send_without_settings_uses_the_servers(start_service, sink):
 
 THROWING = [
     {"name": "Throws on check", "subscribe": 'type = "track" and ()', "partnerAction": "logEvent", "mapping": {}},
-    {"name": "Throws on mapping", "subscribe": 'type = "track"', "partnerAction": "logEvent",
-     "mapping": {"type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"}, "messageId": {"@path": "$.messageId"},
-                 "event": {"@path": {"@path": "$.properties"}}}},
+    {
+        "name": "Throws on mapping",
+        "subscribe": 'type = "track"',
+        "partnerAction": "logEvent",
+        "mapping": {
+            "type": {"@path": "$.type"},
+            "timestamp": {"@path": "$.timestamp"},
+            "messageId": {"@path": "$.messageId"},
+            "event": {"@path": {"@path": "$.properties"}},
+        },
+    },
 ]
 
 
 @pytest.mark.parametrize(
     "spec, message",
     [
-        (THROWING[0], "subscription 'Throws on check': its trigger cannot be evaluated on this event: Cannot read properties of undefined (reading 'type')"),
+        (
+            THROWING[0],
+            "subscription 'Throws on check': its trigger cannot be evaluated on this event: Cannot read properties of undefined (reading 'type')",
+        ),
         (THROWING[1], "subscription 'Throws on mapping': mapping failed: @path: expected string, got object"),
     ],
 )
@@ -141,8 +159,7 @@ async def test_a_subscription_that_throws_on_an_event_refuses_it(start_service, 
 async def test_one_subscriptions_failure_does_not_cut_the_others_short(start_service, sink, tmp_path):
     """Both deliveries run to their end before the call answers, and the first subscription's failure is
     the call's: here A's, cut by the deadline, though B's 400 came back long before."""
-    specs = [{**CUSTOM[0], "name": name, "subscribe": 'type = "track"',
-              "mapping": {**CUSTOM[0]["mapping"], "event": name}} for name in ("A", "B")]
+    specs = [{**CUSTOM[0], "name": name, "subscribe": 'type = "track"', "mapping": {**CUSTOM[0]["mapping"], "event": name}} for name in ("A", "B")]
     path = tmp_path / "subscriptions.yaml"
     path.write_text(yaml.safe_dump(specs, sort_keys=False))
     _, stub = await start_service(mappings=str(path))
@@ -314,9 +331,19 @@ async def test_stream_applies_backpressure(start_service, sink):
 
 
 CUSTOM = [
-    {"name": "Alias as Log Event", "subscribe": 'type = "alias"', "partnerAction": "logEvent",
-     "mapping": {"userId": {"@path": "$.userId"}, "anonymousId": {"@path": "$.previousId"}, "event": "Alias",
-                 "type": {"@path": "$.type"}, "timestamp": {"@path": "$.timestamp"}, "messageId": {"@path": "$.messageId"}}},
+    {
+        "name": "Alias as Log Event",
+        "subscribe": 'type = "alias"',
+        "partnerAction": "logEvent",
+        "mapping": {
+            "userId": {"@path": "$.userId"},
+            "anonymousId": {"@path": "$.previousId"},
+            "event": "Alias",
+            "type": {"@path": "$.type"},
+            "timestamp": {"@path": "$.timestamp"},
+            "messageId": {"@path": "$.messageId"},
+        },
+    },
 ]
 
 
@@ -328,7 +355,10 @@ async def test_custom_subscription_routes_alias(start_service, sink, tmp_path):
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=alias), timeout=10)
     assert [(r.subscription, r.action) for r in response.results] == [("Alias as Log Event", "logEvent")]
     [received] = sink.received
-    assert received.body == '{"userId":"u-9","anonymousId":"anon-9","event":"Alias","type":"alias","timestamp":"' + TS + '","messageId":"a-1","properties":{}}'
+    assert (
+        received.body
+        == '{"userId":"u-9","anonymousId":"anon-9","event":"Alias","type":"alias","timestamp":"' + TS + '","messageId":"a-1","properties":{}}'
+    )
     # With a custom file the presets are off: a track matches nothing.
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event()), timeout=10)
     assert list(response.results) == []
@@ -413,8 +443,14 @@ async def test_a_stream_the_caller_cancels_cancels_its_deliveries(start_service,
 async def test_queued_events_a_filter_drops_are_not_enqueued(start_service, sink, tmp_path):
     filters = tmp_path / "filters.yaml"
     filters.write_text(yaml.safe_dump([{"title": "Test events", "enabled": True, "if": 'contains(event, "Test")', "actions": [{"type": "DROP"}]}]))
-    _, stub = await start_service(delivery="queued", outbox=f"sqlite:///{tmp_path / 'outbox.db'}", filters=str(filters),
-                                  retry_max_backoff_s=0.05, api_key=SETTINGS.api_key, sitecode=SETTINGS.sitecode)
+    _, stub = await start_service(
+        delivery="queued",
+        outbox=f"sqlite:///{tmp_path / 'outbox.db'}",
+        filters=str(filters),
+        retry_max_backoff_s=0.05,
+        api_key=SETTINGS.api_key,
+        sitecode=SETTINGS.sitecode,
+    )
     typed = await stub.LogEvent(pb.LogEventRequest(event="A Test", timestamp=TS, message_id="q-1"), timeout=10)
     assert (typed.filtered_by, typed.http_status, typed.attempts, typed.queued, typed.message_id) == ("Test events", 0, 0, False, "q-1")
     raw = await stub.Send(pb.SendRequest(event_json=event(event="Test", messageId="q-2")), timeout=10)

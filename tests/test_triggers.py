@@ -65,7 +65,7 @@ def test_deeply_nested_event_does_not_recurse() -> None:
     for _ in range(100_000):
         node["a"] = {}
         node = node["a"]
-    trigger = compile_trigger("properties.a.a.a != null and contains(event, \"x\")")
+    trigger = compile_trigger('properties.a.a.a != null and contains(event, "x")')
     assert trigger.matches({"event": "x", "properties": deep})
 
 

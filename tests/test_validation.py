@@ -20,8 +20,7 @@ def refusal(payload: dict) -> InvalidArgument:
 def test_every_field_at_fault_is_named_in_order_with_its_value_cut_to_64_characters():
     long_text = "x" * 70
     error = refusal({"type": "track", "messageId": "m-1", "timestamp": long_text, "properties": "not an object"})
-    assert str(error) == (f"invalid event: properties must be a object, got string; "
-                          f"timestamp must be an RFC 3339 date-time, got {'x' * 64!r}")
+    assert str(error) == (f"invalid event: properties must be a object, got string; timestamp must be an RFC 3339 date-time, got {'x' * 64!r}")
     assert error.field == "properties"
 
 

@@ -30,8 +30,10 @@ REPORT = MUTANTS / "report.json"
 CAUGHT = ("killed", "timeout")
 # A survivor that only changes the case of SQL outside its quoted literals is equivalent by rule:
 # SQLite and PostgreSQL read keywords and unquoted names in any case (ours are all lower case).
-SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|AND|SET|VALUES|PRAGMA|SAVEPOINT|ROLLBACK|RELEASE"
-                       r"|COMMIT|BEGIN|CONFLICT|ORDER BY|GROUP BY|LIMIT|RETURNING|NULL)\b|[=<>] [?$:]")
+SQL_WORDS = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|AND|SET|VALUES|PRAGMA|SAVEPOINT|ROLLBACK|RELEASE"
+    r"|COMMIT|BEGIN|CONFLICT|ORDER BY|GROUP BY|LIMIT|RETURNING|NULL)\b|[=<>] [?$:]"
+)
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
@@ -91,9 +93,7 @@ def sql_case_only(diff: str) -> bool:
     if STRING.sub("", removed[0]) != STRING.sub("", added[0]) or len(before) != len(after):
         return False
     changed = [(old, new) for old, new in zip(before, after) if old != new]
-    return len(changed) == 1 and all(
-        QUOTED.findall(old[1:-1]) == QUOTED.findall(new[1:-1]) and SQL_WORDS.search(old) for old, new in changed
-    )
+    return len(changed) == 1 and all(QUOTED.findall(old[1:-1]) == QUOTED.findall(new[1:-1]) and SQL_WORDS.search(old) for old, new in changed)
 
 
 def sql_case_survivors(found: dict[str, dict[str, str]]) -> set[str]:
@@ -101,7 +101,9 @@ def sql_case_survivors(found: dict[str, dict[str, str]]) -> set[str]:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
     return {
-        name for module, statuses in found.items() for name, status in statuses.items()
+        name
+        for module, statuses in found.items()
+        for name, status in statuses.items()
         if status == "survived" and sql_case_only(get_diff_for_mutant(name, path=module))
     }
 
@@ -141,8 +143,16 @@ def _line(label: str, counts: Counter) -> dict:
     rest = 100.0 * killed / (mutants - sql_case) if mutants > sql_case else 100.0
     other = mutants - killed - counts["survived"]
     print(f"{label:32} {mutants:8} {killed:8} {counts['survived']:9} {sql_case:9} {other:6} {score:6.1f}% {rest:11.1f}%")
-    return {"mutants": mutants, "killed": killed, "survived": counts["survived"], "sql_case": sql_case, "other": other,
-            "score": round(score, 1), "score_of_the_rest": round(rest, 1), "by_status": dict(counts)}
+    return {
+        "mutants": mutants,
+        "killed": killed,
+        "survived": counts["survived"],
+        "sql_case": sql_case,
+        "other": other,
+        "score": round(score, 1),
+        "score_of_the_rest": round(rest, 1),
+        "by_status": dict(counts),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. service/api/pipeline.py")
     # A mutant's tests mostly wait (on the stand-in, backoffs, deadlines, polls): with 3 at once a run
     # kept half a core busy on this 2-core machine, so 8 at once use about 1.3 cores.
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "8")),
-                        help="mutants tested at once (default 8, or MUTATE_WORKERS)")
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "8")), help="mutants tested at once (default 8, or MUTATE_WORKERS)"
+    )
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and its verdicts (faster, may be stale)")
-    parser.add_argument("--retest", nargs="+", default=[], metavar="NAME",
-                        help="with --keep: test these mutants again (names or globs, e.g. 'service.api.pipeline.*')")
+    parser.add_argument(
+        "--retest",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="with --keep: test these mutants again (names or globs, e.g. 'service.api.pipeline.*')",
+    )
     parser.add_argument("--report", action="store_true", help="only print the score of the verdicts mutants/ holds")
     args = parser.parse_args(argv)
     os.chdir(ROOT)

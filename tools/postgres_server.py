@@ -131,11 +131,7 @@ class PostgresServer:
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as conf:
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
         with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as hba:
-            hba.write(
-                "local all all trust\n"
-                f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
-                "host all all 127.0.0.1/32 trust\n"
-            )
+            hba.write(f"local all all trust\nhost all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n")
         return self
 
     def has_statement_stats(self) -> bool:
@@ -194,8 +190,24 @@ class PostgresServer:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run ``sql`` as the superuser; its output (tuples only, unaligned)."""
         result = self._run(
-            "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", "postgres", "-d", database, "-c", sql, check=False,
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"psql failed: {result.stderr}")

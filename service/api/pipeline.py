@@ -71,10 +71,7 @@ class Pipeline:
             return outcome
         if not planned:
             return outcome
-        deliveries = [
-            deliver(key(credentials, sub.name, outcome.message_id), body, credentials, deadline, sub.action.slug)
-            for sub, body in planned
-        ]
+        deliveries = [deliver(key(credentials, sub.name, outcome.message_id), body, credentials, deadline, sub.action.slug) for sub, body in planned]
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         for (subscription, _), result in zip(planned, results):
             if isinstance(result, BaseException):

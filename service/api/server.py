@@ -105,9 +105,7 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
 
     assert config.tls_key is not None  # the configuration refuses a certificate without its key
     ca = read(config.tls_client_ca) if config.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(read(config.tls_key), read(config.tls_cert))], root_certificates=ca, require_client_auth=ca is not None
-    )
+    return grpc.ssl_server_credentials([(read(config.tls_key), read(config.tls_cert))], root_certificates=ca, require_client_auth=ca is not None)
 
 
 async def serve_health(servicer: health.aio.HealthServicer, host: str, port: int) -> tuple[grpc.aio.Server, int]:
@@ -156,7 +154,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
-        )
+        ),
     )
     store: NoStore | OutboxStore | MemoryStore
     if not config.idempotency_window_s:

@@ -102,7 +102,6 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 fields.update(queued=True, outbox_id=result["outbox_id"])
             return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, **result)
 
-
     # -- raw events ----------------------------------------------------------
 
     def _prepare(self, request, batch_settings) -> tuple[dict, credentials.Credentials]:
@@ -252,9 +251,7 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
     # The cache's own lines are not mutated (make mutate): a miss builds an equal response again.
     template = _RESPONSES.get(shape) if shape is not None else None  # pragma: no mutate
     if template is None:
-        template = pb.SendResponse(
-            results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS, filtered_by=outcome.filtered_by
-        )
+        template = pb.SendResponse(results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS, filtered_by=outcome.filtered_by)
         if shape is not None and len(_RESPONSES) < 4096:  # pragma: no mutate
             _RESPONSES[shape] = template  # pragma: no mutate
     response.CopyFrom(template)

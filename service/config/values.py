@@ -135,9 +135,9 @@ def redact_url(url: str) -> str:
     userinfo, at, hosts = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    query = "&".join(
-        "password=***" if pair.split("=", 1)[0].lower() == "password" else pair for pair in parts.query.split("&")
-    ) if parts.query else ""
+    query = (
+        "&".join("password=***" if pair.split("=", 1)[0].lower() == "password" else pair for pair in parts.query.split("&")) if parts.query else ""
+    )
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 

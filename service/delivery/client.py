@@ -242,7 +242,13 @@ class KameleoonClient:
         return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey")
 
     async def _send(
-        self, method: str, url: URL, headers: dict, body: bytes | None, deadline: float | None, action: str,
+        self,
+        method: str,
+        url: URL,
+        headers: dict,
+        body: bytes | None,
+        deadline: float | None,
+        action: str,
         max_attempts: int | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
@@ -317,9 +323,7 @@ class KameleoonClient:
         finally:
             slots.give()
 
-    async def _request(
-        self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None
-    ) -> tuple[aiohttp.ClientResponse, bytes]:
+    async def _request(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None) -> tuple[aiohttp.ClientResponse, bytes]:
         """One request through ClientSession (redirects, trace hooks); ``timeout`` None: the session's."""
         options: dict[str, Any] = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
         async with self._session.request(method, url, headers=headers, data=body, **options) as response:
@@ -332,9 +336,14 @@ class KameleoonClient:
         of aiohttp's instructions per request. The request on the wire is the one ClientSession
         sends; a redirect (rare) is followed by ClientSession as before."""
         request = _SegmentRequest(
-            hdrs.METH_POST, url, headers=headers, data=body, response_class=aiohttp.ClientResponse,
+            hdrs.METH_POST,
+            url,
+            headers=headers,
+            data=body,
+            response_class=aiohttp.ClientResponse,
             # As ClientSession passes them; left out or None, aiohttp takes the same (not mutated: tests/MUTANTS.md).
-            loop=self._loop, session=self._session,  # pragma: no mutate
+            loop=self._loop,  # pragma: no mutate
+            session=self._session,  # pragma: no mutate
         )
         loop = self._loop
         expiry = _Expiry(asyncio.current_task(loop))

@@ -23,12 +23,16 @@ class Credentials:
     _headers: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_headers", {
-            "authorization": f"Basic {self.api_key}",
-            "x-segment-settings": self.sitecode,
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-        })
+        object.__setattr__(
+            self,
+            "_headers",
+            {
+                "authorization": f"Basic {self.api_key}",
+                "x-segment-settings": self.sitecode,
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+            },
+        )
 
     def __repr__(self) -> str:
         return f"Credentials(api_key=<secret>, sitecode={self.sitecode!r})"
@@ -58,9 +62,7 @@ def resolve(settings, config: Config) -> Credentials:
     if not api_key.strip():
         raise InvalidArgument("settings.api_key is blank", field="settings.api_key")
     if len(sitecode) != SITECODE_LENGTH:
-        raise InvalidArgument(
-            f"settings.sitecode must be exactly {SITECODE_LENGTH} characters, got {len(sitecode)}", field="settings.sitecode"
-        )
+        raise InvalidArgument(f"settings.sitecode must be exactly {SITECODE_LENGTH} characters, got {len(sitecode)}", field="settings.sitecode")
     return _credentials(api_key, sitecode)
 
 

@@ -35,23 +35,40 @@ TS = "2026-11-28T10:00:00.000Z"
 def _requests() -> list[tuple[str, Any]]:
     settings = pb.Settings(api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE)
     log_event = pb.LogEventRequest(
-        settings=settings, anonymous_id="anon-1", user_id="user-1", event="Order Completed",
-        kameleoon_visitor_code="vc-8f2k1", timestamp=TS, message_id="demo-track-1",
+        settings=settings,
+        anonymous_id="anon-1",
+        user_id="user-1",
+        event="Order Completed",
+        kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS,
+        message_id="demo-track-1",
     )
     json_format.ParseDict({"revenue": 42, "currency": "EUR", "items": 3}, log_event.properties)
     json_format.ParseDict({"locale": "fr-FR"}, log_event.context)
     identify = pb.IdentifyEventRequest(
-        settings=settings, user_id="user-1", kameleoon_visitor_code="vc-8f2k1", timestamp=TS, message_id="demo-identify-1",
+        settings=settings,
+        user_id="user-1",
+        kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS,
+        message_id="demo-identify-1",
     )
     json_format.ParseDict({"plan": "pro", "email_verified": True}, identify.traits)
     page = pb.PageEventRequest(
-        settings=settings, anonymous_id="anon-1", name="Pricing", kameleoon_visitor_code="vc-8f2k1",
-        timestamp=TS, message_id="demo-page-1",
+        settings=settings,
+        anonymous_id="anon-1",
+        name="Pricing",
+        kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS,
+        message_id="demo-page-1",
     )
     json_format.ParseDict({"path": "/pricing", "title": "Pricing"}, page.properties)
     group = pb.GroupEventRequest(
-        settings=settings, user_id="user-1", group_id="acme", kameleoon_visitor_code="vc-8f2k1",
-        timestamp=TS, message_id="demo-group-1",
+        settings=settings,
+        user_id="user-1",
+        group_id="acme",
+        kameleoon_visitor_code="vc-8f2k1",
+        timestamp=TS,
+        message_id="demo-group-1",
     )
     json_format.ParseDict({"name": "Acme Inc", "employees": 250}, group.traits)
     return [("LogEvent", log_event), ("IdentifyEvent", identify), ("PageEvent", page), ("GroupEvent", group)]
@@ -85,8 +102,14 @@ async def run_demo() -> int:
     sink = await KameleoonSink().start()
     outbox_dir = tempfile.TemporaryDirectory(prefix="kameleoon-demo-")
     # The server holds the demo apiKey, so the outbox stores a reference to it, never the key.
-    config = Config(base_url=sink.url, max_attempts=1, api_key=DEMO_API_KEY, sitecode=DEMO_SITECODE,
-                    outbox=f"sqlite:///{outbox_dir.name}/outbox.db", retry_max_backoff_s=0.5)
+    config = Config(
+        base_url=sink.url,
+        max_attempts=1,
+        api_key=DEMO_API_KEY,
+        sitecode=DEMO_SITECODE,
+        outbox=f"sqlite:///{outbox_dir.name}/outbox.db",
+        retry_max_backoff_s=0.5,
+    )
     app = await create_server(config, "127.0.0.1:0")
     print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port}\n")
     failures = 0

@@ -76,9 +76,7 @@ def configure(level: str = "info", fmt: str = "auto", stream=None, trace_ids: bo
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     renderer = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        if fmt == "console"
-        else structlog.processors.JSONRenderer(serializer=_orjson_text)
+        structlog.dev.ConsoleRenderer(colors=stream.isatty()) if fmt == "console" else structlog.processors.JSONRenderer(serializer=_orjson_text)
     )
     processors: list[Any] = [  # ours take and give plain dicts, which structlog's types do not name
         structlog.contextvars.merge_contextvars,

@@ -92,8 +92,7 @@ class GaugeFamily(_Family):
 class HistogramFamily(_Family):
     """Per label values: a count per bucket (the last above every bound) and the sum."""
 
-    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...],
-                 registry: CollectorRegistry):
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...], registry: CollectorRegistry):
         self._bounds = buckets
         super().__init__(name, documentation, labelnames, registry)
 
@@ -161,19 +160,11 @@ class Metrics:
         )
         self.outbox_pending = Gauge("kameleoon_outbox_pending", "Queued events waiting for an attempt", registry=r)
         self.outbox_in_flight = Gauge("kameleoon_outbox_in_flight", "Queued events being attempted now", registry=r)
-        self.outbox_oldest_age = Gauge(
-            "kameleoon_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered queued event", registry=r
-        )
+        self.outbox_oldest_age = Gauge("kameleoon_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered queued event", registry=r)
         self.outbox_dead = Gauge("kameleoon_outbox_dead_letters", "Dead letters kept in the outbox", registry=r)
-        self.outbox_enqueued = Counter(
-            "kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r
-        )
-        self.outbox_delivered = Counter(
-            "kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r
-        )
-        self.outbox_dead_lettered = Counter(
-            "kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r
-        )
+        self.outbox_enqueued = Counter("kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r)
+        self.outbox_delivered = Counter("kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r)
+        self.outbox_dead_lettered = Counter("kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r)
         self.filtered = Counter(
             "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
         )

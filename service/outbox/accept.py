@@ -66,9 +66,7 @@ class Acceptor:
         """Commit ``events``: each Queued (stored, or a duplicate not stored again), or OutboxUnavailable for
         one a synchronous delivery in another process kept busy too long. Raises the CallError refusing them all."""
         if self.outbox is None:
-            raise MissingSetting(
-                "queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)"
-            )
+            raise MissingSetting("queued delivery needs an outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued for the default location)")
         accepted = await self._commit(events)
         results: list[Queued | CallError] = [Queued(result.id or "", result.duplicate) for result in accepted]
         busy = [index for index, result in enumerate(accepted) if result.busy]

@@ -127,14 +127,17 @@ async def _run(args, config: Config, store: Outbox) -> dict:
 def _print(command: str, result: dict) -> None:
     if command == "stats":
         print(f"outbox {result['location']}")
-        print(f"pending {result['pending']}, in flight {result['in_flight']}, dead {result['dead']}, "
-              f"oldest pending {result['oldest_pending_age_s']} s")
+        print(
+            f"pending {result['pending']}, in flight {result['in_flight']}, dead {result['dead']}, oldest pending {result['oldest_pending_age_s']} s"
+        )
         for action, entry in result["by_action"].items():
             print(f"  {action}: pending {entry['pending']}, in flight {entry['in_flight']}, dead {entry['dead']}")
     elif command == "dead-letters":
         for d in result["dead_letters"]:
-            print(f"{d['id']}\t{d['dead_at']}\t{d['action']}\t{d['message_id'] or '-'}\tattempts {d['attempts']}\t"
-                  f"HTTP {d['last_http_status'] or '-'}\t{d['last_error']}")
+            print(
+                f"{d['id']}\t{d['dead_at']}\t{d['action']}\t{d['message_id'] or '-'}\tattempts {d['attempts']}\t"
+                f"HTTP {d['last_http_status'] or '-'}\t{d['last_error']}"
+            )
         if result["next_page_token"]:
             print(f"(more: --page-token {result['next_page_token']})")
         elif not result["dead_letters"]:

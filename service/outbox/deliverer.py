@@ -261,8 +261,12 @@ class Deliverer:
         if self._circuit.failure(loop_now, exc.retry_after):
             self._release_ready()
             report = log.warning if self._circuit.opened == 1 else log.debug  # one warning an outage, not one a probe
-            report("kameleoon keeps failing: circuit open", probe_in_s=round(self._circuit.until - loop_now, 3),
-                   http_status=exc.http_status, error=str(exc))
+            report(
+                "kameleoon keeps failing: circuit open",
+                probe_in_s=round(self._circuit.until - loop_now, 3),
+                http_status=exc.http_status,
+                error=str(exc),
+            )
         cap = self._config.retry_max_backoff_s
         delay = random.uniform(0, min(cap, self._config.backoff_base_s * 2 ** (item.attempts - 1)))
         if exc.retry_after is not None:
@@ -320,8 +324,16 @@ class Deliverer:
 
     def _dead_letter_logged(self, id: str, message_id: str, action: str, route: str, attempts: int, http_status: int, error: str) -> None:
         self._metrics.outbox_event("dead_lettered", action)
-        log.warning("dead letter", outbox_id=id, message_id=message_id or None, action=action, route=route,
-                    attempts=attempts, http_status=http_status, error=error)
+        log.warning(
+            "dead letter",
+            outbox_id=id,
+            message_id=message_id or None,
+            action=action,
+            route=route,
+            attempts=attempts,
+            http_status=http_status,
+            error=error,
+        )
 
     # -- housekeeping -------------------------------------------------------------
 

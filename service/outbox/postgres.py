@@ -186,7 +186,8 @@ _LETTER_COLUMNS = (
 )
 _COUNT = "UPDATE outbox_counters SET live = live {sign} (SELECT count(*) FROM {rows}) WHERE slot = ${slot} AND EXISTS (SELECT 1 FROM {rows})"
 
-_ENQUEUE = """
+_ENQUEUE = (
+    """
 WITH input AS MATERIALIZED (
     SELECT t.*, row_number() OVER (PARTITION BY t.key ORDER BY t.ord) AS nth
     FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[], $6::text[], $7::bytea[])
@@ -211,12 +212,15 @@ WITH input AS MATERIALIZED (
     INSERT INTO outbox_events (id, action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at)
     SELECT id, action, route, sitecode, message_id, body, credentials, $8::float8, $10::float8, $8::float8 FROM chosen{unless_refused}
 ), counted AS (
-    """ + _COUNT.format(sign="+", rows="chosen", slot=11) + """
+    """
+    + _COUNT.format(sign="+", rows="chosen", slot=11)
+    + """
 )
 SELECT ord, id, NULL::float8 FROM chosen
 UNION ALL
 SELECT ord, NULL, until FROM busy
 """
+)
 _GUARD = """, refused AS (
     SELECT outbox_refuse(live, adding) FROM (
         SELECT (SELECT coalesce(sum(live), 0)::bigint FROM outbox_counters) AS live, (SELECT count(*) FROM chosen) AS adding
@@ -241,16 +245,20 @@ FROM picked WHERE e.id = picked.id
 RETURNING e.id, e.action, e.route, e.sitecode, e.message_id, e.body, e.credentials, e.attempts, e.accepted_at, e.expires_at
 """
 
-MARK_DELIVERED = """
+MARK_DELIVERED = (
+    """
 WITH done AS (
     DELETE FROM outbox_events AS e USING unnest($1::bigint[], $2::bigint[]) AS t(id, lease)
     WHERE e.id = t.id AND e.lease = t.lease
     RETURNING e.id
 ), counted AS (
-    """ + _COUNT.format(sign="-", rows="done", slot=3) + """
+    """
+    + _COUNT.format(sign="-", rows="done", slot=3)
+    + """
 )
 SELECT count(*) FROM done
 """
+)
 
 MARK_RETRY = """
 UPDATE outbox_events AS e SET due_at = t.at, lease = NULL, last_status = t.status, last_error = t.error
@@ -395,9 +403,7 @@ def _count(status: str) -> int:
 
 
 def _letter(row) -> DeadLetter:
-    return DeadLetter(
-        str(row[0]), row[1], _text(row[2]), _text(row[3]), _text(row[4]), row[5], row[6], row[7], row[8], row[9], row[10], row[11]
-    )
+    return DeadLetter(str(row[0]), row[1], _text(row[2]), _text(row[3]), _text(row[4]), row[5], row[6], row[7], row[8], row[9], row[10], row[11])
 
 
 def _where(where: DeadLetterFilter, params: list) -> str:
@@ -526,8 +532,7 @@ class PostgresOutbox(Outbox):
             if exc.sqlstate == FULL_SQLSTATE:
                 live, adding = (int(n) for n in exc.detail.split())
                 raise OutboxFull(
-                    f"the outbox holds {live} undelivered events; {adding} more would pass "
-                    f"KAMELEOON_OUTBOX_MAX_PENDING: retry later"
+                    f"the outbox holds {live} undelivered events; {adding} more would pass KAMELEOON_OUTBOX_MAX_PENDING: retry later"
                 ) from None
             if isinstance(exc, _CONNECTION_LOST):
                 await self._lost(exc)
@@ -570,10 +575,7 @@ class PostgresOutbox(Outbox):
     async def claim(self, limit: int, *, now: float, lease_s: float) -> list[Claimed]:
         lease = secrets.randbits(63)
         rows = await self._call(False, "fetch", CLAIM, now, limit, now + lease_s, lease)
-        claimed = [
-            Claimed(str(r[0]), str(lease), r[1], _text(r[2]), _text(r[3]), _text(r[4]), bytes(r[5]), r[6], r[7], r[8], r[9])
-            for r in rows
-        ]
+        claimed = [Claimed(str(r[0]), str(lease), r[1], _text(r[2]), _text(r[3]), _text(r[4]), bytes(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
         claimed.sort(key=lambda c: int(c.id))
         return claimed
 
@@ -597,8 +599,13 @@ class PostgresOutbox(Outbox):
         if not retries:
             return 0
         status = await self._call(
-            False, "execute", MARK_RETRY, *self._held(retries),
-            [r.at for r in retries], [r.http_status for r in retries], [_safe_text(r.error) for r in retries],
+            False,
+            "execute",
+            MARK_RETRY,
+            *self._held(retries),
+            [r.at for r in retries],
+            [r.http_status for r in retries],
+            [_safe_text(r.error) for r in retries],
         )
         return _count(status)
 
@@ -606,8 +613,14 @@ class PostgresOutbox(Outbox):
         if not dead:
             return 0
         return await self._call(
-            True, "fetchval", MARK_DEAD, *self._held(dead),
-            [d.http_status for d in dead], [_safe_text(d.error) for d in dead], now, random.randrange(COUNTER_SLOTS),
+            True,
+            "fetchval",
+            MARK_DEAD,
+            *self._held(dead),
+            [d.http_status for d in dead],
+            [_safe_text(d.error) for d in dead],
+            now,
+            random.randrange(COUNTER_SLOTS),
         )
 
     async def release(self, claims: Sequence[Claimed], *, now: float) -> int:
@@ -638,9 +651,7 @@ class PostgresOutbox(Outbox):
         stats.oldest_pending_age_s = max(0.0, now - oldest) if oldest is not None else 0.0
         return stats
 
-    async def list_dead_letters(
-        self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[DeadLetter], str | None]:
+    async def list_dead_letters(self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None) -> tuple[list[DeadLetter], str | None]:
         params: list = []
         clause = _where(where, params)
         if cursor:
@@ -656,7 +667,10 @@ class PostgresOutbox(Outbox):
     async def retry_dead_letters(self, where: DeadLetterFilter, *, now: float, window_s: float) -> int:
         params: list = [now, now + window_s, random.randrange(COUNTER_SLOTS)]
         clause = _where(where, params)
-        return await self._call(True, "fetchval", f"""
+        return await self._call(
+            True,
+            "fetchval",
+            f"""
             WITH moved AS (
                 DELETE FROM outbox_dead_letters WHERE {clause} RETURNING {_MOVED}, last_status, last_error
             ), back AS (
@@ -666,7 +680,9 @@ class PostgresOutbox(Outbox):
                 {_COUNT.format(sign="+", rows="moved", slot=3)}
             )
             SELECT count(*) FROM moved
-            """, *params)
+            """,
+            *params,
+        )
 
     async def purge_dead_letters(self, where: DeadLetterFilter) -> int:
         params: list = []

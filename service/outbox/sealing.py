@@ -58,7 +58,7 @@ class Sealer:
         if self._aead is None:
             raise Unsealable("the event's apiKey is encrypted and KAMELEOON_OUTBOX_KEY is not set")
         try:
-            raw = base64.urlsafe_b64decode(reference[len(PREFIX):])
+            raw = base64.urlsafe_b64decode(reference[len(PREFIX) :])
             api_key = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], AAD).decode()
         except (InvalidTag, ValueError, binascii.Error):
             raise Unsealable("the event's apiKey cannot be decrypted: KAMELEOON_OUTBOX_KEY is not the key it was stored with") from None

@@ -118,7 +118,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Columns shared by events and dead_letters, in the order DeadLetter wants them.
-_LETTER_COLUMNS = "id, action, route, sitecode, message_id, attempts, accepted_at, first_attempt_at, last_attempt_at, dead_at, last_status, last_error"
+_LETTER_COLUMNS = (
+    "id, action, route, sitecode, message_id, attempts, accepted_at, first_attempt_at, last_attempt_at, dead_at, last_status, last_error"
+)
 _MOVED = "id, action, route, sitecode, message_id, body, credentials, accepted_at, attempts, first_attempt_at, last_attempt_at"
 
 
@@ -126,7 +128,7 @@ def path_of(url: str) -> str:
     """The file of ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (SQLAlchemy's spelling)."""
     if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
         raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    return url[len("sqlite:///"):]
+    return url[len("sqlite:///") :]
 
 
 class _Op:
@@ -234,8 +236,8 @@ class SqliteOutbox(Outbox):
                 try:
                     results = await loop.run_in_executor(self._writer_thread, self._transaction, ops)
                 except BaseException as exc:  # noqa: BLE001 -- every caller must hear of it
-                    failure = exc if isinstance(exc, OutboxUnavailable) else OutboxUnavailable(
-                        f"the outbox {self.path} cannot be written: {_reason(exc)}"
+                    failure = (
+                        exc if isinstance(exc, OutboxUnavailable) else OutboxUnavailable(f"the outbox {self.path} cannot be written: {_reason(exc)}")
                     )
                     results = [failure] * len(ops)
                 for op, result in zip(ops, results):
@@ -298,8 +300,7 @@ class SqliteOutbox(Outbox):
         if not events:
             return []
         rows = [
-            (e.action, _storable(e.route), _storable(e.sitecode), _storable(e.message_id), e.body, e.credentials, now,
-             now + window_s, now)
+            (e.action, _storable(e.route), _storable(e.sitecode), _storable(e.message_id), e.body, e.credentials, now, now + window_s, now)
             for e in events
         ]
         keys = [None if e.dedupe_key is None else _stored_key(e.dedupe_key) for e in events]
@@ -319,11 +320,12 @@ class SqliteOutbox(Outbox):
                     )
                 }
                 if len(fresh) < len(wanted):  # duplicates, or keys a synchronous delivery holds right now
-                    busy = dict(conn.execute(
-                        "SELECT key, reserved_until FROM idempotency WHERE key IN (SELECT value FROM json_each(?)) "
-                        "AND reservation IS NOT NULL",
-                        (json.dumps([key for key in wanted if key not in fresh]),),
-                    ).fetchall())
+                    busy = dict(
+                        conn.execute(
+                            "SELECT key, reserved_until FROM idempotency WHERE key IN (SELECT value FROM json_each(?)) AND reservation IS NOT NULL",
+                            (json.dumps([key for key in wanted if key not in fresh]),),
+                        ).fetchall()
+                    )
             stored = []
             answers = [Accepted(None, duplicate=True)] * len(events)
             for index, key in enumerate(keys):
@@ -369,10 +371,7 @@ class SqliteOutbox(Outbox):
                 "RETURNING id, action, route, sitecode, message_id, body, credentials, attempts, accepted_at, expires_at, due_at",
                 {"until": now + lease_s, "lease": lease, "now": now, "limit": limit},
             ).fetchall()
-            return [
-                Claimed(str(r[0]), lease, r[1], _text(r[2]), _text(r[3]), _text(r[4]), bytes(r[5]), r[6], r[7], r[8], r[9])
-                for r in rows
-            ]
+            return [Claimed(str(r[0]), lease, r[1], _text(r[2]), _text(r[3]), _text(r[4]), bytes(r[5]), r[6], r[7], r[8], r[9]) for r in rows]
 
         claimed = await self._submit(run, durable=False)
         claimed.sort(key=lambda c: int(c.id))
@@ -395,9 +394,12 @@ class SqliteOutbox(Outbox):
         params = [(r.at, r.http_status, r.error, int(r.id), r.lease) for r in retries]
 
         def run(conn: sqlite3.Connection) -> int:
-            return _changes(conn, lambda: conn.executemany(
-                "UPDATE events SET due_at = ?, lease = NULL, last_status = ?, last_error = ? WHERE id = ? AND lease = ?", params
-            ))
+            return _changes(
+                conn,
+                lambda: conn.executemany(
+                    "UPDATE events SET due_at = ?, lease = NULL, last_status = ?, last_error = ? WHERE id = ? AND lease = ?", params
+                ),
+            )
 
         return await self._submit(run, durable=False) if params else 0
 
@@ -405,10 +407,14 @@ class SqliteOutbox(Outbox):
         params = [(now, d.http_status, d.error, int(d.id), d.lease) for d in dead]
 
         def run(conn: sqlite3.Connection) -> int:
-            moved = _changes(conn, lambda: conn.executemany(
-                f"INSERT INTO dead_letters ({_MOVED}, dead_at, last_status, last_error) "
-                f"SELECT {_MOVED}, ?, ?, ? FROM events WHERE id = ? AND lease = ?", params
-            ))
+            moved = _changes(
+                conn,
+                lambda: conn.executemany(
+                    f"INSERT INTO dead_letters ({_MOVED}, dead_at, last_status, last_error) "
+                    f"SELECT {_MOVED}, ?, ?, ? FROM events WHERE id = ? AND lease = ?",
+                    params,
+                ),
+            )
             conn.executemany("DELETE FROM events WHERE id = ? AND lease = ?", [p[3:] for p in params])
             _count(conn, -moved)
             return moved
@@ -419,21 +425,28 @@ class SqliteOutbox(Outbox):
         params = [(now, int(c.id), c.lease) for c in claims]
 
         def run(conn: sqlite3.Connection) -> int:
-            return _changes(conn, lambda: conn.executemany(
-                "UPDATE events SET due_at = ?, lease = NULL, attempts = attempts - 1, "
-                "first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END, "
-                "last_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempt_at END "
-                "WHERE id = ? AND lease = ?", params
-            ))
+            return _changes(
+                conn,
+                lambda: conn.executemany(
+                    "UPDATE events SET due_at = ?, lease = NULL, attempts = attempts - 1, "
+                    "first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END, "
+                    "last_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempt_at END "
+                    "WHERE id = ? AND lease = ?",
+                    params,
+                ),
+            )
 
         return await self._submit(run, durable=False) if params else 0
 
     async def expire(self, *, now: float, limit: int) -> list[DeadLetter]:
         def run(conn: sqlite3.Connection) -> list[DeadLetter]:
-            ids = [row[0] for row in conn.execute(
-                "SELECT id FROM events WHERE expires_at <= ? AND (lease IS NULL OR due_at <= ?) ORDER BY expires_at LIMIT ?",
-                (now, now, limit),
-            )]
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM events WHERE expires_at <= ? AND (lease IS NULL OR due_at <= ?) ORDER BY expires_at LIMIT ?",
+                    (now, now, limit),
+                )
+            ]
             if not ids:
                 return []
             marks = json.dumps(ids)
@@ -447,9 +460,12 @@ class SqliteOutbox(Outbox):
             )
             conn.execute("DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))", (marks,))
             _count(conn, -len(ids))
-            return [_letter(row) for row in conn.execute(
-                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", (marks,)
-            )]
+            return [
+                _letter(row)
+                for row in conn.execute(
+                    f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", (marks,)
+                )
+            ]
 
         return await self._submit(run, durable=True)
 
@@ -477,18 +493,14 @@ class SqliteOutbox(Outbox):
 
         return await self._read_op(run)
 
-    async def list_dead_letters(
-        self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None
-    ) -> tuple[list[DeadLetter], str | None]:
+    async def list_dead_letters(self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None) -> tuple[list[DeadLetter], str | None]:
         clause, params = _where(where)
         if cursor:
             clause += " AND id > ?"
             params.append(page_after(cursor))
 
         def run(conn: sqlite3.Connection):
-            rows = conn.execute(
-                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE {clause} ORDER BY id LIMIT ?", (*params, limit + 1)
-            ).fetchall()
+            rows = conn.execute(f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE {clause} ORDER BY id LIMIT ?", (*params, limit + 1)).fetchall()
             letters = [_letter(row) for row in rows[:limit]]
             return letters, (letters[-1].id if len(rows) > limit else None)
 
@@ -498,11 +510,14 @@ class SqliteOutbox(Outbox):
         clause, params = _where(where)
 
         def run(conn: sqlite3.Connection) -> int:
-            moved = _changes(conn, lambda: conn.execute(
-                f"INSERT INTO events ({_MOVED}, last_status, last_error, expires_at, due_at) "
-                f"SELECT {_MOVED}, last_status, last_error, ?, ? FROM dead_letters WHERE {clause}",
-                (now + window_s, now, *params),
-            ))
+            moved = _changes(
+                conn,
+                lambda: conn.execute(
+                    f"INSERT INTO events ({_MOVED}, last_status, last_error, expires_at, due_at) "
+                    f"SELECT {_MOVED}, last_status, last_error, ?, ? FROM dead_letters WHERE {clause}",
+                    (now + window_s, now, *params),
+                ),
+            )
             conn.execute(f"DELETE FROM dead_letters WHERE {clause}", params)
             _count(conn, moved)
             return moved
@@ -519,13 +534,14 @@ class SqliteOutbox(Outbox):
 
     async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
-            letters = _changes(conn, lambda: conn.execute(
-                "DELETE FROM dead_letters WHERE dead_at < ?", (now - dead_letter_retention_s,)
-            ))
-            keys = _changes(conn, lambda: conn.execute(
-                "DELETE FROM idempotency WHERE at < ? AND (reservation IS NULL OR reserved_until <= ?)",
-                (now - idempotency_window_s, now),
-            ))
+            letters = _changes(conn, lambda: conn.execute("DELETE FROM dead_letters WHERE dead_at < ?", (now - dead_letter_retention_s,)))
+            keys = _changes(
+                conn,
+                lambda: conn.execute(
+                    "DELETE FROM idempotency WHERE at < ? AND (reservation IS NULL OR reserved_until <= ?)",
+                    (now - idempotency_window_s, now),
+                ),
+            )
             return letters, keys
 
         return await self._submit(run, durable=False)
@@ -545,9 +561,7 @@ class SqliteOutbox(Outbox):
             ).fetchall()
             if taken:
                 return Reservation(TAKEN, token=str(token))
-            holder, held_until = conn.execute(
-                "SELECT reservation, reserved_until FROM idempotency WHERE key = ?", (key,)
-            ).fetchone()
+            holder, held_until = conn.execute("SELECT reservation, reserved_until FROM idempotency WHERE key = ?", (key,)).fetchone()
             return Reservation(DELIVERED) if holder is None else Reservation(BUSY, until=held_until)
 
         return await self._submit(run, durable=False)
@@ -556,18 +570,17 @@ class SqliteOutbox(Outbox):
         key = _stored_key(key)
 
         def run(conn: sqlite3.Connection) -> bool:
-            return bool(_changes(conn, lambda: conn.execute(
-                "DELETE FROM idempotency WHERE key = ? AND reservation = ?", (key, _int(token))
-            )))
+            return bool(_changes(conn, lambda: conn.execute("DELETE FROM idempotency WHERE key = ? AND reservation = ?", (key, _int(token)))))
 
         return await self._submit(run, durable=False)
 
     async def seen(self, key: str, *, now: float, window_s: float) -> bool:
         key = _stored_key(key)
         return await self._read_op(
-            lambda conn: conn.execute(
-                "SELECT 1 FROM idempotency WHERE key = ? AND at >= ? AND reservation IS NULL", (key, now - window_s)
-            ).fetchone() is not None
+            lambda conn: (
+                conn.execute("SELECT 1 FROM idempotency WHERE key = ? AND at >= ? AND reservation IS NULL", (key, now - window_s)).fetchone()
+                is not None
+            )
         )
 
     async def remember(self, key: str, *, now: float) -> None:
@@ -585,10 +598,7 @@ class SqliteOutbox(Outbox):
 
 # A key row that a new delivery or enqueue may take (named parameters :now and :cut, the window's start):
 # taken before the window, or reserved by a delivery whose reservation ran out.
-_FREE = (
-    "(idempotency.reservation IS NULL AND idempotency.at < :cut) "
-    "OR (idempotency.reservation IS NOT NULL AND idempotency.reserved_until <= :now)"
-)
+_FREE = "(idempotency.reservation IS NULL AND idempotency.at < :cut) OR (idempotency.reservation IS NOT NULL AND idempotency.reserved_until <= :now)"
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -66,9 +66,7 @@ class OutboxStore:
             if deadline is not None:
                 left = deadline - DEADLINE_RESERVE_S - loop.time()
                 if left <= 0:
-                    raise DeadlineExceeded(
-                        "the call's deadline passed while another delivery of this messageId was in flight; nothing was sent"
-                    )
+                    raise DeadlineExceeded("the call's deadline passed while another delivery of this messageId was in flight; nothing was sent")
                 pause = min(pause, left)
             await asyncio.sleep(pause)
 

@@ -69,7 +69,11 @@ class Reloader:
         self._metrics.config_reload(source.name, REFUSED)
         log.error(
             "configuration reload refused: the previous version stays in force",
-            config=source.name, path=source.path, reason=reason, error=problem, version_in_force=previous,
+            config=source.name,
+            path=source.path,
+            reason=reason,
+            error=problem,
+            version_in_force=previous,
         )
         return REFUSED
 

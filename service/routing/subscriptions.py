@@ -59,8 +59,7 @@ class Subscription:
 def preset_specs() -> list[dict]:
     """The destination's four presets, in Segment's shape: each action with its default mapping."""
     return [
-        {"name": name, "subscribe": trigger, "partnerAction": slug, "mapping": ACTIONS[slug].default_mapping()}
-        for name, trigger, slug in PRESETS
+        {"name": name, "subscribe": trigger, "partnerAction": slug, "mapping": ACTIONS[slug].default_mapping()} for name, trigger, slug in PRESETS
     ]
 
 

@@ -19,10 +19,7 @@ import pytest
 from tools import postgres_server
 
 SHARED = "KAMELEOON_TEST_PG_SERVER"
-NO_POSTGRES = (
-    "PostgreSQL binaries not found (initdb, pg_ctl): apt-get install postgresql, "
-    "or set KAMELEOON_TEST_PG_BINDIR to their directory"
-)
+NO_POSTGRES = "PostgreSQL binaries not found (initdb, pg_ctl): apt-get install postgresql, or set KAMELEOON_TEST_PG_BINDIR to their directory"
 
 
 def postgres_or_skip() -> str:

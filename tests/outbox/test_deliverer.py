@@ -47,11 +47,20 @@ class Rig:
     started: bool = False
     stopped: bool = False
 
-    async def enqueue(self, *ids: str, window_s: float = HOUR, credentials: str = "server", action: str = "logEvent",
-                      now: float | None = None, dedupe: bool = False, idempotency_window_s: float = 0.0) -> list[str]:
+    async def enqueue(
+        self,
+        *ids: str,
+        window_s: float = HOUR,
+        credentials: str = "server",
+        action: str = "logEvent",
+        now: float | None = None,
+        dedupe: bool = False,
+        idempotency_window_s: float = 0.0,
+    ) -> list[str]:
         events = [NewEvent(action, "route-" + action, SITECODE, i, body(i), credentials, dedupe_key=i if dedupe else None) for i in ids]
-        accepted = await self.store.enqueue(events, now=time.time() if now is None else now, window_s=window_s,
-                                            idempotency_window_s=idempotency_window_s, max_pending=0)
+        accepted = await self.store.enqueue(
+            events, now=time.time() if now is None else now, window_s=window_s, idempotency_window_s=idempotency_window_s, max_pending=0
+        )
         return [a.id for a in accepted]
 
     async def start(self) -> None:
@@ -92,8 +101,9 @@ async def rig(sink, tmp_path):
     made: list[Rig] = []
 
     async def make(**overrides) -> Rig:
-        config = Config(**{"base_url": sink.url, "api_key": API_KEY, "backoff_base_s": 0.01, "retry_max_backoff_s": 0.05,
-                           "outbox_concurrency": 2, **overrides})
+        config = Config(
+            **{"base_url": sink.url, "api_key": API_KEY, "backoff_base_s": 0.01, "retry_max_backoff_s": 0.05, "outbox_concurrency": 2, **overrides}
+        )
         path = str(tmp_path / f"outbox-{len(made)}.db")
         store = SqliteOutbox(path)
         await store.open()
@@ -178,8 +188,9 @@ def test_a_circuit_with_no_backoff_still_pauses_between_probes():
 # -- retries and dead letters ------------------------------------------------------
 
 
-@pytest.mark.parametrize("base, cap, before, ceiling", [(0.125, HOUR, 6, 8.0), (1.0, 2.0, 3, 2.0), (0.2, HOUR, 0, 0.2)],
-                         ids=["backoff", "capped", "first"])
+@pytest.mark.parametrize(
+    "base, cap, before, ceiling", [(0.125, HOUR, 6, 8.0), (1.0, 2.0, 3, 2.0), (0.2, HOUR, 0, 0.2)], ids=["backoff", "capped", "first"]
+)
 async def test_a_retryable_answer_comes_back_after_a_jittered_exponential_backoff(rig, sink, base, cap, before, ceiling):
     """After ``before`` attempts, this one's retry is due within ``min(cap, base * 2 ** before)``, spread over all of it."""
     sink.default = Reply(status=503, body="busy")
@@ -189,8 +200,10 @@ async def test_a_retryable_answer_comes_back_after_a_jittered_exponential_backof
     r.sql("UPDATE events SET attempts = ?", before)  # attempts already made: this claim is number before + 1
     started = time.time()
     await r.start()
-    await eventually(lambda: [row[0] for row in r.events().values()] == [before + 1] * 20 and all(row[2] is None for row in r.events().values()),
-                     what="20 retries marked")
+    await eventually(
+        lambda: [row[0] for row in r.events().values()] == [before + 1] * 20 and all(row[2] is None for row in r.events().values()),
+        what="20 retries marked",
+    )
     ended = time.time()
     await r.stop()
     assert sorted(posted(sink)) == sorted(ids)  # one attempt each: the client's own retries are off
@@ -214,14 +227,26 @@ async def test_retry_after_longer_than_the_backoff_is_waited_for_unless_the_wind
     await r.stop()
     attempts, due_at, lease, status, error = r.events()["ra-kept"]
     assert (attempts, status) == (1, 429) and before + 300 <= due_at <= after + 300
-    assert r.letters() == {"ra-dead": (1, 429, f"{WINDOW_ENDED}; last error: Kameleoon is unavailable: HTTP 429 "
-                                             "(Kameleoon answered: {\"status\":\"ok\"}) after 1 attempt(s)", "route-logEvent")}
+    assert r.letters() == {
+        "ra-dead": (
+            1,
+            429,
+            f'{WINDOW_ENDED}; last error: Kameleoon is unavailable: HTTP 429 (Kameleoon answered: {{"status":"ok"}}) after 1 attempt(s)',
+            "route-logEvent",
+        )
+    }
     await eventually(lambda: any(line["event"] == "dead letter" for line in log_lines()), what="the dead letter's line")
     [line] = [line for line in log_lines() if line["event"] == "dead letter"]
     assert line["level"] == "warning"
     assert {k: line[k] for k in ("outbox_id", "message_id", "action", "route", "attempts", "http_status", "error")} == {
-        "outbox_id": dead, "message_id": "ra-dead", "action": "logEvent", "route": "route-logEvent", "attempts": 1,
-        "http_status": 429, "error": r.letters()["ra-dead"][2]}
+        "outbox_id": dead,
+        "message_id": "ra-dead",
+        "action": "logEvent",
+        "route": "route-logEvent",
+        "attempts": 1,
+        "http_status": 429,
+        "error": r.letters()["ra-dead"][2],
+    }
     assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1
     assert r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 0
 
@@ -240,11 +265,20 @@ async def test_a_final_answer_is_a_dead_letter_at_once_and_ends_a_run_of_failure
     for message_id in order:
         [ids[message_id]] = await r.enqueue(message_id)
     await r.start()
-    await eventually(lambda: len(posted(sink)) == len(order) and "f-final" in r.letters()
-                     and all(row[2] is None for row in r.events().values()), what="every event attempted once")
+    await eventually(
+        lambda: len(posted(sink)) == len(order) and "f-final" in r.letters() and all(row[2] is None for row in r.events().values()),
+        what="every event attempted once",
+    )
     assert posted(sink) == order
-    assert r.letters() == {"f-final": (1, 422, 'Kameleoon rejected the event (HTTP 422): the request was not accepted and will not '
-                                               'be retried. Kameleoon answered: {"error":"bad payload"}', "route-logEvent")}
+    assert r.letters() == {
+        "f-final": (
+            1,
+            422,
+            "Kameleoon rejected the event (HTTP 422): the request was not accepted and will not "
+            'be retried. Kameleoon answered: {"error":"bad payload"}',
+            "route-logEvent",
+        )
+    }
     await eventually(lambda: r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 1, what="the dead letter counted")
     [line] = [line for line in log_lines() if line["event"] == "dead letter"]
     assert (line["outbox_id"], line["message_id"], line["attempts"], line["http_status"]) == (ids["f-final"], "f-final", 1, 422)
@@ -294,7 +328,7 @@ async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_d
     probes = sink.received[probes_from:]
     assert all(b.arrived >= a.answered for a, b in zip(probes, probes[1:]))
     if concurrency == 1:  # the failure of request CIRCUIT_THRESHOLD - 1 + k wrote line k; the next request is the probe it set
-        failures = sink.received[CIRCUIT_THRESHOLD - 1:]
+        failures = sink.received[CIRCUIT_THRESHOLD - 1 :]
         pairs = list(zip(lines, failures, failures[1:]))
         assert len(pairs) >= 3
         for line, failed, probe in pairs:
@@ -304,8 +338,11 @@ async def test_an_outage_warns_once_probes_one_event_at_a_time_and_the_backlog_d
     await eventually(lambda: not r.events(), what="the backlog delivered")
     assert sorted(set(posted(sink))) == sorted(ids) and sorted(r["messageId"] for r in (x.json() for x in sink.accepted())) == sorted(ids)
     await eventually(lambda: r.metric('kameleoon_outbox_delivered_total{action="logEvent"}') == 10, what="counted")
-    closed = [(line["level"], line["event"]) for line in log_lines() if line["event"].startswith("kameleoon answers")
-              or line["event"].startswith("kameleoon is back")]
+    closed = [
+        (line["level"], line["event"])
+        for line in log_lines()
+        if line["event"].startswith("kameleoon answers") or line["event"].startswith("kameleoon is back")
+    ]
     assert closed == [("info", "kameleoon answers again: circuit closed"), ("info", "kameleoon is back: delivering the backlog")]
     assert r.letters() == {}
     await r.stop()
@@ -370,8 +407,9 @@ async def test_stop_without_grace_cancels_the_attempt_and_puts_every_claimed_eve
     await r.enqueue("s-1", "s-2", "s-3")
     before = time.time()
     await r.start()
-    await eventually(lambda: sink.in_flight == 1 and sum(row[2] is not None for row in r.events().values()) == 2,
-                     what="one attempt held, one more event claimed")
+    await eventually(
+        lambda: sink.in_flight == 1 and sum(row[2] is not None for row in r.events().values()) == 2, what="one attempt held, one more event claimed"
+    )
     leased = {m: row for m, row in r.events().items() if row[2] is not None}
     assert sorted(leased) == ["s-1", "s-2"]  # room for twice the workers, in the order they came
     assert all(row[0] == 1 and row[1] >= before + HOUR for row in leased.values())  # leased for outbox_lease_s
@@ -425,8 +463,9 @@ async def test_the_claimer_keeps_twice_the_workers_claimed_as_events_are_deliver
     await eventually(lambda: sink.in_flight == 2 and r.leased() == ["t-0", "t-1", "t-2", "t-3"], what="four claimed")
     for n in range(3):
         holds[f"t-{n}"].set()
-        await eventually(lambda: f"t-{n}" not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4,
-                         what=f"t-{n} delivered and one more claimed")
+        await eventually(
+            lambda: f"t-{n}" not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4, what=f"t-{n} delivered and one more claimed"
+        )
         assert r.leased() == [f"t-{i}" for i in range(n + 1, n + 5)]
     for hold in holds.values():
         hold.set()
@@ -458,8 +497,9 @@ async def test_probes_leave_the_claimer_keeping_twice_the_workers_claimed(rig, s
     for _ in range(3):
         first = next(m for m, hold in holds.items() if not hold.is_set())
         holds[first].set()
-        await eventually(lambda: first not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4,
-                         what=f"{first} delivered, another posting, four leased")
+        await eventually(
+            lambda: first not in r.events() and sink.in_flight == 2 and len(r.leased()) == 4, what=f"{first} delivered, another posting, four leased"
+        )
     for hold in holds.values():
         hold.set()
     await r.stop(grace=30)
@@ -483,14 +523,22 @@ async def test_housekeeping_turns_ended_windows_into_logged_dead_letters_and_for
     # The first tick: ended windows to dead letters, then the gauges, then old dead letters and keys forgotten.
     assert (r.metric("kameleoon_outbox_pending"), r.metric("kameleoon_outbox_in_flight")) == (1, 0)
     assert r.metric("kameleoon_outbox_oldest_pending_age_seconds") >= 0
-    await eventually(lambda: sorted(r.letters()) == ["", "h-expired"] and r.sql("SELECT count(*) FROM idempotency") == [(0,)],
-                     what="the old dead letter and key forgotten")
+    await eventually(
+        lambda: sorted(r.letters()) == ["", "h-expired"] and r.sql("SELECT count(*) FROM idempotency") == [(0,)],
+        what="the old dead letter and key forgotten",
+    )
     assert r.letters()["h-expired"] == (0, 0, "the retry window ended before any attempt", "route-logEvent")
     lines = {line["outbox_id"]: line for line in log_lines() if line["event"] == "dead letter"}
     assert sorted(lines) == sorted([expired, anonymous])
     assert {k: lines[expired][k] for k in ("level", "message_id", "action", "route", "attempts", "http_status", "error")} == {
-        "level": "warning", "message_id": "h-expired", "action": "logEvent", "route": "route-logEvent", "attempts": 0,
-        "http_status": 0, "error": "the retry window ended before any attempt"}
+        "level": "warning",
+        "message_id": "h-expired",
+        "action": "logEvent",
+        "route": "route-logEvent",
+        "attempts": 0,
+        "http_status": 0,
+        "error": "the retry window ended before any attempt",
+    }
     assert lines[anonymous]["message_id"] is None
     assert r.metric('kameleoon_outbox_dead_lettered_total{action="logEvent"}') == 2
     assert posted(sink) == []
@@ -548,8 +596,9 @@ async def test_claims_and_expiry_the_outbox_refuses_are_tried_again(rig, sink, l
     switch(r, "claim", True)
     switch(r, "expire", True)
     await r.start()
-    await eventually(lambda: warnings_of(log_lines(), "outbox claim failed") and warnings_of(log_lines(), "outbox housekeeping failed"),
-                     what="both refused")
+    await eventually(
+        lambda: warnings_of(log_lines(), "outbox claim failed") and warnings_of(log_lines(), "outbox housekeeping failed"), what="both refused"
+    )
     # (a refused statement fails the whole group commit it shares: either text may come back)
     for event in ("outbox claim failed", "outbox housekeeping failed"):
         assert "refused by the test" in warnings_of(log_lines(), event)[0] and r.path in warnings_of(log_lines(), event)[0]

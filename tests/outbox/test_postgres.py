@@ -109,7 +109,7 @@ async def test_an_idempotency_key_is_stored_as_its_128_bit_blake2b(postgres_url)
 
 async def test_text_from_callers_keeps_every_character(store_factory):
     store = await store_factory()
-    odd = "m-\x00-é-\U0001F600"
+    odd = "m-\x00-é-\U0001f600"
     await put(store, [event(1, message_id=odd, sitecode="01234\x0056789", route="sub\x00name")])
     [claimed] = await store.claim(1, now=T0, lease_s=LEASE)
     assert (claimed.message_id, claimed.sitecode, claimed.route) == (odd, "01234\x0056789", "sub\x00name")
@@ -127,8 +127,7 @@ async def test_a_statement_the_database_refuses_is_unavailable_in_its_own_words(
         await conn.execute("ALTER TABLE outbox_events RENAME TO outbox_events_away")
         with pytest.raises(OutboxUnavailable) as raised:
             await store.claim(1, now=T0, lease_s=LEASE)
-        assert str(raised.value) == (
-            f'the outbox {store.location} cannot be used: UndefinedTableError: relation "outbox_events" does not exist')
+        assert str(raised.value) == (f'the outbox {store.location} cannot be used: UndefinedTableError: relation "outbox_events" does not exist')
         await conn.execute("ALTER TABLE outbox_events_away RENAME TO outbox_events")
         assert (await eventually(lambda: put(store, [event(1)])))[0].id  # nothing to reopen
     finally:
@@ -150,9 +149,7 @@ async def test_cleanup_goes_in_small_batches_and_never_waits_for_a_held_key(post
         await transaction.start()
         await other.fetch("SELECT key FROM outbox_keys WHERE key = $1 FOR UPDATE", held)
         # Someone holds one key (a replica refreshing it): cleanup takes the others and goes on.
-        letters, keys = await asyncio.wait_for(
-            store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM), 60
-        )
+        letters, keys = await asyncio.wait_for(store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=IDEM, idempotency_window_s=IDEM), 60)
         assert (letters, keys) == (0, 249)
         assert await other.fetchval("SELECT count(*) FROM commit_modes WHERE tbl = 'outbox_keys'") == 3  # 100, 100, 49
         await transaction.rollback()
@@ -175,8 +172,7 @@ BEGIN
 END
 $$;
 """ + "".join(
-    f"CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE OR DELETE ON {table} "
-    "FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();\n"
+    f"CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();\n"
     for table in ("outbox_events", "outbox_dead_letters", "outbox_keys", "outbox_counters")
 )
 
@@ -228,9 +224,7 @@ async def test_accepted_events_and_dead_letters_commit_durably_and_the_rest_with
         assert done == 1 and under(noted, durable), noted
         done, noted = await modes(store.purge_dead_letters(DeadLetterFilter(ids=(letters[0].id,))))
         assert done == 1 and under(noted, durable), noted
-        forgotten, noted = await modes(
-            store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=10, idempotency_window_s=IDEM)
-        )
+        forgotten, noted = await modes(store.housekeep(now=T0 + IDEM + 1, dead_letter_retention_s=10, idempotency_window_s=IDEM))
         assert forgotten == (1, 5) and under(noted, relaxed), noted
         assert {(table, op) for table, op, _ in noted} == {("outbox_dead_letters", "DELETE"), ("outbox_keys", "DELETE")}
 
@@ -440,12 +434,16 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
         body = b'{"type":"track","event":"Old","messageId":"old-1","timestamp":"2024-01-01T00:00:00Z","properties":{}}'
         await conn.execute(
             "INSERT INTO outbox_events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
-            "VALUES ('logEvent', 'logEvent', '0123456789', 'old-1', $1, 'server', $2::float8, $2::float8 + 3600, $2::float8)", body, now)
+            "VALUES ('logEvent', 'logEvent', '0123456789', 'old-1', $1, 'server', $2::float8, $2::float8 + 3600, $2::float8)",
+            body,
+            now,
+        )
         await conn.execute("UPDATE outbox_counters SET live = 1 WHERE slot = 0")
         await conn.execute("INSERT INTO outbox_keys (key, at) VALUES ($1, $2)", digest(f"{SITECODE}\x1flogEvent\x1fold-2"), now)
         await conn.execute(
             "INSERT INTO outbox_dead_letters VALUES (777, 'identify', 'identify', '0123456789', 'old-3', '{}', 'server', $1, 1, $1, $1, 400, 'no', $1)",
-            now)
+            now,
+        )
     finally:
         await conn.close()
 
@@ -462,8 +460,7 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events'")}
         assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
         # Migration 3: the key the old release took is a plain taken key (no reservation), and a sync call reserves.
-        rows = await conn.fetch("SELECT reservation, reserved_until FROM outbox_keys WHERE key = $1",
-                                digest(f"{SITECODE}\x1flogEvent\x1fold-2"))
+        rows = await conn.fetch("SELECT reservation, reserved_until FROM outbox_keys WHERE key = $1", digest(f"{SITECODE}\x1flogEvent\x1fold-2"))
         assert [tuple(r) for r in rows] == [(None, None)]
     finally:
         await conn.close()
@@ -480,9 +477,13 @@ async def test_serve_and_the_outbox_command_stop_naming_the_variable_when_the_da
     code, _, err = await outbox_command(url, "stats")
     assert code == 2 and "KAMELEOON_OUTBOX=postgresql://kd:***@127.0.0.1" in err and pg.PASSWORD not in err
     process = await asyncio.create_subprocess_exec(
-        SCRIPT, "serve", "--listen", f"127.0.0.1:{pg.free_port()}",
+        SCRIPT,
+        "serve",
+        "--listen",
+        f"127.0.0.1:{pg.free_port()}",
         env={**os.environ, "KAMELEOON_DELIVERY": "queued", "KAMELEOON_OUTBOX": url},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2

@@ -39,7 +39,8 @@ async def outbox_stats(url: str, now: float):
 async def send_batch(port: int, ids: list[str], mode: int) -> list[pb.SendResponse]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         batch = await pb_grpc.KameleoonDestinationStub(channel).SendBatch(
-            pb.SendBatchRequest(delivery=mode, requests=[track(i) for i in ids]), timeout=30)
+            pb.SendBatchRequest(delivery=mode, requests=[track(i) for i in ids]), timeout=30
+        )
     return list(batch.responses)
 
 

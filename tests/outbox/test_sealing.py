@@ -29,7 +29,8 @@ def test_an_own_api_key_comes_back_only_under_the_key_it_was_sealed_with():
     assert reference.startswith("aesgcm1:") and API_KEY not in reference
     assert Sealer(KEY, None).credentials(reference, SITECODE) == CREDENTIALS
     assert unsealable(Sealer(OTHER_KEY, None), reference) == (
-        "the event's apiKey cannot be decrypted: KAMELEOON_OUTBOX_KEY is not the key it was stored with")
+        "the event's apiKey cannot be decrypted: KAMELEOON_OUTBOX_KEY is not the key it was stored with"
+    )
     assert unsealable(Sealer(None, None), reference) == "the event's apiKey is encrypted and KAMELEOON_OUTBOX_KEY is not set"
 
 
@@ -45,7 +46,8 @@ def test_an_own_api_key_without_an_outbox_key_is_refused_naming_both_settings():
         Sealer(None, None).reference(CREDENTIALS)
     assert str(raised.value) == (
         "queued delivery of a request carrying its own apiKey needs KAMELEOON_OUTBOX_KEY on the server "
-        "(base64 of 32 bytes) to store the apiKey encrypted; or use the server's KAMELEOON_API_KEY")
+        "(base64 of 32 bytes) to store the apiKey encrypted; or use the server's KAMELEOON_API_KEY"
+    )
 
 
 def test_the_outbox_key_is_strict_base64_of_32_bytes():

@@ -47,8 +47,7 @@ async def test_text_and_keys_are_stored_as_files_written_before_hold_them(tmp_pa
     path = tmp_path / "o.db"
     store = SqliteOutbox(str(path))
     await store.open()
-    plain = [event(1, route="sub-é", sitecode="01234567é9", message_id="m-é\U0001F600",
-                   dedupe_key="01234567é9\x1fsub-é\x1fm-é\U0001F600"), event(2)]
+    plain = [event(1, route="sub-é", sitecode="01234567é9", message_id="m-é\U0001f600", dedupe_key="01234567é9\x1fsub-é\x1fm-é\U0001f600"), event(2)]
     odd = event(3, message_id="m-\ud800", dedupe_key="k-\ud800")
     marked = event(4, dedupe_key="\uffffk")
     await put(store, [*plain, odd, marked])
@@ -60,15 +59,20 @@ async def test_text_and_keys_are_stored_as_files_written_before_hold_them(tmp_pa
         keys = conn.execute("SELECT key, typeof(key) FROM idempotency").fetchall()
     finally:
         conn.close()
-    assert rows == [("sub-é".encode(), "01234567é9".encode(), "m-é\U0001F600".encode(), b"text"),
-                    (b"logEvent", b"0123456789", b"m-2", b"text"),
-                    (b"logEvent", b"0123456789", b"m-\xed\xa0\x80", b"blob"),
-                    (b"logEvent", b"0123456789", b"m-4", b"text")]
-    assert sorted(keys) == sorted([
-        (plain[0].dedupe_key.encode(), b"text"), (plain[1].dedupe_key.encode(), b"text"),
-        (("\uffff" + "k-\ud800".encode("utf-8", "surrogatepass").hex()).encode(), b"text"),
-        (("\uffff" + "\uffffk".encode().hex()).encode(), b"text"),
-    ])
+    assert rows == [
+        ("sub-é".encode(), "01234567é9".encode(), "m-é\U0001f600".encode(), b"text"),
+        (b"logEvent", b"0123456789", b"m-2", b"text"),
+        (b"logEvent", b"0123456789", b"m-\xed\xa0\x80", b"blob"),
+        (b"logEvent", b"0123456789", b"m-4", b"text"),
+    ]
+    assert sorted(keys) == sorted(
+        [
+            (plain[0].dedupe_key.encode(), b"text"),
+            (plain[1].dedupe_key.encode(), b"text"),
+            (("\uffff" + "k-\ud800".encode("utf-8", "surrogatepass").hex()).encode(), b"text"),
+            (("\uffff" + "\uffffk".encode().hex()).encode(), b"text"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("content", [b"this is not a database at all" * 200, b"SQLite format 3\x00" + b"\xff" * 4000])
@@ -123,7 +127,9 @@ async def test_a_file_at_schema_version_1_is_upgraded_when_opened(tmp_path):
     # What release 1 left behind: a pending event and a taken messageId.
     conn.execute(
         "INSERT INTO events (action, route, sitecode, message_id, body, credentials, accepted_at, expires_at, due_at) "
-        "VALUES ('logEvent', 'logEvent', '0123456789', 'm-1', X'7B7D', 'server', ?, ?, ?)", (T0, T0 + 3600, T0))
+        "VALUES ('logEvent', 'logEvent', '0123456789', 'm-1', X'7B7D', 'server', ?, ?, ?)",
+        (T0, T0 + 3600, T0),
+    )
     conn.execute("INSERT INTO idempotency (key, at) VALUES (?, ?)", (event(2).dedupe_key, T0))
     conn.commit()
     conn.close()
@@ -206,8 +212,7 @@ async def test_its_location_is_the_url_of_its_file_and_its_threads_are_named(tmp
 async def synchronous_of(store: SqliteOutbox) -> int:
     """PRAGMA synchronous of the store's writing connection, read on its thread (the setting is per
     connection: a second connection cannot see it). 2 is FULL, 1 NORMAL."""
-    return await asyncio.get_running_loop().run_in_executor(
-        store._writer_thread, lambda: store._write.execute("PRAGMA synchronous").fetchone()[0])
+    return await asyncio.get_running_loop().run_in_executor(store._writer_thread, lambda: store._write.execute("PRAGMA synchronous").fetchone()[0])
 
 
 FULL, NORMAL = 2, 1
@@ -259,8 +264,13 @@ async def test_each_write_transaction_is_counted_once_and_a_mark_of_nothing_writ
         assert store.commits == 1
         await store.claim(1, now=T0, lease_s=LEASE)
         assert store.commits == 2
-        for nothing in (store.mark_delivered([], now=T0), store.mark_retry([], now=T0), store.mark_dead([], now=T0),
-                        store.release([], now=T0), store.enqueue([], now=T0, window_s=60, idempotency_window_s=IDEM, max_pending=0)):
+        for nothing in (
+            store.mark_delivered([], now=T0),
+            store.mark_retry([], now=T0),
+            store.mark_dead([], now=T0),
+            store.release([], now=T0),
+            store.enqueue([], now=T0, window_s=60, idempotency_window_s=IDEM, max_pending=0),
+        ):
             assert await nothing in (0, [])
         assert store.commits == 2
     finally:
@@ -281,8 +291,7 @@ async def test_a_failed_write_fails_its_whole_transaction_and_the_next_one_commi
             await store.stats(now=T0)
         assert str(raised.value) == f"the outbox {path} cannot be read: no such table: events (SQLITE_ERROR)"
         # The reservation alone would commit: sharing the enqueue's transaction, it fails with it.
-        failed = await asyncio.gather(put(store, [event(2)]), store.reserve(KEY, now=T0, window_s=IDEM, until=T0 + 40),
-                                      return_exceptions=True)
+        failed = await asyncio.gather(put(store, [event(2)]), store.reserve(KEY, now=T0, window_s=IDEM, until=T0 + 40), return_exceptions=True)
         assert [type(f) for f in failed] == [OutboxUnavailable] * 2
         assert {str(f) for f in failed} == {f"the outbox {path} cannot be written: no such table: events (SQLITE_ERROR)"}
         other.execute("ALTER TABLE events_away RENAME TO events")

@@ -45,8 +45,7 @@ async def test_enqueue_then_claim_gives_back_exactly_what_was_stored(store_facto
     claimed = await store.claim(10, now=T0, lease_s=LEASE)
     assert [c.id for c in claimed] == [a.id for a in accepted]
     first = claimed[0]
-    assert (first.action, first.route, first.sitecode, first.message_id, first.credentials) == (
-        "logEvent", "logEvent", "0123456789", "m-1", "server")
+    assert (first.action, first.route, first.sitecode, first.message_id, first.credentials) == ("logEvent", "logEvent", "0123456789", "m-1", "server")
     assert first.body == b'{"messageId":"m-1","n":1}'
     assert first.attempts == 1 and first.accepted_at == T0 and first.expires_at == T0 + WINDOW
 
@@ -119,8 +118,7 @@ async def test_dead_letters_are_listed_with_their_last_answer(store_factory):
     store = await store_factory()
     accepted = await put(store, [event(1), event(2, "identify"), event(3)])
     claimed = await store.claim(10, now=T0 + 5, lease_s=LEASE)
-    await store.mark_dead([Dead(c.id, c.lease, 400 if c.action == "logEvent" else 422, f"rejected {c.message_id}") for c in claimed],
-                          now=T0 + 6)
+    await store.mark_dead([Dead(c.id, c.lease, 400 if c.action == "logEvent" else 422, f"rejected {c.message_id}") for c in claimed], now=T0 + 6)
     stats = await store.stats(now=T0 + 6)
     assert (stats.pending, stats.in_flight, stats.dead) == (0, 0, 3)
     assert stats.by_action["identify"].dead == 1 and stats.by_action["logEvent"].dead == 2
@@ -270,8 +268,7 @@ ODD_SITECODE = "012345678\udc80"  # no request can carry it and the config refus
 
 def odd(n: int, surrogate: str = "\ud800") -> NewEvent:
     message_id = f"m-{surrogate}{n}"
-    return event(n, route="sub-\udfff", sitecode=ODD_SITECODE, message_id=message_id,
-                 dedupe_key=f"{ODD_SITECODE}\x1fsub-\udfff\x1f{message_id}")
+    return event(n, route="sub-\udfff", sitecode=ODD_SITECODE, message_id=message_id, dedupe_key=f"{ODD_SITECODE}\x1fsub-\udfff\x1f{message_id}")
 
 
 async def test_text_no_utf8_encodes_is_stored_and_given_back_exactly(store_factory):
@@ -280,8 +277,11 @@ async def test_text_no_utf8_encodes_is_stored_and_given_back_exactly(store_facto
     assert [a.duplicate for a in accepted] == [False, True, False, False, False]
     claimed = await store.claim(10, now=T0, lease_s=LEASE)
     assert [(c.route, c.sitecode, c.message_id) for c in claimed] == [
-        ("sub-\udfff", ODD_SITECODE, "m-\ud8001"), ("sub-\udfff", ODD_SITECODE, "m-\ud8011"),
-        ("sub-\udfff", ODD_SITECODE, "m-\ufffd1"), ("logEvent", "0123456789", "m-1")]
+        ("sub-\udfff", ODD_SITECODE, "m-\ud8001"),
+        ("sub-\udfff", ODD_SITECODE, "m-\ud8011"),
+        ("sub-\udfff", ODD_SITECODE, "m-\ufffd1"),
+        ("logEvent", "0123456789", "m-1"),
+    ]
     await store.mark_dead([Dead(claimed[0].id, claimed[0].lease, 400, "x")], now=T0 + 1)
     letters, _ = await store.list_dead_letters(DeadLetterFilter(), limit=10)
     assert [(d.route, d.sitecode, d.message_id) for d in letters] == [("sub-\udfff", ODD_SITECODE, "m-\ud8001")]
@@ -417,11 +417,11 @@ async def test_an_enqueue_meeting_a_live_reservation_stores_the_rest_of_its_batc
 
 async def test_reservations_are_atomic_across_instances(store_factory):
     stores = [await store_factory() for _ in range(3)]
-    results = await asyncio.gather(*(
-        store.reserve(f"{KEY}-{n}", now=T0, window_s=IDEM, until=T0 + HOLD) for n in range(30) for store in stores for _ in range(2)
-    ))
+    results = await asyncio.gather(
+        *(store.reserve(f"{KEY}-{n}", now=T0, window_s=IDEM, until=T0 + HOLD) for n in range(30) for store in stores for _ in range(2))
+    )
     for n in range(30):
-        states = [r.state for r in results[n * 6:(n + 1) * 6]]
+        states = [r.state for r in results[n * 6 : (n + 1) * 6]]
         assert states.count(TAKEN) == 1 and states.count(BUSY) == 5, (n, states)
     # Sync reservations and queued enqueues racing for the same keys: each key goes to exactly one of them.
     keys = [event(100 + n) for n in range(30)]
@@ -431,7 +431,7 @@ async def test_reservations_are_atomic_across_instances(store_factory):
     )
     accepted, reservations = races[0], races[1:]
     for n, result in enumerate(accepted):
-        states = [r.state for r in reservations[n * 2:(n + 1) * 2]]
+        states = [r.state for r in reservations[n * 2 : (n + 1) * 2]]
         if result.id:
             assert all(state in (BUSY, DELIVERED) for state in states), (n, states)
         else:
@@ -480,7 +480,10 @@ async def test_stats_add_up_actions_with_events_in_every_state(store_factory):
     await store.release([claimed["m-2"], claimed["m-5"]], now=T0)  # m-3 stays in flight
     stats = await store.stats(now=T0 + 1)
     assert {action: (e.pending, e.in_flight, e.dead) for action, e in stats.by_action.items()} == {
-        "logEvent": (1, 1, 1), "identify": (1, 0, 1), "page": (0, 0, 1)}
+        "logEvent": (1, 1, 1),
+        "identify": (1, 0, 1),
+        "page": (0, 0, 1),
+    }
     assert (stats.pending, stats.in_flight, stats.dead) == (2, 1, 3)
 
 

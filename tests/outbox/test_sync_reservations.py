@@ -38,8 +38,7 @@ def track(message_id: str, delivery: int = SYNC) -> pb.LogEventRequest:
 @pytest.fixture
 async def replicas(start_service, outbox_url):
     """Two services sharing ``outbox_url``, sync by default, one HTTP attempt per call: [(app, stub), (app, stub)]."""
-    settings = dict(outbox=outbox_url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1,
-                    retry_max_backoff_s=0.05)
+    settings = dict(outbox=outbox_url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1, retry_max_backoff_s=0.05)
     return [await start_service(**settings), await start_service(**settings)]
 
 
@@ -73,10 +72,7 @@ def waiting(log_lines) -> int:
 async def both_at_once(sink, replicas, log_lines, timeout: float = 30) -> list[asyncio.Future]:
     """Send every messageId of IDS to both replicas at once (sync) and wait until the first POST of each is
     at the stand-in and the other call waits for it: per messageId, the future of both answers."""
-    calls = [
-        asyncio.ensure_future(asyncio.gather(*(call(stub, track(message_id), timeout) for _, stub in replicas)))
-        for message_id in IDS
-    ]
+    calls = [asyncio.ensure_future(asyncio.gather(*(call(stub, track(message_id), timeout) for _, stub in replicas))) for message_id in IDS]
     await until(lambda: len(sink.received) >= len(IDS) and waiting(log_lines) == len(IDS))
     return calls
 
@@ -186,8 +182,7 @@ async def test_a_holder_whose_call_is_cancelled_frees_the_messageid_for_the_othe
     assert [r.status for r in sink.received] == [None, 200]
 
 
-async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_refused_not_queued(
-        replicas, sink, log_lines, outbox_url):
+async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_refused_not_queued(replicas, sink, log_lines, outbox_url):
     """The bound of a queued call's wait: another post took the key over as the first reservation ended,
     so its outcome is not known: that event UNAVAILABLE, nothing stored (the rest of its batch queued).
     Once that post failed too, a retry is queued."""
@@ -208,8 +203,9 @@ async def test_a_queued_event_still_held_when_the_reservation_it_met_ran_out_is_
         assert second.state == TAKEN
         held, free = (await queued).responses
         assert held.status.code == grpc.StatusCode.UNAVAILABLE.value[0]
-        assert held.status.message == ("messageId 'held' is being delivered synchronously by another process "
-                                       "and its outcome is not known yet: nothing was queued, retry later")
+        assert held.status.message == (
+            "messageId 'held' is being delivered synchronously by another process and its outcome is not known yet: nothing was queued, retry later"
+        )
         assert free.status.code == 0 and free.results[0].queued
         await until(lambda: answered(sink) == {"free": [200]})
         assert await holder.unreserve(key, second.token, now=time.time())
@@ -230,8 +226,9 @@ async def one_replica(start_service, tmp_path):
     url = f"sqlite:///{tmp_path / 'outbox.db'}"
 
     async def start(**overrides):
-        settings = dict(outbox=url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1, timeout_s=10.0,
-                        retry_max_backoff_s=0.05, **overrides)
+        settings = dict(
+            outbox=url, delivery="sync", api_key=API_KEY, sitecode=SITECODE, max_attempts=1, timeout_s=10.0, retry_max_backoff_s=0.05, **overrides
+        )
         return (*await start_service(**settings), url)
 
     return start
@@ -316,7 +313,7 @@ async def test_a_reservation_lasts_the_callers_deadline_and_the_margin(one_repli
         key = f"{SITECODE}\x1flogEvent\x1fhold"
         found = await holder.reserve(key, now=time.time(), window_s=86400.0, until=time.time() + 60)
         assert found.state == BUSY, found
-        assert started + RESERVE_MARGIN_S <= found.until <= posted + 0.6 + RESERVE_MARGIN_S, (found.until - started)
+        assert started + RESERVE_MARGIN_S <= found.until <= posted + 0.6 + RESERVE_MARGIN_S, found.until - started
         assert await first == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         await holder.close()

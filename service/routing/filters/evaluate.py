@@ -267,7 +267,7 @@ def _semver(v1: Any, op: Any, v2: Any) -> bool:
 
 
 def _parse_semver(version: str) -> tuple[float, float, float]:
-    """"1.2.3", "1.2" or "2": each part read by ``parseInt(part.trim(), 10)`` (so "1a" is 1)."""
+    """ "1.2.3", "1.2" or "2": each part read by ``parseInt(part.trim(), 10)`` (so "1a" is 1)."""
     parts = version.split(".")
     if len(parts) > 3:
         raise ValueError("invalid version format")

@@ -68,7 +68,7 @@ class _Node:
 def compile_fql(text: str) -> dict:
     """The tsub matcher for FQL ``text``: ``{"type": "all"}`` or ``{"type": "fql", "ir": ...}``; FQLError when it does not compile."""
     if not isinstance(text, str) or not text.strip():
-        raise FQLError("the condition is empty: write FQL such as type = \"track\", or all", 0)
+        raise FQLError('the condition is empty: write FQL such as type = "track", or all', 0)
     try:
         tokens, ends = lex_positions(text)
     except LexError as exc:  # the offset is just past the character that stopped the lexer
@@ -141,7 +141,9 @@ class _Parser:
         if self.peek().type != "eos":
             token = self.peek()
             if token.type == "operator" and token.value in COMPARISONS:
-                raise self.fail(f"{token.value!r} cannot follow this term: compare a field, a value or a function, and write !(a = b) to negate a comparison")
+                raise self.fail(
+                    f"{token.value!r} cannot follow this term: compare a field, a value or a function, and write !(a = b) to negate a comparison"
+                )
             raise self.unexpected("'and', 'or' or the end of the condition")
         return node.ir
 

@@ -31,7 +31,12 @@ from service.routing.filters.fql import compile_fql, where
 
 REQUIRED = frozenset({"title", "enabled", "if", "actions"})
 OPTIONAL = frozenset({"description", "id", "sourceId", "destinationId", "createdAt", "updatedAt"})
-ACTION_KEYS = {DROP: frozenset(), SAMPLE: frozenset({"percent", "path"}), DROP_PROPERTIES: frozenset({"fields"}), ALLOW_PROPERTIES: frozenset({"fields"})}
+ACTION_KEYS = {
+    DROP: frozenset(),
+    SAMPLE: frozenset({"percent", "path"}),
+    DROP_PROPERTIES: frozenset({"fields"}),
+    ALLOW_PROPERTIES: frozenset({"fields"}),
+}
 
 
 def parse(text: str, path: str) -> FilterSet:
@@ -81,7 +86,9 @@ def _action(spec: Any, label: str):
         raise FilterError(f"{label}: unknown action type {kind!r}; expected one of {', '.join(ACTION_KEYS)}")
     unknown = spec.keys() - {"type"} - ACTION_KEYS[kind]
     if unknown:
-        raise FilterError(f"{label}: {kind} takes {', '.join(sorted(ACTION_KEYS[kind])) or 'nothing but its type'}; unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        raise FilterError(
+            f"{label}: {kind} takes {', '.join(sorted(ACTION_KEYS[kind])) or 'nothing but its type'}; unknown key(s) {', '.join(sorted(map(str, unknown)))}"
+        )
     if kind == DROP:
         return Drop()
     if kind == SAMPLE:

@@ -152,6 +152,7 @@ def _strip_root(path: str) -> str:
 
 # ------------------------------------------------------------------ compile
 
+
 def _compile(node: Any) -> Resolver:
     t = type(node)
     if t is dict:
@@ -193,9 +194,7 @@ def _string_directive(name: str, value: Any, build: Callable[[str], Resolver], d
 
 
 def _path(value: Any) -> Resolver:
-    return _string_directive(
-        "@path", value, lambda p: _getter(_strip_root(p)), lambda p, payload: _get_dynamic(payload, _strip_root(p))
-    )
+    return _string_directive("@path", value, lambda p: _getter(_strip_root(p)), lambda p, payload: _get_dynamic(payload, _strip_root(p)))
 
 
 # @template
@@ -263,6 +262,7 @@ def _literal(value: Any, compile: Callable[[Any], Resolver] | None = None) -> Re
 
 # @if
 
+
 def _if(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver:
     """``compile`` builds the resolvers of what @if returns (then, else); conditions use _compile."""
     compile = compile or _compile
@@ -312,6 +312,7 @@ def _if(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver
 
 # @case
 
+
 def _case(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolver:
     if type(opts) is not dict:
         return _fail('@case requires an object with a "operator" key')
@@ -340,6 +341,7 @@ def _case(opts: Any, compile: Callable[[Any], Resolver] | None = None) -> Resolv
 
 
 # @replace
+
 
 def _replace_step(pattern: str, replacement: str, global_: bool, ignorecase: bool) -> Callable[[str], str]:
     if js.js_len(pattern) > MAX_PATTERN_LENGTH:
@@ -403,6 +405,7 @@ def _replace(opts: Any) -> Resolver:
 
 # @arrayPath
 
+
 def _array_path(data: Any) -> Resolver:
     if type(data) is not list:
         return _fail(f"@arrayPath expected array, got {js.real_type_of(data)}")
@@ -426,6 +429,7 @@ def _array_path(data: Any) -> Resolver:
 
 
 # @json
+
 
 def _json(opts: Any) -> Resolver:
     if type(opts) is not dict:
@@ -460,6 +464,7 @@ def _json(opts: Any) -> Resolver:
 
 
 # @flatten
+
 
 def flatten_object(value: Any, separator: str, omit_arrays: bool) -> dict:
     """mapping-kit's flattenObject(value, '', separator, omitArrays), iteratively."""
@@ -516,6 +521,7 @@ def _flatten(opts: Any) -> Resolver:
 
 # @merge
 
+
 def _assign(target: dict, source: Any) -> None:
     """One source of ``Object.assign``."""
     t = type(source)
@@ -561,6 +567,7 @@ def _merge(opts: Any) -> Resolver:
 
 
 # @transform
+
 
 def _prepare(mapping: Any) -> Any:
     """getMappingToProcess: the root-directive form, or ``{...mapping}``; raises MappingError."""
@@ -638,6 +645,7 @@ def _transform(opts: Any) -> Resolver:
 
 
 # @excludeWhenNull
+
 
 def clean_nulls(value: Any) -> Any:
     """mapping-kit's cleanNulls: null values in (nested) objects become undefined."""

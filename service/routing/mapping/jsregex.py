@@ -94,9 +94,7 @@ def _expander(replacement: str) -> Callable[[re.Match[str]], str]:
     return expand
 
 
-def literal_replacer(
-    pattern: str, replacement: str, global_: bool, ignorecase: bool, units: bool = False
-) -> Callable[[str], str]:
+def literal_replacer(pattern: str, replacement: str, global_: bool, ignorecase: bool, units: bool = False) -> Callable[[str], str]:
     """A function doing ``value.replace(new RegExp(escaped(pattern), flags), replacement)``."""
     if not units and any("\ud800" <= c <= "\udfff" for c in pattern + replacement):
         # A lone surrogate matches half of a character: work on UTF-16 units.

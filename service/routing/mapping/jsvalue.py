@@ -76,13 +76,21 @@ def _protos(spec: dict[str, int | str]) -> dict[str, Any]:
 
 
 # Own members of the built-in prototypes (Node 20), as name -> "fnName:length".
-_OBJECT_PROTO = _protos({
-    "constructor": "Object:1", "__defineGetter__": "__defineGetter__:2",
-    "__defineSetter__": "__defineSetter__:2", "hasOwnProperty": "hasOwnProperty:1",
-    "__lookupGetter__": "__lookupGetter__:1", "__lookupSetter__": "__lookupSetter__:1",
-    "isPrototypeOf": "isPrototypeOf:1", "propertyIsEnumerable": "propertyIsEnumerable:1",
-    "toString": "toString:0", "valueOf": "valueOf:0", "toLocaleString": "toLocaleString:0",
-})
+_OBJECT_PROTO = _protos(
+    {
+        "constructor": "Object:1",
+        "__defineGetter__": "__defineGetter__:2",
+        "__defineSetter__": "__defineSetter__:2",
+        "hasOwnProperty": "hasOwnProperty:1",
+        "__lookupGetter__": "__lookupGetter__:1",
+        "__lookupSetter__": "__lookupSetter__:1",
+        "isPrototypeOf": "isPrototypeOf:1",
+        "propertyIsEnumerable": "propertyIsEnumerable:1",
+        "toString": "toString:0",
+        "valueOf": "valueOf:0",
+        "toLocaleString": "toLocaleString:0",
+    }
+)
 OBJECT_PROTO_NAMES = frozenset(_OBJECT_PROTO) | {"__proto__"}
 
 
@@ -92,43 +100,125 @@ def _with_object(spec: dict[str, int | str]) -> dict[str, Any]:
     return merged
 
 
-_STRING_PROTO = _with_object({
-    "constructor": "String:1", "anchor": "anchor:1", "at": "at:1", "big": "big:0", "blink": "blink:0",
-    "bold": "bold:0", "charAt": "charAt:1", "charCodeAt": "charCodeAt:1", "codePointAt": "codePointAt:1",
-    "concat": "concat:1", "endsWith": "endsWith:1", "fontcolor": "fontcolor:1", "fontsize": "fontsize:1",
-    "fixed": "fixed:0", "includes": "includes:1", "indexOf": "indexOf:1", "isWellFormed": "isWellFormed:0",
-    "italics": "italics:0", "lastIndexOf": "lastIndexOf:1", "link": "link:1", "localeCompare": "localeCompare:1",
-    "match": "match:1", "matchAll": "matchAll:1", "normalize": "normalize:0", "padEnd": "padEnd:1",
-    "padStart": "padStart:1", "repeat": "repeat:1", "replace": "replace:2", "replaceAll": "replaceAll:2",
-    "search": "search:1", "slice": "slice:2", "small": "small:0", "split": "split:2", "strike": "strike:0",
-    "sub": "sub:0", "substr": "substr:2", "substring": "substring:2", "sup": "sup:0",
-    "startsWith": "startsWith:1", "toString": "toString:0", "toWellFormed": "toWellFormed:0",
-    "trim": "trim:0", "trimStart": "trimStart:0", "trimLeft": "trimStart:0", "trimEnd": "trimEnd:0",
-    "trimRight": "trimEnd:0", "toLocaleLowerCase": "toLocaleLowerCase:0",
-    "toLocaleUpperCase": "toLocaleUpperCase:0", "toLowerCase": "toLowerCase:0",
-    "toUpperCase": "toUpperCase:0", "valueOf": "valueOf:0",
-})
-_ARRAY_PROTO = _with_object({
-    "constructor": "Array:1", "at": "at:1", "concat": "concat:1", "copyWithin": "copyWithin:2",
-    "fill": "fill:1", "find": "find:1", "findIndex": "findIndex:1", "findLast": "findLast:1",
-    "findLastIndex": "findLastIndex:1", "lastIndexOf": "lastIndexOf:1", "pop": "pop:0", "push": "push:1",
-    "reverse": "reverse:0", "shift": "shift:0", "unshift": "unshift:1", "slice": "slice:2", "sort": "sort:1",
-    "splice": "splice:2", "includes": "includes:1", "indexOf": "indexOf:1", "join": "join:1",
-    "keys": "keys:0", "entries": "entries:0", "values": "values:0", "forEach": "forEach:1",
-    "filter": "filter:1", "flat": "flat:0", "flatMap": "flatMap:1", "map": "map:1", "every": "every:1",
-    "some": "some:1", "reduce": "reduce:1", "reduceRight": "reduceRight:1",
-    "toLocaleString": "toLocaleString:0", "toString": "toString:0", "toReversed": "toReversed:0",
-    "toSorted": "toSorted:1", "toSpliced": "toSpliced:2", "with": "with:2",
-})
-_NUMBER_PROTO = _with_object({
-    "constructor": "Number:1", "toExponential": "toExponential:1", "toFixed": "toFixed:1",
-    "toPrecision": "toPrecision:1", "toString": "toString:1", "valueOf": "valueOf:0",
-    "toLocaleString": "toLocaleString:0",
-})
+_STRING_PROTO = _with_object(
+    {
+        "constructor": "String:1",
+        "anchor": "anchor:1",
+        "at": "at:1",
+        "big": "big:0",
+        "blink": "blink:0",
+        "bold": "bold:0",
+        "charAt": "charAt:1",
+        "charCodeAt": "charCodeAt:1",
+        "codePointAt": "codePointAt:1",
+        "concat": "concat:1",
+        "endsWith": "endsWith:1",
+        "fontcolor": "fontcolor:1",
+        "fontsize": "fontsize:1",
+        "fixed": "fixed:0",
+        "includes": "includes:1",
+        "indexOf": "indexOf:1",
+        "isWellFormed": "isWellFormed:0",
+        "italics": "italics:0",
+        "lastIndexOf": "lastIndexOf:1",
+        "link": "link:1",
+        "localeCompare": "localeCompare:1",
+        "match": "match:1",
+        "matchAll": "matchAll:1",
+        "normalize": "normalize:0",
+        "padEnd": "padEnd:1",
+        "padStart": "padStart:1",
+        "repeat": "repeat:1",
+        "replace": "replace:2",
+        "replaceAll": "replaceAll:2",
+        "search": "search:1",
+        "slice": "slice:2",
+        "small": "small:0",
+        "split": "split:2",
+        "strike": "strike:0",
+        "sub": "sub:0",
+        "substr": "substr:2",
+        "substring": "substring:2",
+        "sup": "sup:0",
+        "startsWith": "startsWith:1",
+        "toString": "toString:0",
+        "toWellFormed": "toWellFormed:0",
+        "trim": "trim:0",
+        "trimStart": "trimStart:0",
+        "trimLeft": "trimStart:0",
+        "trimEnd": "trimEnd:0",
+        "trimRight": "trimEnd:0",
+        "toLocaleLowerCase": "toLocaleLowerCase:0",
+        "toLocaleUpperCase": "toLocaleUpperCase:0",
+        "toLowerCase": "toLowerCase:0",
+        "toUpperCase": "toUpperCase:0",
+        "valueOf": "valueOf:0",
+    }
+)
+_ARRAY_PROTO = _with_object(
+    {
+        "constructor": "Array:1",
+        "at": "at:1",
+        "concat": "concat:1",
+        "copyWithin": "copyWithin:2",
+        "fill": "fill:1",
+        "find": "find:1",
+        "findIndex": "findIndex:1",
+        "findLast": "findLast:1",
+        "findLastIndex": "findLastIndex:1",
+        "lastIndexOf": "lastIndexOf:1",
+        "pop": "pop:0",
+        "push": "push:1",
+        "reverse": "reverse:0",
+        "shift": "shift:0",
+        "unshift": "unshift:1",
+        "slice": "slice:2",
+        "sort": "sort:1",
+        "splice": "splice:2",
+        "includes": "includes:1",
+        "indexOf": "indexOf:1",
+        "join": "join:1",
+        "keys": "keys:0",
+        "entries": "entries:0",
+        "values": "values:0",
+        "forEach": "forEach:1",
+        "filter": "filter:1",
+        "flat": "flat:0",
+        "flatMap": "flatMap:1",
+        "map": "map:1",
+        "every": "every:1",
+        "some": "some:1",
+        "reduce": "reduce:1",
+        "reduceRight": "reduceRight:1",
+        "toLocaleString": "toLocaleString:0",
+        "toString": "toString:0",
+        "toReversed": "toReversed:0",
+        "toSorted": "toSorted:1",
+        "toSpliced": "toSpliced:2",
+        "with": "with:2",
+    }
+)
+_NUMBER_PROTO = _with_object(
+    {
+        "constructor": "Number:1",
+        "toExponential": "toExponential:1",
+        "toFixed": "toFixed:1",
+        "toPrecision": "toPrecision:1",
+        "toString": "toString:1",
+        "valueOf": "valueOf:0",
+        "toLocaleString": "toLocaleString:0",
+    }
+)
 _BOOLEAN_PROTO = _with_object({"constructor": "Boolean:1", "toString": "toString:0", "valueOf": "valueOf:0"})
-_FUNCTION_PROTO = _with_object({
-    "constructor": "Function:1", "apply": "apply:2", "bind": "bind:1", "call": "call:1", "toString": "toString:0",
-})
+_FUNCTION_PROTO = _with_object(
+    {
+        "constructor": "Function:1",
+        "apply": "apply:2",
+        "bind": "bind:1",
+        "call": "call:1",
+        "toString": "toString:0",
+    }
+)
 
 _MAX_INDEX = 4294967294
 
@@ -689,10 +779,19 @@ def _parse_deep(text: str) -> Any:
 
 # ---------------------------------------------------------------- case mapping
 
+
 def _case_fixes() -> tuple[dict[int, int], dict[int, int]]:
     """Case pairs that Node's ICU (Unicode 16) has and Python 3.11 (Unicode 14) lacks."""
-    pairs = [(0x1C89, 0x1C8A), (0xA7CB, 0x0264), (0xA7CC, 0xA7CD), (0xA7CE, 0xA7CF), (0xA7D2, 0xA7D3),
-             (0xA7D4, 0xA7D5), (0xA7DA, 0xA7DB), (0xA7DC, 0x019B)]
+    pairs = [
+        (0x1C89, 0x1C8A),
+        (0xA7CB, 0x0264),
+        (0xA7CC, 0xA7CD),
+        (0xA7CE, 0xA7CF),
+        (0xA7D2, 0xA7D3),
+        (0xA7D4, 0xA7D5),
+        (0xA7DA, 0xA7DB),
+        (0xA7DC, 0x019B),
+    ]
     pairs += [(0x10D50 + i, 0x10D70 + i) for i in range(0x16)]
     pairs += [(0x16EA0 + i, 0x16EBB + i) for i in range(0x19)]
     lower = {}

@@ -209,9 +209,7 @@ def _array_path(v: Any, stack: list[str]) -> None:
 
 
 def _json(v: Any, stack: list[str]) -> None:
-    _with_fields(
-        v, {"value": ("required", _directive_or_raw), "mode": ("required", _allowed_strings("encode", "decode"))}, stack
-    )
+    _with_fields(v, {"value": ("required", _directive_or_raw), "mode": ("required", _allowed_strings("encode", "decode"))}, stack)
 
 
 def _flatten(v: Any, stack: list[str]) -> None:
@@ -219,9 +217,7 @@ def _flatten(v: Any, stack: list[str]) -> None:
 
 
 def _merge(v: Any, stack: list[str]) -> None:
-    _with_fields(
-        v, {"direction": ("optional", _allowed_strings("left", "right")), "objects": ("required", _array)}, stack
-    )
+    _with_fields(v, {"direction": ("optional", _allowed_strings("left", "right")), "objects": ("required", _array)}, stack)
     for obj in v["objects"]:
         _directive_or_object(obj, [])  # Segment passes no path here
 

@@ -137,8 +137,16 @@ class _Base:
 
     _stub: Any
 
-    def __init__(self, target: str, api_key: str | None, sitecode: str | None, timeout: float | None,
-                 retries: int, token: str | None, channel_options: Sequence[tuple[str, Any]]):
+    def __init__(
+        self,
+        target: str,
+        api_key: str | None,
+        sitecode: str | None,
+        timeout: float | None,
+        retries: int,
+        token: str | None,
+        channel_options: Sequence[tuple[str, Any]],
+    ):
         self.target = target
         self.timeout = timeout
         self.settings = pb.Settings(api_key=api_key or "", sitecode=sitecode or "") if api_key or sitecode else None
@@ -151,8 +159,7 @@ class _Base:
         self._options = list(options.items())
 
     def _call(self, timeout: Any, metadata: Sequence[tuple[str, str]] | None) -> dict:
-        return {"timeout": self.timeout if timeout is _DEFAULT else timeout,
-                "metadata": self._metadata + tuple(metadata or ())}
+        return {"timeout": self.timeout if timeout is _DEFAULT else timeout, "metadata": self._metadata + tuple(metadata or ())}
 
     def _with_settings(self, request: Any, settings: Any = None) -> Any:
         settings = _settings(settings) or self.settings
@@ -188,8 +195,9 @@ class _Base:
             message.message_id = str(uuid.uuid4())
         return self._with_settings(message)
 
-    def _send_request(self, event: pb.SendRequest | Mapping[str, Any] | str, settings: Any = None,
-                      delivery: str | int | None = None) -> pb.SendRequest:
+    def _send_request(
+        self, event: pb.SendRequest | Mapping[str, Any] | str, settings: Any = None, delivery: str | int | None = None
+    ) -> pb.SendRequest:
         if isinstance(event, pb.SendRequest):
             request = pb.SendRequest()
             request.CopyFrom(event)
@@ -201,47 +209,87 @@ class _Base:
 
     # The calls. On the async client each returns an awaitable call (``await`` it for the response).
 
-    def log_event(self, request: pb.LogEventRequest | None = None, /, *, timeout: Any = _DEFAULT,
-                  metadata: Sequence[tuple[str, str]] | None = None, **fields: Any):
+    def log_event(
+        self,
+        request: pb.LogEventRequest | None = None,
+        /,
+        *,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        **fields: Any,
+    ):
         """Kameleoon "Log Event". Fields: settings, anonymous_id, user_id, event, type, properties,
         kameleoon_visitor_code, timestamp, context, message_id. Returns an ActionResponse."""
         return self._stub.LogEvent(self._typed(pb.LogEventRequest, request, fields), **self._call(timeout, metadata))
 
-    def identify(self, request: pb.IdentifyEventRequest | None = None, /, *, timeout: Any = _DEFAULT,
-                 metadata: Sequence[tuple[str, str]] | None = None, **fields: Any):
+    def identify(
+        self,
+        request: pb.IdentifyEventRequest | None = None,
+        /,
+        *,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        **fields: Any,
+    ):
         """Kameleoon "Identify Event". Fields: settings, anonymous_id, user_id, type, traits,
         kameleoon_visitor_code, timestamp, message_id. Returns an ActionResponse."""
         return self._stub.IdentifyEvent(self._typed(pb.IdentifyEventRequest, request, fields), **self._call(timeout, metadata))
 
-    def page(self, request: pb.PageEventRequest | None = None, /, *, timeout: Any = _DEFAULT,
-             metadata: Sequence[tuple[str, str]] | None = None, **fields: Any):
+    def page(
+        self,
+        request: pb.PageEventRequest | None = None,
+        /,
+        *,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        **fields: Any,
+    ):
         """Kameleoon "Page Event". Fields: settings, anonymous_id, user_id, type, properties,
         kameleoon_visitor_code, name, context, timestamp, message_id. Returns an ActionResponse."""
         return self._stub.PageEvent(self._typed(pb.PageEventRequest, request, fields), **self._call(timeout, metadata))
 
-    def group(self, request: pb.GroupEventRequest | None = None, /, *, timeout: Any = _DEFAULT,
-              metadata: Sequence[tuple[str, str]] | None = None, **fields: Any):
+    def group(
+        self,
+        request: pb.GroupEventRequest | None = None,
+        /,
+        *,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        **fields: Any,
+    ):
         """Kameleoon "Group Event". Fields: settings, anonymous_id, user_id, type, group_id, traits,
         kameleoon_visitor_code, timestamp, message_id. Returns an ActionResponse."""
         return self._stub.GroupEvent(self._typed(pb.GroupEventRequest, request, fields), **self._call(timeout, metadata))
 
-    def send(self, event: Mapping[str, Any] | str, *, settings: Any = None, delivery: str | int | None = None,
-             timeout: Any = _DEFAULT, metadata: Sequence[tuple[str, str]] | None = None):
+    def send(
+        self,
+        event: Mapping[str, Any] | str,
+        *,
+        settings: Any = None,
+        delivery: str | int | None = None,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+    ):
         """One raw Segment event (a dict, or JSON text sent as is). Returns a SendResponse.
         ``delivery``: "sync", "queued" (answered once stored in the outbox) or None (the server's default)."""
         return self._stub.Send(self._send_request(event, settings, delivery), **self._call(timeout, metadata))
 
-    def send_batch(self, events: Iterable[Mapping[str, Any] | str], *, settings: Any = None,
-                   delivery: str | int | None = None, timeout: Any = _DEFAULT,
-                   metadata: Sequence[tuple[str, str]] | None = None):
+    def send_batch(
+        self,
+        events: Iterable[Mapping[str, Any] | str],
+        *,
+        settings: Any = None,
+        delivery: str | int | None = None,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+    ):
         """Many raw events in one call. Returns a SendBatchResponse: one SendResponse per event, in order,
         each with its own ``status``. ``delivery`` applies to the whole batch."""
         request = pb.SendBatchRequest(requests=[self._send_request(event) for event in events], delivery=_delivery(delivery))
         self._with_settings(request, settings)
         return self._stub.SendBatch(request, **self._call(timeout, metadata))
 
-    def test_authentication(self, *, settings: Any = None, timeout: Any = _DEFAULT,
-                            metadata: Sequence[tuple[str, str]] | None = None):
+    def test_authentication(self, *, settings: Any = None, timeout: Any = _DEFAULT, metadata: Sequence[tuple[str, str]] | None = None):
         """Check the credentials (the client's, or ``settings``). Returns a TestAuthenticationResponse."""
         request = self._with_settings(pb.TestAuthenticationRequest(), settings)
         return self._stub.TestAuthentication(request, **self._call(timeout, metadata))
@@ -254,9 +302,18 @@ class KameleoonDestinationClient(_Base):
     stub on the same channel, for anything the helpers do not cover.
     """
 
-    def __init__(self, target: str, *, api_key: str | None = None, sitecode: str | None = None,
-                 timeout: float | None = 10.0, retries: int = 3, credentials: grpc.ChannelCredentials | None = None,
-                 token: str | None = None, channel_options: Sequence[tuple[str, Any]] = ()):
+    def __init__(
+        self,
+        target: str,
+        *,
+        api_key: str | None = None,
+        sitecode: str | None = None,
+        timeout: float | None = 10.0,
+        retries: int = 3,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ):
         super().__init__(target, api_key, sitecode, timeout, retries, token, channel_options)
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(target, credentials, options=self._options)
@@ -273,9 +330,15 @@ class KameleoonDestinationClient(_Base):
     async def close(self, grace: float | None = None) -> None:
         await self.channel.close(grace)
 
-    async def send_stream(self, events: AsyncIterable[Mapping[str, Any] | str] | Iterable[Mapping[str, Any] | str],
-                          *, settings: Any = None, delivery: str | int | None = None, timeout: Any = _DEFAULT,
-                          metadata: Sequence[tuple[str, str]] | None = None) -> AsyncIterator[pb.SendResponse]:
+    async def send_stream(
+        self,
+        events: AsyncIterable[Mapping[str, Any] | str] | Iterable[Mapping[str, Any] | str],
+        *,
+        settings: Any = None,
+        delivery: str | int | None = None,
+        timeout: Any = _DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+    ) -> AsyncIterator[pb.SendResponse]:
         """Raw events as a stream: yields one SendResponse per event, in order, each with its ``status``.
         ``timeout`` bounds the whole stream (pass ``None`` for a long-lived one)."""
 
@@ -299,9 +362,18 @@ class KameleoonDestinationSyncClient(_Base):
     """Blocking client over a plain channel (``with ... as client``); no ``send_stream``.
     Calls raise ``grpc.RpcError`` (with ``.code()`` and ``.details()``) on failure."""
 
-    def __init__(self, target: str, *, api_key: str | None = None, sitecode: str | None = None,
-                 timeout: float | None = 10.0, retries: int = 3, credentials: grpc.ChannelCredentials | None = None,
-                 token: str | None = None, channel_options: Sequence[tuple[str, Any]] = ()):
+    def __init__(
+        self,
+        target: str,
+        *,
+        api_key: str | None = None,
+        sitecode: str | None = None,
+        timeout: float | None = 10.0,
+        retries: int = 3,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ):
         super().__init__(target, api_key, sitecode, timeout, retries, token, channel_options)
         if credentials is not None:
             self.channel = grpc.secure_channel(target, credentials, options=self._options)
