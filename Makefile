@@ -14,7 +14,7 @@ MUTATE ?= service/ingest/parse.py service/routing/router.py service/api/pipeline
           service/outbox/sealing.py
 MUTATE_OUTBOX ?= service/outbox/deliverer.py service/outbox/sqlite.py service/outbox/postgres.py
 
-.PHONY: install proto proto-check lint format test demo goldens bench mutate mutate-outbox clean
+.PHONY: install proto proto-check docs docs-check lint format test demo goldens bench mutate mutate-outbox clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,14 @@ proto: install
 # Fails when the committed stubs differ from what protos/ generates.
 proto-check: install
 	$(PY) -m tools.gen_proto --check
+
+# docs/configuration.md, generated from the settings table (service/config/settings.py); a test fails when
+# the committed file differs (tests/test_docs.py), docs-check says the same alone.
+docs: install
+	$(PY) -m tools.gen_config_docs
+
+docs-check: install
+	$(PY) -m tools.gen_config_docs --check
 
 # The layout's import contracts (pyproject's [tool.importlinter]: stages import down the flow, no
 # cycles, the outbox's stores below everything of theirs), ruff's lint and format check, mypy on service/.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib import metadata
 
 from service import config as config_module
 from service.errors import ConfigError
@@ -21,8 +22,17 @@ def _host_port(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from None
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's), as CHANGELOG.md names it."""
+    try:
+        return metadata.version("kameleoon-destination")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kameleoon-destination", description="Segment-spec events to Kameleoon over gRPC.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gRPC service (configured from KAMELEOON_* variables)")
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT to listen on (default {DEFAULT_LISTEN})")

@@ -9,6 +9,7 @@ import pathlib
 import signal
 import socket
 import sys
+import tomllib
 
 import grpc
 import pytest
@@ -88,6 +89,17 @@ async def test_bad_config_fails_at_start_naming_the_key(variable, value):
     assert variable in err.decode()
     if value.endswith("\udc80"):
         assert "must be UTF-8 text" in err.decode()
+
+
+async def test_version_is_pyprojects_and_the_changelog_has_it():
+    """--version prints the installed distribution's version, pyproject.toml's; CHANGELOG.md has a section for it."""
+    root = pathlib.Path(__file__).parent.parent
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    process = await start("--version")
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert out.decode().strip() == f"kameleoon-destination {version}"
+    assert f"## [{version}] - " in (root / "CHANGELOG.md").read_text()
 
 
 async def test_secret_config_is_never_echoed():

@@ -76,82 +76,67 @@ class Config:
         return f"Config({shown})"
 
 
-# (attribute, environment variable, parser, meaning) -- the README's table mirrors this one.
+# (attribute, environment variable, parser, meaning), by section (SECTIONS): docs/configuration.md is
+# generated from these two tables (make docs), and a test fails when it differs.
+# A table, one line per setting: left as written by the formatter.
+# fmt: off
 SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
+    # Kameleoon
     ("api_key", "KAMELEOON_API_KEY", v.text, "default apiKey for requests that carry none (secret)"),
-    ("sitecode", "KAMELEOON_SITECODE", v.sitecode, "default sitecode for requests that carry none"),
-    ("base_url", "KAMELEOON_BASE_URL", v.http_url, "Kameleoon's full endpoint URL"),
-    ("max_attempts", "KAMELEOON_MAX_ATTEMPTS", v.positive_int, "HTTP attempts per event, first one included"),
+    ("sitecode", "KAMELEOON_SITECODE", v.sitecode, "default sitecode for requests that carry none (10 characters, UTF-8)"),
+    ("base_url", "KAMELEOON_BASE_URL", v.http_url, "Kameleoon's full endpoint URL (never taken from requests)"),
+    # Delivery
+    ("max_attempts", "KAMELEOON_MAX_ATTEMPTS", v.positive_int, "HTTP attempts per event, the first one included"),
     ("timeout_s", "KAMELEOON_TIMEOUT_S", v.positive_float, "timeout of one HTTP attempt, seconds"),
-    ("backoff_base_s", "KAMELEOON_BACKOFF_BASE_S", v.non_negative_float, "first retry backoff ceiling, seconds"),
-    ("backoff_max_s", "KAMELEOON_BACKOFF_MAX_S", v.non_negative_float, "largest retry backoff, seconds"),
-    ("pool_size", "KAMELEOON_POOL_SIZE", v.positive_int, "HTTP connections kept to Kameleoon"),
-    ("grace_s", "KAMELEOON_GRACE_S", v.non_negative_float, "on SIGTERM, how long calls in flight may finish"),
-    ("log_level", "KAMELEOON_LOG_LEVEL", v.choice("debug", "info", "warning", "error"), "log level"),
-    ("log_format", "KAMELEOON_LOG_FORMAT", v.choice("auto", "json", "console"), "auto: JSON unless on a terminal"),
-    ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", v.positive_int, "largest gRPC request accepted, bytes"),
-    ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", v.positive_float, "clients reconnect after this long, so new replicas get traffic"),
+    ("backoff_base_s", "KAMELEOON_BACKOFF_BASE_S", v.non_negative_float, "backoff ceiling before the first retry, seconds; doubles each retry (full jitter)"),
+    ("backoff_max_s", "KAMELEOON_BACKOFF_MAX_S", v.non_negative_float, "largest backoff, seconds; a Retry-After longer than this ends a sync call's retries with UNAVAILABLE"),
+    ("pool_size", "KAMELEOON_POOL_SIZE", v.positive_int, "HTTP connections kept to Kameleoon (keep-alive)"),
+    ("max_in_flight", "KAMELEOON_MAX_IN_FLIGHT", v.positive_int, "events being delivered at once; past it calls get RESOURCE_EXHAUSTED at once"),
+    ("idempotency_window_s", "KAMELEOON_IDEMPOTENCY_WINDOW_S", v.non_negative_float, "a messageId delivered successfully is not sent again for this long, seconds (0: off)"),
+    ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most without an outbox (oldest forgotten first)"),
+    ("delivery", "KAMELEOON_DELIVERY", v.choice("sync", "queued"), "delivery of requests whose `delivery` is unset: sync (during the call) or queued (outbox)"),
+    # Raw events
     ("mappings", "KAMELEOON_MAPPINGS", v.text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
-    ("max_in_flight", "KAMELEOON_MAX_IN_FLIGHT", v.positive_int, "events being delivered at once; past it, RESOURCE_EXHAUSTED"),
-    (
-        "idempotency_window_s",
-        "KAMELEOON_IDEMPOTENCY_WINDOW_S",
-        v.non_negative_float,
-        "a delivered messageId is not sent again for this long (0: off)",
-    ),
-    ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most (oldest forgotten first)"),
-    ("auth_tokens", "KAMELEOON_AUTH_TOKENS", v.tokens, "comma-separated bearer tokens required on the gRPC port (secret; unset: open)"),
-    ("tls_cert", "KAMELEOON_TLS_CERT", v.readable_file, "PEM certificate chain: serve TLS"),
-    ("tls_key", "KAMELEOON_TLS_KEY", v.readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
-    ("metrics_listen", "KAMELEOON_METRICS_LISTEN", v.host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
-    (
-        "health_listen",
-        "KAMELEOON_HEALTH_LISTEN",
-        v.host_port,
-        "HOST:PORT of a plaintext gRPC port serving grpc.health.v1 only, for probes (unset: off)",
-    ),
-    ("workers", "KAMELEOON_WORKERS", v.positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
-    (
-        "tracing",
-        "KAMELEOON_TRACING",
-        v.choice("off", "console", "otlp"),
-        "OpenTelemetry traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* apply)",
-    ),
-    ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", v.readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
+    ("filters", "KAMELEOON_FILTERS", v.text, "JSON or YAML file of destination filters in Segment's shape, applied before the subscriptions (unset: none)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", v.non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", v.positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", v.positive_int, "events of one SendBatch delivered at once"),
-    ("stream_window", "KAMELEOON_STREAM_WINDOW", v.positive_int, "events of one SendStream in flight at once"),
-    ("delivery", "KAMELEOON_DELIVERY", v.choice("sync", "queued"), "delivery of requests that do not choose: sync or queued (outbox)"),
-    (
-        "outbox",
-        "KAMELEOON_OUTBOX",
-        v.outbox_url,
-        "the outbox of queued delivery: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db",
-    ),
-    ("outbox_key", "KAMELEOON_OUTBOX_KEY", v.outbox_key, "base64 of 32 bytes: seals per-request apiKeys in the outbox (AES-GCM; secret)"),
+    ("stream_window", "KAMELEOON_STREAM_WINDOW", v.positive_int, "events of one SendStream in flight at once (the stream is not read further until one finishes)"),
+    # The gRPC server
+    ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", v.positive_int, "largest gRPC request accepted, bytes (larger ones get RESOURCE_EXHAUSTED)"),
+    ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", v.positive_float, "clients are asked to reconnect after this long, seconds, so new replicas get traffic"),
+    ("grace_s", "KAMELEOON_GRACE_S", v.non_negative_float, "on SIGTERM/SIGINT, how long calls in flight (and the deliverer's attempts) may finish, seconds"),
+    ("auth_tokens", "KAMELEOON_AUTH_TOKENS", v.tokens, "comma-separated bearer tokens; when set, every call but health checks needs `authorization: Bearer <token>` (secret; unset: open)"),
+    ("tls_cert", "KAMELEOON_TLS_CERT", v.readable_file, "PEM certificate chain: serve TLS (with KAMELEOON_TLS_KEY)"),
+    ("tls_key", "KAMELEOON_TLS_KEY", v.readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
+    ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", v.readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
+    ("health_listen", "KAMELEOON_HEALTH_LISTEN", v.host_port, "HOST:PORT of a plaintext gRPC port serving only grpc.health.v1, for probes when the main port speaks TLS (unset: off)"),
+    ("workers", "KAMELEOON_WORKERS", v.positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
+    # The outbox (queued delivery)
+    ("outbox", "KAMELEOON_OUTBOX", v.outbox_url, "sqlite:///relative.db, sqlite:////absolute.db (one host) or postgresql://user@host:5432/db (replicas); unset with KAMELEOON_DELIVERY=queued: $XDG_STATE_HOME/kameleoon-destination/outbox.db; unset with sync: none"),
+    ("outbox_key", "KAMELEOON_OUTBOX_KEY", v.outbox_key, "base64 of 32 random bytes (`openssl rand -base64 32`): seals the apiKey of queued requests that carry their own (AES-GCM; secret)"),
     ("outbox_concurrency", "KAMELEOON_OUTBOX_CONCURRENCY", v.positive_int, "queued events being posted at once, per process"),
-    ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", v.positive_float, "a claimed event is claimed again after this long if its process died"),
-    ("retry_window_s", "KAMELEOON_RETRY_WINDOW_S", v.positive_float, "queued events are retried this long after acceptance, then dead letters"),
-    ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", v.positive_float, "largest wait between two attempts of a queued event"),
-    ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", v.positive_float, "dead letters are kept this long"),
-    (
-        "outbox_max_pending",
-        "KAMELEOON_OUTBOX_MAX_PENDING",
-        v.count,
-        "undelivered events the outbox holds at most (0: no limit); past it RESOURCE_EXHAUSTED",
-    ),
-    (
-        "filters",
-        "KAMELEOON_FILTERS",
-        v.text,
-        "JSON or YAML file of destination filters in Segment's shape, applied before subscriptions (unset: none)",
-    ),
-    (
-        "config_poll_s",
-        "KAMELEOON_CONFIG_POLL_S",
-        v.non_negative_float,
-        "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)",
-    ),
+    ("outbox_lease_s", "KAMELEOON_OUTBOX_LEASE_S", v.positive_float, "a claimed event whose process died is claimed again after this long, seconds"),
+    ("retry_window_s", "KAMELEOON_RETRY_WINDOW_S", v.positive_float, "queued events are retried this long after acceptance, seconds (Segment's 4 hours), then become dead letters"),
+    ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", v.positive_float, "largest wait between two attempts of a queued event, seconds (a longer Retry-After is honoured)"),
+    ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", v.positive_float, "dead letters are kept this long, seconds (7 days)"),
+    ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", v.count, "undelivered events the outbox holds at most (0: no limit); past it queued calls get RESOURCE_EXHAUSTED"),
+    # Logs, metrics, traces
+    ("log_level", "KAMELEOON_LOG_LEVEL", v.choice("debug", "info", "warning", "error"), "log level"),
+    ("log_format", "KAMELEOON_LOG_FORMAT", v.choice("auto", "json", "console"), "json, console, or auto (JSON unless stderr is a terminal)"),
+    ("metrics_listen", "KAMELEOON_METRICS_LISTEN", v.host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
+    ("tracing", "KAMELEOON_TRACING", v.choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (the standard OTEL_EXPORTER_OTLP_* variables apply)"),
+)
+# fmt: on
+
+# The sections of the configuration reference: a title and its first setting; each runs to the next.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("Kameleoon", "api_key"),
+    ("Delivery", "max_attempts"),
+    ("Raw events: subscriptions, filters, batches", "mappings"),
+    ("The gRPC server", "max_message_bytes"),
+    ("The outbox (queued delivery)", "outbox"),
+    ("Logs, metrics, traces", "log_level"),
 )
 
 

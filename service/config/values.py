@@ -60,7 +60,6 @@ def choice(*options: str) -> Callable[[str], str]:
             raise ValueError(f"must be one of {', '.join(options)}")
         return value
 
-    parse.options = options  # type: ignore[attr-defined]  # the configuration reference lists them
     return parse
 
 
