@@ -37,7 +37,7 @@ Every method also takes ``timeout`` (seconds; ``None`` for no deadline; on
 
 Errors: a failed call raises ``grpc.aio.AioRpcError`` (``grpc.RpcError`` from
 the sync client) unchanged; ``.code()`` and ``.details()`` say what went wrong
-(see the README's error table). Nothing is wrapped.
+(see docs/api.md's error table). Nothing is wrapped.
 
 Retries: a call answered ``UNAVAILABLE`` is retried by gRPC itself, up to
 ``retries`` attempts in all (gRPC caps this at 5; ``retries=1`` turns retries
