@@ -1,5 +1,6 @@
 """``python -m bench``: the side-by-side benchmark (see bench/README.md); ``--queued``: queued delivery (bench/queued.py);
-``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py)."""
+``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py); ``--instructions``: the service's own
+work per event in instructions under callgrind, beside a baseline (bench/instructions.py)."""
 
 import sys
 
@@ -12,6 +13,11 @@ if "--postgres" in sys.argv[1:]:
     from bench.postgres import main
 
     sys.exit(main([arg for arg in sys.argv[1:] if arg != "--postgres"]))
+
+if "--instructions" in sys.argv[1:]:
+    from bench.instructions import main
+
+    sys.exit(main([arg for arg in sys.argv[1:] if arg != "--instructions"]))
 
 from bench.run import main
 
