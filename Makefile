@@ -90,7 +90,7 @@ mutate-outbox: install
 # Re-records tests/goldens from Segment's runtime (needs Node.js and npm).
 goldens: install
 	tools/oracle/install.sh
-	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js && node record_filters.js
+	cd tools/oracle && node record_actions.js && node record_events.js && node record_mapping.js && node record_filters.js && node record_ingest.js
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache mutants

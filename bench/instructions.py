@@ -143,6 +143,7 @@ def _whole(checkout: pathlib.Path, mode: str, count: int, standin: str) -> int:
         "KAMELEOON_API_KEY": "eyJpZCI6ImEiLCJzZWNyZXQiOiJiIn0=",
         "KAMELEOON_SITECODE": "0123456789",
         "KAMELEOON_LOG_FORMAT": "json",
+        "KAMELEOON_MAX_CONNECTION_AGE_S": "86400",  # a run under valgrind outlasts the default 300 s
     }
     script = checkout / ".venv" / "bin" / "kameleoon-destination"
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(checkout / ".venv" / "bin" / "python"), str(script)]

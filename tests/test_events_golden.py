@@ -59,7 +59,14 @@ def test_event_routes_like_runtime(suite, case):
         assert item.body.decode() == result["request"]["body"]
 
 
-SAMPLED = [(suite, case) for suite, case in CASES if not any("error" in r for r in case["results"])][::7]
+def stamped(event) -> bool:
+    """Whether Segment's Tracking API (service.ingest.stamp) fills in the event's messageId or timestamp: the
+    runtime was fed the event as it is, so only events that carry both are compared byte for byte here
+    (tests/test_ingest.py compares the others)."""
+    return isinstance(event, dict) and (event.get("messageId") in (None, "") or event.get("timestamp") is None)
+
+
+SAMPLED = [(suite, case) for suite, case in CASES if not any("error" in r for r in case["results"]) and not stamped(case["event"])][::7]
 
 
 @pytest.mark.parametrize("suite, case", SAMPLED, ids=[case["name"] for _, case in SAMPLED])

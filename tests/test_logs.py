@@ -84,7 +84,7 @@ async def test_typed_rpc_lines(start_service, sink, log_lines):
 
 async def test_send_lines(stub, sink, log_lines):
     await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=TRACK), timeout=5)
-    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json='{"type":"alias"}'), timeout=5)
+    await stub.Send(pb.SendRequest(settings=SETTINGS, event_json='{"type":"alias","messageId":"a-1"}'), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.Send(pb.SendRequest(settings=SETTINGS, event_json="{"), timeout=5)
     sink.script.append(Reply(status=403))
@@ -92,7 +92,16 @@ async def test_send_lines(stub, sink, log_lines):
         await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=TRACK.replace("raw-1", "raw-2")), timeout=5)
     assert await rpc_lines_of(log_lines, 4) == [
         {"event": "rpc", "method": "Send", "code": "OK", "message_id": "raw-1", "matched": ["logEvent"], "http_status": [200], "attempts": 1},
-        {"event": "rpc", "method": "Send", "code": "OK", "message_id": None, "matched": [], "http_status": [], "attempts": 0},
+        {
+            "event": "rpc",
+            "method": "Send",
+            "code": "OK",
+            "message_id": "a-1",
+            "matched": [],
+            "http_status": [],
+            "attempts": 0,
+            "discard_reason": "NO_MATCHING_MAPPING",
+        },
         {
             "event": "rpc",
             "method": "Send",
@@ -112,7 +121,7 @@ async def test_send_lines(stub, sink, log_lines):
 
 @pytest.mark.parametrize("method", ["SendBatch", "SendStream"])
 async def test_batch_and_stream_lines(stub, sink, log_lines, method):
-    events = [TRACK, TRACK, TRACK.replace("raw-1", "raw-2"), '{"type":"track","messageId":"bad-1"}', "{"]
+    events = [TRACK, TRACK, TRACK.replace("raw-1", "raw-2"), '{"type":"track","messageId":"bad-1","timestamp":"yesterday"}', "{"]
     requests = [pb.SendRequest(settings=SETTINGS, event_json=text) for text in events]
     if method == "SendBatch":
         await stub.SendBatch(pb.SendBatchRequest(requests=requests), timeout=5)
@@ -131,7 +140,7 @@ async def test_batch_and_stream_lines(stub, sink, log_lines, method):
         ("info", method, "bad-1", "INVALID_ARGUMENT"),
         ("info", method, None, "INVALID_ARGUMENT"),
     ]
-    assert "timestamp is required" in failures[0]["error"] and "event_json" in failures[1]["error"]
+    assert "timestamp must be an RFC 3339 date-time" in failures[0]["error"] and "event_json" in failures[1]["error"]
 
 
 async def test_test_authentication_lines(start_service, sink, log_lines):
@@ -204,7 +213,7 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     await stub.LogEvent(pb.LogEventRequest(event="Test", timestamp=TS, message_id="q-2"), timeout=5)
     sent = await stub.Send(pb.SendRequest(event_json=track("q-3").event_json), timeout=5)
     await stub.Send(pb.SendRequest(event_json=track("q-4", "Test").event_json), timeout=5)
-    invalid = pb.SendRequest(event_json=json.dumps({"type": "track", "event": "e", "messageId": "q-8"}))  # no timestamp
+    invalid = pb.SendRequest(event_json=json.dumps({"type": "track", "event": "e", "messageId": "q-8", "timestamp": "yesterday"}))
     batch = await stub.SendBatch(
         pb.SendBatchRequest(requests=[track("q-5"), track("q-6", "Test"), track("q-7"), invalid, track("q-9", "Test")]), timeout=5
     )
@@ -223,10 +232,10 @@ async def test_queued_and_filtered_lines_and_results(start_service, sink, log_li
     send_line = {"event": "rpc", "method": "Send", "attempts": 0, "code": "OK"}
     assert await rpc_lines_of(log_lines, 5) == [
         {**typed_line, "message_id": "q-1", "queued": True, "outbox_id": "1"},
-        {**typed_line, "message_id": "q-2", "filtered_by": "No tests"},
+        {**typed_line, "message_id": "q-2", "filtered_by": "No tests", "discard_reason": "FILTERED_BY_RULES"},
         {**send_line, "message_id": "q-3", "matched": ["logEvent"], "http_status": [0], "outbox_id": ["2"]},
-        {**send_line, "message_id": "q-4", "matched": [], "http_status": [], "filtered_by": "No tests"},
-        {"event": "rpc", "method": "SendBatch", "code": "OK", "events": 5, "delivered": 0, "queued": 2, "failed": 1, "filtered": 2},
+        {**send_line, "message_id": "q-4", "matched": [], "http_status": [], "filtered_by": "No tests", "discard_reason": "FILTERED_BY_RULES"},
+        {"event": "rpc", "method": "SendBatch", "code": "OK", "events": 5, "delivered": 0, "queued": 2, "failed": 1, "filtered": 2, "discarded": 2},
     ]
     [failed] = [line for line in log_lines() if line["event"] == "event failed"]
     assert (failed["method"], failed["message_id"], failed["code"]) == ("SendBatch", "q-8", "INVALID_ARGUMENT")

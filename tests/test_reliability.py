@@ -244,10 +244,12 @@ async def test_send_takes_64_levels_and_refuses_65(stub, sink, kind, leaf):
     ],
     ids=["100-level-objects", "100000-level-arrays"],
 )
-async def test_hostile_nesting_is_refused_with_memory_and_stack_unharmed(stub, sink, text):
+async def test_hostile_nesting_is_refused_with_memory_and_stack_unharmed(start_service, sink, text):
     """Refused before mapping, naming event_json; the parse neither builds the whole nesting
     (Python allocations while the call is served stay within a small multiple of its size) nor
-    leaves the interpreter's recursion limit changed; the service goes on serving."""
+    leaves the interpreter's recursion limit changed; the service goes on serving. With the size
+    limit off (KAMELEOON_MAX_EVENT_BYTES=0), so that the depth check is what refuses it."""
+    _, stub = await start_service(max_event_bytes=0)
     limit = sys.getrecursionlimit()
     tracemalloc.start()
     try:
@@ -264,7 +266,9 @@ async def test_hostile_nesting_is_refused_with_memory_and_stack_unharmed(stub, s
     assert (await stub.LogEvent(track("after"), timeout=5)).http_status == 200, "still serving"
 
 
-async def test_huge_flat_array_is_delivered_whole(stub, sink):
+async def test_huge_flat_array_is_delivered_whole(start_service, sink):
+    """A 400 KB event, with the size limit off (KAMELEOON_MAX_EVENT_BYTES=0): parsed and sent whole."""
+    _, stub = await start_service(max_event_bytes=0)
     text = '{"type":"track","timestamp":"' + TS + '","messageId":"big","properties":{"list":[' + ",".join(["1"] * 200_000) + "]}}"
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=text), timeout=30)
     assert [r.http_status for r in response.results] == [200]

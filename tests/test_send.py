@@ -79,12 +79,17 @@ async def test_wrong_types_are_named(stub, sink, fields, message):
     assert sink.received == []
 
 
-@pytest.mark.parametrize("message_id, shown", [(42, "42"), (1.5, "1.5"), (None, ""), (True, "true")])
+@pytest.mark.parametrize("message_id, shown", [(42, "42"), (1.5, "1.5"), (True, "true")])
 async def test_a_message_id_that_is_not_text_is_answered_as_javascript_spells_it(stub, sink, message_id, shown):
     response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="page", messageId=message_id)), timeout=10)
     assert response.message_id == shown
     assert response.HasField("status") and response.status.code == 0
-    assert [r.json().get("messageId") for r in sink.received] == ([shown] if shown else [None])
+    assert [r.json().get("messageId") for r in sink.received] == [shown]
+
+
+async def test_a_null_message_id_is_stamped_as_segments_tracking_api_does(stub, sink):
+    response = await stub.Send(pb.SendRequest(settings=SETTINGS, event_json=event(type="page", messageId=None)), timeout=10)
+    assert response.message_id.startswith("api-") and [r.json()["messageId"] for r in sink.received] == [response.message_id]
 
 
 async def test_a_messageid_with_a_lone_surrogate_is_delivered_as_sent_and_answered_well_formed(stub, sink, log_lines):

@@ -36,6 +36,7 @@ from service.config import Config
 from service.delivery.client import KameleoonClient, longest_post_s
 from service.delivery.idempotency import MemoryStore, NoStore
 from service.delivery.sync import SyncDelivery
+from service.ingest.consent import Consent
 from service.ops import tracing
 from service.ops.metrics import Metrics
 from service.outbox import Outbox
@@ -167,7 +168,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     queue_settings = QueueSettings(config.retry_window_s, config.idempotency_window_s, config.outbox_max_pending)
     sync = SyncDelivery(client, store, config.max_in_flight, metrics)
     acceptor = Acceptor(outbox, sealer, queue_settings, metrics)
-    pipeline = Pipeline(router, sync, acceptor)
+    pipeline = Pipeline(router, sync, acceptor, Consent(config.consent_categories), metrics)
     metrics.events_in_flight.set_function(lambda: sync.in_flight)
     servicer = Servicer(config, pipeline)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer, metrics),))

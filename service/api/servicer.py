@@ -98,15 +98,17 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             fields.update(http_status=done.http_status, attempts=done.attempts, duplicate=done.duplicate)
             if done.filtered_by:
                 fields["filtered_by"] = done.filtered_by
+            if done.discard_reason:
+                fields["discard_reason"] = done.discard_reason
             if result["queued"]:
                 fields.update(queued=True, outbox_id=result["outbox_id"])
-            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, **result)
+            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, discard_reason=done.discard_reason, **result)
 
     # -- raw events ----------------------------------------------------------
 
     def _prepare(self, request, batch_settings) -> tuple[dict, credentials.Credentials]:
         """A raw event and its credentials; raises CallError. ``batch_settings`` fill in when the event carries none."""
-        event = parse_event(request.event_json)
+        event = parse_event(request.event_json, self._config.max_event_bytes)
         return event, credentials.resolve(_settings(request) or batch_settings, self._config)
 
     async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> Outcome:
@@ -251,7 +253,12 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
     # The cache's own lines are not mutated (make mutate): a miss builds an equal response again.
     template = _RESPONSES.get(shape) if shape is not None else None  # pragma: no mutate
     if template is None:
-        template = pb.SendResponse(results=[_result(sub, done) for sub, done in outcome.results], status=OK_STATUS, filtered_by=outcome.filtered_by)
+        template = pb.SendResponse(
+            results=[_result(sub, done) for sub, done in outcome.results],
+            status=OK_STATUS,
+            filtered_by=outcome.filtered_by,
+            discard_reason=outcome.discard_reason,
+        )
         if shape is not None and len(_RESPONSES) < 4096:  # pragma: no mutate
             _RESPONSES[shape] = template  # pragma: no mutate
     response.CopyFrom(template)
@@ -261,7 +268,7 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
 
 def _shape(outcome: Outcome) -> tuple | None:
     """What a response says besides the messageId; None for a queued event (its outbox_id is its own)."""
-    shape: list[object] = [outcome.filtered_by]
+    shape: list[object] = [outcome.filtered_by, outcome.discard_reason]
     for sub, done in outcome.results:
         if type(done) is not Delivered:
             return None
@@ -277,6 +284,8 @@ def _tally(tally: dict, outcome: Outcome) -> None:
             tally["delivered"] += 1
     if outcome.filtered_by:
         tally["filtered"] = tally.get("filtered", 0) + 1
+    if outcome.discard_reason:
+        tally["discarded"] = tally.get("discarded", 0) + 1
 
 
 def _failed(method: str, request, exc: CallError, tally: dict, into: pb.SendResponse | None = None) -> pb.SendResponse:
@@ -311,6 +320,8 @@ def _record_results(fields: dict, outcome: Outcome) -> None:
         fields["outbox_id"] = [done.outbox_id for _, done in results]
     if outcome.filtered_by:
         fields["filtered_by"] = outcome.filtered_by
+    if outcome.discard_reason:
+        fields["discard_reason"] = outcome.discard_reason
 
 
 def _auth_message(exc: CallError) -> str:

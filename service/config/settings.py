@@ -53,6 +53,8 @@ class Config:
     max_batch: int = 1000
     batch_concurrency: int = 32
     stream_window: int = 64
+    max_event_bytes: int = 32768
+    consent_categories: tuple[str, ...] = ()
     delivery: str = "sync"
     outbox: str | None = None
     outbox_key: bytes | None = None
@@ -102,6 +104,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("max_batch", "KAMELEOON_MAX_BATCH", v.positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", v.positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", v.positive_int, "events of one SendStream in flight at once (the stream is not read further until one finishes)"),
+    ("max_event_bytes", "KAMELEOON_MAX_EVENT_BYTES", v.count, "largest raw event accepted, bytes of its JSON text (Segment's 32 KB; 0: no limit); larger ones get INVALID_ARGUMENT"),
+    ("consent_categories", "KAMELEOON_CONSENT_CATEGORIES", v.tokens, "comma-separated consent category ids mapped to Kameleoon: an event whose user did not consent to all of them is not sent (unset: no enforcement)"),
     # The gRPC server
     ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", v.positive_int, "largest gRPC request accepted, bytes (larger ones get RESOURCE_EXHAUSTED)"),
     ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", v.positive_float, "clients are asked to reconnect after this long, seconds, so new replicas get traffic"),
@@ -133,7 +137,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("Kameleoon", "api_key"),
     ("Delivery", "max_attempts"),
-    ("Raw events: subscriptions, filters, batches", "mappings"),
+    ("Raw events: subscriptions, filters, batches, size, consent", "mappings"),
     ("The gRPC server", "max_message_bytes"),
     ("The outbox (queued delivery)", "outbox"),
     ("Logs, metrics, traces", "log_level"),

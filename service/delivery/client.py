@@ -64,6 +64,7 @@ class Delivered:
     attempts: int
     duplicate: bool = False  # already delivered within the idempotency window: not sent again
     filtered_by: str = ""  # the destination filter that dropped the event: nothing sent
+    discard_reason: str = ""  # why nothing was sent (Segment's Delivery Overview words)
     # Answered during the call, never in the outbox: what a Queued (service.outbox.accept) says otherwise.
     queued: ClassVar[bool] = False
     outbox_id: ClassVar[str] = ""

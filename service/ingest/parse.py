@@ -1,4 +1,9 @@
-"""A raw event's JSON text into one Segment event (a dict), or InvalidArgument naming ``event_json``."""
+"""A raw event's JSON text into one Segment event (a dict), or InvalidArgument naming ``event_json``.
+
+Refused: an empty text, one that is not JSON or not an object, one nesting deeper than
+MAX_EVENT_DEPTH levels, and one longer than ``max_bytes`` in UTF-8 (KAMELEOON_MAX_EVENT_BYTES,
+Segment's 32 KB per event; 0: no limit).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,18 @@ def _depth_exceeds(value, limit: int) -> bool:
     return False
 
 
-def parse_event(event_json: str) -> dict:
+def utf8_length(text: str) -> int:
+    """The length of ``text`` in UTF-8 (a lone surrogate counts its 3 bytes)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def parse_event(event_json: str, max_bytes: int = 0) -> dict:
     """One Segment event from JSON text, or InvalidArgument naming event_json."""
+    # 4 bytes per character at most: a text that short is within the limit without counting.
+    if max_bytes and len(event_json) * 4 > max_bytes and (size := utf8_length(event_json)) > max_bytes:
+        raise InvalidArgument(
+            f"event_json is {size} bytes, more than the limit of {max_bytes} per event (KAMELEOON_MAX_EVENT_BYTES)", field="event_json"
+        )
     if not event_json.strip():
         raise InvalidArgument("event_json is empty: send one Segment event as a JSON object", field="event_json")
     try:

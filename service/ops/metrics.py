@@ -165,6 +165,7 @@ class Metrics:
         self.outbox_enqueued = Counter("kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r)
         self.outbox_delivered = Counter("kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r)
         self.outbox_dead_lettered = Counter("kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r)
+        self.discarded = Counter("kameleoon_discarded_events_total", "Events not sent, by Segment's discard reason", ("reason",), registry=r)
         self.filtered = Counter(
             "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
         )
@@ -231,6 +232,9 @@ class Metrics:
     def filtered_event(self, title: str, outcome: str) -> None:
         self.child(self.filtered, title, outcome).inc()
 
+    def discarded_event(self, reason: str) -> None:
+        self.child(self.discarded, reason).inc()
+
     def config_reload(self, config: str, result: str) -> None:
         self.config_reloads.labels(config, result).inc()
 
@@ -293,6 +297,9 @@ class NoMetrics:
         pass
 
     def filtered_event(self, title: str, outcome: str) -> None:
+        pass
+
+    def discarded_event(self, reason: str) -> None:
         pass
 
     def pool_wait(self, seconds: float) -> None:

@@ -30,6 +30,7 @@ class Queued:
     http_status: int = 0  # nothing was sent during the call
     attempts: int = 0
     filtered_by: str = ""
+    discard_reason: str = ""  # a queued event was not discarded
 
     @property
     def queued(self) -> bool:

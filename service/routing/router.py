@@ -23,6 +23,11 @@ from service.routing.subscriptions import Subscription
 
 log = structlog.get_logger("kameleoon.filters")
 
+# Why an event is not sent, in Segment's Delivery Overview words: a destination filter dropped it;
+# no subscription matched it.
+FILTERED_BY_RULES = "FILTERED_BY_RULES"
+NO_MATCHING_MAPPING = "NO_MATCHING_MAPPING"
+
 
 class Planned(NamedTuple):
     subscription: Subscription

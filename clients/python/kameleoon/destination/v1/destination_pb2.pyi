@@ -128,7 +128,7 @@ class GroupEventRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[Settings, _Mapping]] = ..., anonymous_id: _Optional[str] = ..., user_id: _Optional[str] = ..., type: _Optional[str] = ..., group_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., kameleoon_visitor_code: _Optional[str] = ..., timestamp: _Optional[str] = ..., message_id: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ...) -> None: ...
 
 class ActionResponse(_message.Message):
-    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id", "filtered_by")
+    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id", "filtered_by", "discard_reason")
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class ActionResponse(_message.Message):
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     FILTERED_BY_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_REASON_FIELD_NUMBER: _ClassVar[int]
     http_status: int
     attempts: int
     message_id: str
@@ -143,7 +144,8 @@ class ActionResponse(_message.Message):
     queued: bool
     outbox_id: str
     filtered_by: str
-    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., filtered_by: _Optional[str] = ...) -> None: ...
+    discard_reason: str
+    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., filtered_by: _Optional[str] = ..., discard_reason: _Optional[str] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("settings", "event_json", "delivery")
@@ -174,16 +176,18 @@ class SubscriptionResult(_message.Message):
     def __init__(self, subscription: _Optional[str] = ..., action: _Optional[str] = ..., http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class SendResponse(_message.Message):
-    __slots__ = ("message_id", "results", "status", "filtered_by")
+    __slots__ = ("message_id", "results", "status", "filtered_by", "discard_reason")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FILTERED_BY_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_REASON_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     results: _containers.RepeatedCompositeFieldContainer[SubscriptionResult]
     status: _status_pb2.Status
     filtered_by: str
-    def __init__(self, message_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SubscriptionResult, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., filtered_by: _Optional[str] = ...) -> None: ...
+    discard_reason: str
+    def __init__(self, message_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SubscriptionResult, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., filtered_by: _Optional[str] = ..., discard_reason: _Optional[str] = ...) -> None: ...
 
 class SendBatchRequest(_message.Message):
     __slots__ = ("settings", "requests", "delivery")
