@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 if outbox_url := cfg.outbox_url():
                     from service.outbox import check as check_outbox
 
-                    asyncio.run(check_outbox(outbox_url))  # so does an outbox file that cannot be used
+                    asyncio.run(check_outbox(outbox_url, create_directory=not cfg.outbox))  # so does an outbox file that cannot be used
                 return run_workers(cfg, args.listen, cfg.workers)
             run_loop(run_server(cfg, args.listen))
         elif args.command == "sink":

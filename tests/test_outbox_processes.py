@@ -264,7 +264,7 @@ def _chattr(flag: str, *paths) -> bool:
     return subprocess.run([chattr, flag, *map(str, paths)], capture_output=True).returncode == 0
 
 
-async def test_a_file_made_read_only_refuses_queued_calls_and_sync_calls_go_on(sink, tmp_path):
+async def test_a_file_made_read_only_refuses_queued_calls_sync_calls_go_on_and_writable_again_it_resumes(sink, tmp_path):
     db = tmp_path / "outbox.db"
     port = free_port()
     process = await serve(port, service_env(sink, db))
@@ -281,7 +281,10 @@ async def test_a_file_made_read_only_refuses_queued_calls_and_sync_calls_go_on(s
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE and str(db) in raised.value.details()
             synced = await stub.Send(pb.SendRequest(event_json=track("ro-3").event_json, delivery=pb.DELIVERY_MODE_SYNC), timeout=10)
             assert synced.results[0].http_status == 200
-        assert delivered_ids(sink) == ["ro-1", "ro-3"]
+            assert delivered_ids(sink) == ["ro-1", "ro-3"]
+            _chattr("-i", *files)  # writable again: accepting resumes by itself, no restart
+            assert (await stub.Send(track("ro-4"), timeout=10)).results[0].queued
+            await until(lambda: delivered_ids(sink) == ["ro-1", "ro-3", "ro-4"])
     finally:
         _chattr("-i", *files)
         await finish(process)

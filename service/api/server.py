@@ -56,6 +56,9 @@ log = structlog.get_logger("kameleoon.server")
 # objects hold no cycles).
 GC_THRESHOLD = 10_000
 
+# How often the outbox's file and filesystem are looked at (a stat and a statvfs).
+OUTBOX_WATCH_S = 2.0
+
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 ADMIN_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["OutboxAdmin"]
@@ -78,9 +81,12 @@ class App:
     health_port: int | None = None
     outbox: Outbox | None = None
     deliverer: Deliverer | None = None
+    outbox_watch: asyncio.Task | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.reloader.stop()
+        if self.outbox_watch is not None:
+            self.outbox_watch.cancel()
         await self.health.enter_graceful_shutdown()
         if self.deliverer is not None:
             await asyncio.gather(self.server.stop(grace), self.deliverer.stop(grace))
@@ -138,7 +144,8 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     loaded = reloader.load_initial()  # a bad file stops the start here, naming the problem
     router = Router(loaded["subscriptions"], loaded["filters"], metrics)
     outbox_url = config.outbox_url()
-    outbox = create_outbox(outbox_url) if outbox_url else None
+    # The default location's directory is made; an explicit KAMELEOON_OUTBOX's must exist (a volume not mounted).
+    outbox = create_outbox(outbox_url, config.outbox_min_free_bytes, create_directory=not config.outbox) if outbox_url else None
     if outbox is not None:
         await outbox.open()  # OutboxOpenError (a ConfigError) names the file
     provider = tracer_provider or tracing.provider_for(config.tracing)
@@ -195,6 +202,8 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
         acceptor.on_enqueued = admin.on_retried = deliverer.wake
         await deliverer.start()
     app = App(server, port, client, health_servicer, metrics, reloader, outbox=outbox, deliverer=deliverer)
+    if outbox is not None:
+        app.outbox_watch = asyncio.ensure_future(watch_outbox(outbox, health_servicer, metrics))
     if config.health_listen is not None:
         try:
             app.health_server, app.health_port = await serve_health(health_servicer, *config.health_listen)
@@ -205,6 +214,23 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
     reloader.start_watching()
     return app
+
+
+async def watch_outbox(outbox: Outbox, health_servicer: health.aio.HealthServicer, metrics: Metrics) -> None:
+    """Every OUTBOX_WATCH_S: the outbox's filesystem into the metrics (free bytes, headroom), and whether its
+    file is still the one opened. A file deleted or replaced under the process stops the service from
+    writing it (the store refuses) and turns health NOT_SERVING, with one error line saying why."""
+    while True:
+        disk = outbox.disk()
+        if disk is not None:
+            metrics.outbox_disk(disk.free_bytes, disk.headroom_bytes)
+        problem = outbox.verify()
+        if problem is not None:
+            log.error("outbox unusable: not serving until restarted", outbox=outbox.location, error=problem)
+            for name in ("", SERVICE_NAME, ADMIN_NAME):
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return
+        await asyncio.sleep(OUTBOX_WATCH_S)
 
 
 def settle_gc() -> None:

@@ -64,6 +64,7 @@ class Config:
     retry_max_backoff_s: float = 600.0
     dead_letter_retention_s: float = 604800.0
     outbox_max_pending: int = 1_000_000
+    outbox_min_free_bytes: int | None = None
 
     def outbox_url(self) -> str | None:
         """The outbox in use: KAMELEOON_OUTBOX, else the default location when queued is the default; None: no outbox."""
@@ -125,6 +126,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("retry_max_backoff_s", "KAMELEOON_RETRY_MAX_BACKOFF_S", v.positive_float, "largest wait between two attempts of a queued event, seconds (a longer Retry-After is honoured)"),
     ("dead_letter_retention_s", "KAMELEOON_DEAD_LETTER_RETENTION_S", v.positive_float, "dead letters are kept this long, seconds (7 days)"),
     ("outbox_max_pending", "KAMELEOON_OUTBOX_MAX_PENDING", v.count, "undelivered events the outbox holds at most (0: no limit); past it queued calls get RESOURCE_EXHAUSTED"),
+    ("outbox_min_free_bytes", "KAMELEOON_OUTBOX_MIN_FREE_BYTES", v.count, "SQLite: new events are refused (RESOURCE_EXHAUSTED) while the outbox's filesystem has less free, keeping room to deliver what is queued (unset: the smaller of 64 MiB and 5% of the filesystem; 0: none)"),
     # Logs, metrics, traces
     ("log_level", "KAMELEOON_LOG_LEVEL", v.choice("debug", "info", "warning", "error"), "log level"),
     ("log_format", "KAMELEOON_LOG_FORMAT", v.choice("auto", "json", "console"), "json, console, or auto (JSON unless stderr is a terminal)"),

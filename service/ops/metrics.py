@@ -162,6 +162,10 @@ class Metrics:
         self.outbox_in_flight = Gauge("kameleoon_outbox_in_flight", "Queued events being attempted now", registry=r)
         self.outbox_oldest_age = Gauge("kameleoon_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered queued event", registry=r)
         self.outbox_dead = Gauge("kameleoon_outbox_dead_letters", "Dead letters kept in the outbox", registry=r)
+        self.outbox_free = Gauge("kameleoon_outbox_free_bytes", "Bytes free on the SQLite outbox's filesystem", registry=r)
+        self.outbox_headroom = Gauge(
+            "kameleoon_outbox_min_free_bytes", "Free bytes below which new queued events are refused (KAMELEOON_OUTBOX_MIN_FREE_BYTES)", registry=r
+        )
         self.outbox_enqueued = Counter("kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r)
         self.outbox_delivered = Counter("kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r)
         self.outbox_dead_lettered = Counter("kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r)
@@ -228,6 +232,10 @@ class Metrics:
         self.outbox_in_flight.set(stats.in_flight)
         self.outbox_oldest_age.set(stats.oldest_pending_age_s)
         self.outbox_dead.set(stats.dead)
+
+    def outbox_disk(self, free_bytes: int, headroom_bytes: int) -> None:
+        self.outbox_free.set(free_bytes)
+        self.outbox_headroom.set(headroom_bytes)
 
     def filtered_event(self, title: str, outcome: str) -> None:
         self.child(self.filtered, title, outcome).inc()

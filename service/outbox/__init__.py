@@ -24,8 +24,10 @@ from service.config.values import outbox_url as check_url
 from service.outbox.base import Outbox
 
 
-def create(url: str) -> Outbox:
-    """The store behind ``url`` (not opened yet: ``await store.open()``)."""
+def create(url: str, min_free_bytes: int | None = None, create_directory: bool = False) -> Outbox:
+    """The store behind ``url`` (not opened yet: ``await store.open()``). SQLite: ``min_free_bytes`` is the
+    headroom kept on its filesystem (None: the default), ``create_directory`` makes a missing directory
+    (the default location) instead of refusing it (an explicit KAMELEOON_OUTBOX on a volume not mounted)."""
     check_url(url)
     if urlsplit(url).scheme in POSTGRES_SCHEMES:
         from service.outbox.postgres import PostgresOutbox
@@ -33,12 +35,12 @@ def create(url: str) -> Outbox:
         return PostgresOutbox(url)
     from service.outbox.sqlite import SqliteOutbox, path_of
 
-    return SqliteOutbox(path_of(url))
+    return SqliteOutbox(path_of(url), min_free_bytes, create_directory)
 
 
-async def check(url: str) -> None:
+async def check(url: str, create_directory: bool = False) -> None:
     """Open and close the store once: OutboxOpenError naming it when it cannot be used (before workers start)."""
-    store = create(url)
+    store = create(url, create_directory=create_directory)
     await store.open()
     await store.close()
 

@@ -212,6 +212,14 @@ class Stats:
     by_action: dict[str, ActionStats] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Disk:
+    """The outbox's filesystem: bytes free for us, and the headroom below which new events are refused."""
+
+    free_bytes: int
+    headroom_bytes: int
+
+
 class Outbox(abc.ABC):
     """A durable store of rendered requests; see the module docstring for the rules every store keeps."""
 
@@ -225,6 +233,16 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Finish pending writes and disconnect."""
+
+    def disk(self) -> Disk | None:
+        """The free space of the store's filesystem and the headroom kept on it; None where the store
+        cannot see its disk (a database server's)."""
+        return None
+
+    def verify(self) -> str | None:
+        """A problem that makes the store unusable until a restart (its file deleted or replaced under it),
+        in words an operator can act on; None when there is none. Cheap: called every few seconds."""
+        return None
 
     # -- accepting ------------------------------------------------------------
 

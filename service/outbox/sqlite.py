@@ -38,6 +38,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,6 +54,7 @@ from service.outbox.base import (
     Dead,
     DeadLetter,
     DeadLetterFilter,
+    Disk,
     NewEvent,
     Outbox,
     Reservation,
@@ -63,6 +65,14 @@ from service.outbox.base import (
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+# The headroom kept free on the file's filesystem when KAMELEOON_OUTBOX_MIN_FREE_BYTES is unset: room for
+# the deliverer's claims, marks and dead letters (each a write) so that delivering can free space.
+HEADROOM_MAX_BYTES = 64 * 1024 * 1024
+HEADROOM_SHARE = 0.05
+# The filesystem's free space is read (statvfs) when this long has passed since the last reading, or
+# when the events stored since could have taken an eighth of the headroom: not per event.
+DISK_CHECK_S = 0.1
+DISK_CHECK_SHARE = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -141,8 +151,20 @@ class _Op:
 
 
 class SqliteOutbox(Outbox):
-    def __init__(self, path: str):
+    """``min_free_bytes``: the headroom (None: the smaller of 64 MiB and 5% of the filesystem; 0: none).
+    ``create_directory``: make the file's directory when missing (the default location), else refuse."""
+
+    def __init__(self, path: str, min_free_bytes: int | None = None, create_directory: bool = False):
         self.path = os.path.abspath(path)
+        self._min_free = min_free_bytes
+        self._create_directory = create_directory
+        self._disk: Disk | None = None
+        self._disk_read_at = float("-inf")
+        self._stored_since = 0  # bytes of bodies stored since the last reading of the free space
+        self._freelist_bytes = 0  # pages free inside the file (reused before the file grows), after the last write
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        self._broken: str | None = None
+        self._page_size = 4096
         self.location = f"sqlite:///{self.path}" if self.path.startswith("/") else path
         self.commits = 0  # write transactions committed by this instance (group commit makes it small)
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox-write")
@@ -159,13 +181,20 @@ class SqliteOutbox(Outbox):
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        directory = os.path.dirname(self.path)
+        if not self._create_directory and not os.path.isdir(directory):
+            raise OutboxOpenError(
+                f"the outbox file {self.path} cannot be used: its directory {directory} does not exist (KAMELEOON_OUTBOX; is the volume mounted?)"
+            )
         try:
             self._write = await loop.run_in_executor(self._writer_thread, self._open_writer)
             self._read = await loop.run_in_executor(self._reader_thread, self._connect)
+            found = os.stat(self.path)
+            self._identity = (found.st_dev, found.st_ino)
         except (sqlite3.Error, OSError) as exc:
             self._writer_thread.shutdown(wait=False)
             self._reader_thread.shutdown(wait=False)
-            raise OutboxOpenError(f"the outbox file {self.path} cannot be used: {_reason(exc)}") from exc
+            raise OutboxOpenError(f"the outbox file {self.path} cannot be used (KAMELEOON_OUTBOX): {_reason(exc)}") from exc
         self._wake = asyncio.Event()
         self._writer = asyncio.ensure_future(self._write_loop())
 
@@ -175,9 +204,8 @@ class SqliteOutbox(Outbox):
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        if self._create_directory:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
         conn = self._connect()
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -185,6 +213,7 @@ class SqliteOutbox(Outbox):
                 raise sqlite3.OperationalError(f"WAL journal refused (journal_mode stays {mode})")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             self._set_synchronous(conn, "FULL")
+            self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"the file is damaged ({check})")
@@ -221,6 +250,8 @@ class SqliteOutbox(Outbox):
     def _submit(self, run: Callable[[sqlite3.Connection], object], durable: bool) -> asyncio.Future:
         if self._closed or self._wake is None:
             raise OutboxUnavailable(f"the outbox {self.path} is closed")
+        if self._broken is not None:
+            raise OutboxUnavailable(self._broken)
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Op(run, durable, future))
         self._wake.set()
@@ -256,9 +287,14 @@ class SqliteOutbox(Outbox):
             self._synchronous = level
 
     def _transaction(self, ops: list[_Op]) -> list:
-        """One transaction for every op (in the writer thread); each op in its own savepoint."""
+        """One transaction for every op (in the writer thread); each op in its own savepoint. The file is
+        checked first (a stat per transaction, next to its fsync): a file deleted or replaced under the
+        process is never written."""
         conn = self._write
         assert conn is not None  # open() made it; close() stops the writer first
+        broken = self.verify()
+        if broken is not None:
+            raise OutboxUnavailable(broken)
         results: list = []
         try:
             self._set_synchronous(conn, "FULL" if any(op.durable for op in ops) else "NORMAL")
@@ -273,6 +309,8 @@ class SqliteOutbox(Outbox):
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
             self.commits += 1
+            # Pages free inside the file: room the next writes take before the file grows (read with the commit's lock gone).
+            self._freelist_bytes = conn.execute("PRAGMA freelist_count").fetchone()[0] * self._page_size
         except BaseException as exc:
             if conn.in_transaction:
                 try:
@@ -280,6 +318,8 @@ class SqliteOutbox(Outbox):
                 except sqlite3.Error:
                     pass
             if isinstance(exc, sqlite3.Error):
+                if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+                    self._disk_read_at = float("-inf")  # read the free space again before the next enqueue
                 raise OutboxUnavailable(f"the outbox {self.path} cannot be written: {_reason(exc)}") from exc
             raise
         return results
@@ -287,10 +327,57 @@ class SqliteOutbox(Outbox):
     async def _read_op(self, run: Callable[[sqlite3.Connection], object]):
         if self._read is None:
             raise OutboxUnavailable(f"the outbox {self.path} is closed")
+        if self._broken is not None:
+            raise OutboxUnavailable(self._broken)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run, self._read)
         except sqlite3.Error as exc:
             raise OutboxUnavailable(f"the outbox {self.path} cannot be read: {_reason(exc)}") from exc
+
+    # -- the disk and the file --------------------------------------------------
+
+    def disk(self) -> Disk:
+        """Room to write: the filesystem's free bytes plus the pages free inside the file, and the headroom kept.
+        Read again after DISK_CHECK_S, or once the bodies stored since could have used an eighth of the headroom."""
+        now = time.monotonic()
+        disk = self._disk
+        if disk is None or now - self._disk_read_at >= DISK_CHECK_S or self._stored_since * DISK_CHECK_SHARE > disk.headroom_bytes:
+            disk = self._disk = self._read_disk()
+            self._disk_read_at, self._stored_since = now, 0
+        return disk
+
+    def _read_disk(self) -> Disk:
+        try:
+            found = os.statvfs(os.path.dirname(self.path))
+        except OSError:  # the directory is gone: verify() tells; nothing to refuse here
+            return Disk(free_bytes=0, headroom_bytes=0)
+        size = found.f_blocks * found.f_frsize
+        headroom = min(HEADROOM_MAX_BYTES, int(size * HEADROOM_SHARE)) if self._min_free is None else self._min_free
+        return Disk(free_bytes=found.f_bavail * found.f_frsize + self._freelist_bytes, headroom_bytes=headroom)
+
+    def _check_headroom(self) -> None:
+        """New events are refused while the filesystem has less than the headroom free, so that claims,
+        marks and dead letters (which free space once delivered) always find room."""
+        disk = self.disk()
+        if disk.free_bytes < disk.headroom_bytes:
+            raise OutboxFull(
+                f"the outbox's filesystem has {disk.free_bytes} bytes free, less than the {disk.headroom_bytes} kept for "
+                f"delivering what is queued (KAMELEOON_OUTBOX_MIN_FREE_BYTES; {self.path}): nothing was stored, retry later"
+            )
+
+    def verify(self) -> str | None:
+        """The file deleted or replaced under the running process: from then on every write is refused
+        (never written to an unlinked inode, never mixed with another file), until a restart."""
+        if self._broken is None and self._identity is not None:
+            try:
+                found = os.stat(self.path)
+                if (found.st_dev, found.st_ino) != self._identity:
+                    self._broken = f"the outbox file {self.path} was replaced by another file while the service ran: restart the service"
+            except FileNotFoundError:
+                self._broken = f"the outbox file {self.path} was deleted while the service ran: restart the service"
+            except OSError:
+                pass  # unreadable for now (a remount): not a replacement
+        return self._broken
 
     # -- accepting ------------------------------------------------------------
 
@@ -299,6 +386,8 @@ class SqliteOutbox(Outbox):
     ) -> list[Accepted]:
         if not events:
             return []
+        self._check_headroom()
+        self._stored_since += sum(len(e.body) for e in events)
         rows = [
             (e.action, _storable(e.route), _storable(e.sitecode), _storable(e.message_id), e.body, e.credentials, now, now + window_s, now)
             for e in events

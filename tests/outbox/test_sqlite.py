@@ -29,8 +29,8 @@ async def test_concurrent_enqueues_share_transactions(tmp_path):
 
 
 async def test_the_file_is_in_wal_mode_with_its_schema(tmp_path):
-    path = tmp_path / "deeper" / "o.db"  # missing directories are made
-    store = SqliteOutbox(str(path))
+    path = tmp_path / "deeper" / "o.db"  # missing directories are made (for the default location)
+    store = SqliteOutbox(str(path), create_directory=True)
     await store.open()
     await put(store, [event(1)])
     await store.close()
@@ -164,7 +164,7 @@ async def test_a_file_from_a_newer_release_stops_start_up_naming_it(tmp_path):
     with pytest.raises(OutboxOpenError) as raised:
         await SqliteOutbox(str(path)).open()
     assert str(raised.value) == (
-        f"the outbox file {path} cannot be used: written by a newer version (schema {SCHEMA_VERSION + 1}, this one knows {SCHEMA_VERSION})"
+        f"the outbox file {path} cannot be used (KAMELEOON_OUTBOX): written by a newer version (schema {SCHEMA_VERSION + 1}, this one knows {SCHEMA_VERSION})"
     )
 
 
@@ -176,7 +176,7 @@ async def test_a_file_that_is_no_database_is_refused_with_sqlites_own_words(tmp_
     path.write_bytes(b"this is not a database at all" * 200)
     with pytest.raises(OutboxOpenError) as raised:
         await SqliteOutbox(str(path)).open()
-    assert str(raised.value) == f"the outbox file {path} cannot be used: file is not a database (SQLITE_NOTADB)"
+    assert str(raised.value) == f"the outbox file {path} cannot be used (KAMELEOON_OUTBOX): file is not a database (SQLITE_NOTADB)"
 
 
 async def test_a_damaged_database_is_refused_with_what_the_check_found(tmp_path):
@@ -191,13 +191,13 @@ async def test_a_damaged_database_is_refused_with_what_the_check_found(tmp_path)
         file.write((5).to_bytes(4, "big"))
     with pytest.raises(OutboxOpenError) as raised:
         await SqliteOutbox(str(path)).open()
-    assert str(raised.value).startswith(f"the outbox file {path} cannot be used: the file is damaged (")
+    assert str(raised.value).startswith(f"the outbox file {path} cannot be used (KAMELEOON_OUTBOX): the file is damaged (")
     assert "freelist" in str(raised.value)
 
 
 async def test_its_location_is_the_url_of_its_file_and_its_threads_are_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    store = SqliteOutbox("relative/o.db")
+    store = SqliteOutbox("relative/o.db", create_directory=True)
     assert store.path == str(tmp_path / "relative" / "o.db")
     assert store.location == f"sqlite:///{tmp_path}/relative/o.db" and path_of(store.location) == store.path
     await store.open()
