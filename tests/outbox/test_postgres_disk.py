@@ -1,4 +1,6 @@
-"""The PostgreSQL outbox when the database server's disk is full: its tables in a tablespace on a small
+"""The PostgreSQL outbox when its storage fails: the database server's disk full, a connection cut mid-claim.
+
+The disk full: its tables in a tablespace on a small
 tmpfs (the server's own WAL elsewhere, so the server stays up, as with a separate data volume), filled by
 another process. Nothing is answered OK that is not committed, and once space returns everything works
 again by itself.
@@ -10,6 +12,7 @@ backlog waits for space like new events do. Operators size and watch the databas
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import pwd
@@ -18,6 +21,7 @@ import subprocess
 import tempfile
 import time
 
+import asyncpg
 import pytest
 
 from service.errors import OutboxUnavailable
@@ -88,3 +92,45 @@ async def test_a_full_database_disk_refuses_without_an_ok_and_recovers_when_spac
     finally:
         await store.close()
     assert shutil.disk_usage(directory).free > MiB
+
+
+# -- a connection cut in the middle of a claim ----------------------------------------------------------
+
+
+async def test_a_claim_cut_mid_transaction_leases_nothing_and_one_cut_after_its_commit_comes_back_after_the_lease(postgres_url):
+    """Leases make a lost connection safe. Cut while the claim's UPDATE runs (held here behind a table lock,
+    its backend terminated): rolled back, every event claimable at once. Cut after the claim committed
+    (its answer never read): the events are held by a lease nobody has, claimable again once it runs out."""
+    store, other = PostgresOutbox(postgres_url), PostgresOutbox(postgres_url)
+    await store.open()
+    await other.open()
+    locker = await asyncpg.connect(postgres_url)
+    try:
+        now = 1_000_000.0
+        await store.enqueue([event(i) for i in range(5)], now=now, window_s=3600, idempotency_window_s=3600, max_pending=0)
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE outbox_events IN EXCLUSIVE MODE")
+            claim = asyncio.ensure_future(store.claim(10, now=now, lease_s=60))
+            pid = None
+            for _ in range(500):  # the claim's backend, waiting on the lock
+                pid = await locker.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%outbox_events%' AND pid <> pg_backend_pid()"
+                )
+                if pid:
+                    break
+                await asyncio.sleep(0.01)
+            assert pid, "the claim never reached the database"
+            await locker.execute("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises(OutboxUnavailable):
+                await claim
+        assert len(await other.claim(10, now=now, lease_s=60)) == 5, "the cut claim leased nothing"
+
+        # The other store's claim committed; say its answer was lost with its connection: nobody holds the lease.
+        assert await store.claim(10, now=now + 30, lease_s=60) == [], "leased: not claimable before the lease ends"
+        again = await store.claim(10, now=now + 61, lease_s=60)
+        assert sorted(c.message_id for c in again) == [f"m-{i}" for i in range(5)]
+        assert await store.mark_delivered(again, now=now + 62) == 5
+    finally:
+        await locker.close()
+        await store.close()
+        await other.close()
