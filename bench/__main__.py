@@ -1,6 +1,7 @@
 """``python -m bench``: the side-by-side benchmark (see bench/README.md); ``--queued``: queued delivery (bench/queued.py);
 ``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py); ``--instructions``: the service's own
-work per event in instructions under callgrind, beside a baseline (bench/instructions.py)."""
+work per event in instructions under callgrind, beside a baseline (bench/instructions.py); ``--throughput``: delivered
+events/s to a distant or rate-limited stand-in (bench/throughput.py)."""
 
 import sys
 
@@ -13,6 +14,11 @@ if "--postgres" in sys.argv[1:]:
     from bench.postgres import main
 
     sys.exit(main([arg for arg in sys.argv[1:] if arg != "--postgres"]))
+
+if "--throughput" in sys.argv[1:]:
+    from bench.throughput import main
+
+    sys.exit(main([arg for arg in sys.argv[1:] if arg != "--throughput"]))
 
 if "--instructions" in sys.argv[1:]:
     from bench.instructions import main

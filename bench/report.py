@@ -502,7 +502,7 @@ def markdown(report: dict) -> str:
             "",
             f"SendBatch, {slow['concurrency']} calls in flight, about {slow['events_in_flight']} events in flight.",
             "",
-            "| KAMELEOON_POOL_SIZE | events/s | expected: min(pool, in flight) / latency | mean wait for a pooled connection |",
+            "| fixed KAMELEOON_CONCURRENCY | events/s | expected: min(limit, in flight) / latency | mean wait for the limit |",
             "|---|---|---|---|",
         ]
         for pool, r in slow["runs"].items():

@@ -43,6 +43,9 @@ SERVICE_MODES = ("typed", "send", "batch", "stream")
 SHOWN_ENV = (
     "KAMELEOON_WORKERS",
     "KAMELEOON_POOL_SIZE",
+    "KAMELEOON_CONCURRENCY",
+    "KAMELEOON_MAX_CONCURRENCY",
+    "KAMELEOON_RATE_LIMIT",
     "KAMELEOON_MAX_IN_FLIGHT",
     "KAMELEOON_IDEMPOTENCY_WINDOW_S",
     "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES",
@@ -74,7 +77,10 @@ class Profile:
     grpc_floor: bool = True  # also drive a bare grpc.aio server (bench/grpc_floor.py) with unary Send
     warning_line: bool = True  # the service again with KAMELEOON_LOG_LEVEL=warning, every mode
     slow_delay_ms: float = 100.0  # the slow stand-in's answer delay (0: no slow phase)
-    slow_pools: tuple[int, ...] = (100, 250)  # KAMELEOON_POOL_SIZE of each slow run (100 is the default)
+    slow_pools: tuple[int, ...] = (
+        100,
+        250,
+    )  # a fixed KAMELEOON_CONCURRENCY of each slow run (100: the fixed pool of old; --throughput measures the adaptive default)
     slow_concurrency: int = 8  # SendBatch calls in flight against the slow stand-in
     slow_duration_s: float = 3.0
     call_cap_s: float = 120.0  # the longest any other command may take
@@ -350,7 +356,7 @@ def attempt(label: str, fn):
 
 
 def slow_phase(p: Profile, out: Path, loadgen: LineWorker, events_file: Path, children: list) -> dict:
-    """Kameleoon 100 ms away: throughput follows KAMELEOON_POOL_SIZE / latency, and events wait for a
+    """Kameleoon 100 ms away: with a fixed KAMELEOON_CONCURRENCY, throughput follows it / latency, and events wait for a
     pooled connection (kameleoon_pool_wait_seconds, read from the service's /metrics)."""
     slow, slow_port, slow_log = start_standin(out, p.slow_delay_ms, "standin-slow.log")
     children.append(lambda: (stop(slow), slow_log.close()))
@@ -359,7 +365,7 @@ def slow_phase(p: Profile, out: Path, loadgen: LineWorker, events_file: Path, ch
     result: dict = {"delay_ms": p.slow_delay_ms, "mode": "batch", "concurrency": p.slow_concurrency, "events_in_flight": in_flight, "runs": {}}
     for pool in p.slow_pools:
         metrics_port = free_port()
-        env = {"KAMELEOON_POOL_SIZE": str(pool), "KAMELEOON_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+        env = {"KAMELEOON_CONCURRENCY": str(pool), "KAMELEOON_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
         log(f"slow stand-in ({p.slow_delay_ms:g} ms): pool of {pool}")
         svc, port, svc_log = start_service(out, url, f"service-slow-pool{pool}.log", env)
         children.append(lambda svc=svc, svc_log=svc_log: (stop(svc, grace=15), svc_log.close()))

@@ -11,6 +11,9 @@ puts the same header lines on the wire as the service.
 
 ``--delay-ms N`` answers every POST N ms after it arrived (Kameleoon across
 the internet): a client's throughput then follows its connections / N.
+``--capacity N`` answers at most N POSTs at once (with the delay) and 429 at once
+beyond, counted in ``rejected`` (a rate-limited Kameleoon); ``GET /__capacity?n=K``
+changes it while running (0: no limit).
 
 Run: ``python -m bench.standin [--port 0] [--delay-ms 0]``; prints ``PORT <n>``
 once listening and stops on SIGTERM / SIGINT or when its parent process exits.
@@ -26,12 +29,15 @@ import sys
 from bench.common import run, until_stopped
 
 RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
+TOO_MANY = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 MAX_HEAD = 64 * 1024
 SAMPLE_EVERY = 64  # one POST in this many has its header lines recorded
 VARYING = (b"host:", b"content-length:")  # header values that differ between clients for no reason of theirs
 
-STATS: dict = {"requests": 0, "posts": 0, "body_bytes": 0, "connections": 0, "open": 0, "heads": {}}
+STATS: dict = {"requests": 0, "posts": 0, "rejected": 0, "body_bytes": 0, "connections": 0, "open": 0, "heads": {}}
 DELAY_S = 0.0
+CAPACITY = [0]  # POSTs answered at once at most (0: no limit); beyond, 429
+ANSWERING = [0]  # POSTs being answered now
 
 
 def _chunked_end(buf: bytearray, start: int) -> int:
@@ -100,17 +106,24 @@ class StandIn(asyncio.Protocol):
             else:
                 end = start
             STATS["requests"] += 1
-            if head.startswith(b"post "):
+            if head.startswith(b"post ") and CAPACITY[0] and ANSWERING[0] >= CAPACITY[0]:
+                STATS["rejected"] += 1
+                self.transport.write(TOO_MANY)
+            elif head.startswith(b"post "):
                 STATS["posts"] += 1
                 STATS["body_bytes"] += end - start
                 if STATS["posts"] % SAMPLE_EVERY == 1:
                     _record_head(raw_head)
                 if DELAY_S:
+                    ANSWERING[0] += 1
                     asyncio.get_running_loop().call_later(DELAY_S, self._answer, close)
                     del buf[:end]
                     if close:
                         return
                     continue
+                self.transport.write(RESPONSE)
+            elif head.startswith(b"get /__capacity?n="):
+                CAPACITY[0] = int(head.split(b" ", 2)[1].split(b"=", 1)[1])
                 self.transport.write(RESPONSE)
             elif head.startswith(b"get /__stats"):
                 text = json.dumps(STATS).encode()
@@ -123,6 +136,7 @@ class StandIn(asyncio.Protocol):
                 return
 
     def _answer(self, close: bool) -> None:
+        ANSWERING[0] -= 1
         if not self.transport.is_closing():
             self.transport.write(RESPONSE)
             if close:
@@ -143,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every POST this long after it arrived")
+    parser.add_argument("--capacity", type=int, default=0, help="POSTs answered at once at most; 429 beyond (0: no limit)")
     args = parser.parse_args(argv)
     DELAY_S = args.delay_ms / 1000
+    CAPACITY[0] = args.capacity
     run(serve(args.host, args.port))
     return 0
 

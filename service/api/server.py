@@ -152,6 +152,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     trace_configs = (tracing.client_trace_config(provider),) if provider else ()
     client = KameleoonClient(config, metrics, trace_configs)
     await client.start()
+    metrics.concurrency.source = client.concurrency
     chain = [tracing.server_interceptor(provider)] if provider else []
     if config.auth_tokens:
         chain.append(BearerTokenInterceptor(config.auth_tokens, metrics))

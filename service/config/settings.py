@@ -30,7 +30,10 @@ class Config:
     timeout_s: float = 10.0
     backoff_base_s: float = 0.2
     backoff_max_s: float = 5.0
-    pool_size: int = 100
+    pool_size: int | None = None
+    concurrency: str = "adaptive"
+    max_concurrency: int = 1000
+    rate_limit: float = 0.0
     grace_s: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
@@ -66,6 +69,13 @@ class Config:
     outbox_max_pending: int = 1_000_000
     outbox_min_free_bytes: int | None = None
 
+    def fixed_concurrency(self) -> int | None:
+        """The fixed number of requests in flight (KAMELEOON_CONCURRENCY a number, else the deprecated
+        KAMELEOON_POOL_SIZE when set); None: adaptive."""
+        if self.concurrency != "adaptive":
+            return int(self.concurrency)
+        return self.pool_size
+
     def outbox_url(self) -> str | None:
         """The outbox in use: KAMELEOON_OUTBOX, else the default location when queued is the default; None: no outbox."""
         if self.outbox:
@@ -93,7 +103,10 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("timeout_s", "KAMELEOON_TIMEOUT_S", v.positive_float, "timeout of one HTTP attempt, seconds"),
     ("backoff_base_s", "KAMELEOON_BACKOFF_BASE_S", v.non_negative_float, "backoff ceiling before the first retry, seconds; doubles each retry (full jitter)"),
     ("backoff_max_s", "KAMELEOON_BACKOFF_MAX_S", v.non_negative_float, "largest backoff, seconds; a Retry-After longer than this ends a sync call's retries with UNAVAILABLE"),
-    ("pool_size", "KAMELEOON_POOL_SIZE", v.positive_int, "HTTP connections kept to Kameleoon (keep-alive)"),
+    ("concurrency", "KAMELEOON_CONCURRENCY", v.concurrency, "requests to Kameleoon in flight at once: adaptive (per sitecode, from the round trip and Kameleoon's 429/503s; the pool follows), or a number fixing it for all sitecodes"),
+    ("max_concurrency", "KAMELEOON_MAX_CONCURRENCY", v.positive_int, "adaptive concurrency's bound per sitecode, and the connections kept to Kameleoon (keep-alive)"),
+    ("rate_limit", "KAMELEOON_RATE_LIMIT", v.non_negative_float, "requests per second to Kameleoon at most, per sitecode, for contracts that state one (0: none)"),
+    ("pool_size", "KAMELEOON_POOL_SIZE", v.positive_int, "deprecated: a fixed concurrency (KAMELEOON_CONCURRENCY=<n> says the same); set, it wins over adaptive"),
     ("max_in_flight", "KAMELEOON_MAX_IN_FLIGHT", v.positive_int, "events being delivered at once; past it calls get RESOURCE_EXHAUSTED at once"),
     ("idempotency_window_s", "KAMELEOON_IDEMPOTENCY_WINDOW_S", v.non_negative_float, "a messageId delivered successfully is not sent again for this long, seconds (0: off)"),
     ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most without an outbox (oldest forgotten first)"),

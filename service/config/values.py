@@ -63,6 +63,16 @@ def choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def concurrency(text: str) -> str:
+    """``adaptive``, or a positive whole number (kept as its text)."""
+    value = text.strip().lower()
+    if value == "adaptive":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("must be adaptive or a whole number of at least 1")
+    return str(int(value))
+
+
 def sitecode(text: str) -> str:
     if len(text) != SITECODE_LENGTH:
         raise ValueError(f"must be exactly {SITECODE_LENGTH} characters")

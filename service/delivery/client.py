@@ -6,8 +6,10 @@ event is POSTed to the configured endpoint; connection errors, timeouts, 408,
 jitter, honouring Retry-After, up to ``max_attempts`` attempts and never past
 the caller's deadline. Final answers become errors of service.errors.
 
-An attempt first takes one of ``pool_size`` slots (the pool's connections): the
-time it waits for one is kameleoon_pool_wait_seconds. Per request nothing is
+An attempt first takes a ticket of its sitecode's gate (service.delivery.concurrency: an adaptive
+limit by default, KAMELEOON_CONCURRENCY a number fixes one for all): the time it waits for one is
+kameleoon_pool_wait_seconds; its round trip and Kameleoon's back-pressure then tune the limit, and a
+Retry-After pauses that sitecode alone. Per request nothing is
 built that could be built once: the URL, the headers of a sitecode and apiKey
 (service.delivery.credentials), the session-wide timeout (a per-request one only when
 the caller's deadline is nearer), the header lines aiohttp adds (_SegmentRequest).
@@ -20,7 +22,6 @@ the session.
 from __future__ import annotations
 
 import asyncio
-import collections
 import email.utils
 import random
 import time
@@ -34,6 +35,7 @@ from aiohttp import hdrs
 from yarl import URL
 
 from service.config import USER_AGENT, Config
+from service.delivery.concurrency import Gate, Limit
 from service.delivery.credentials import Credentials
 from service.errors import DeadlineExceeded, DeliveryError, Unavailable, for_http_status, truncate
 from service.ops.metrics import NoMetrics
@@ -47,6 +49,10 @@ MIN_ATTEMPT_S = 0.05
 # (attempts, why) and the log line and metrics say so, rather than racing gRPC's own cancellation.
 DEADLINE_RESERVE_S = 0.05
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Kameleoon's back-pressure: these answers (and no answer at all) lower the sitecode's concurrency limit.
+BACK_PRESSURE_STATUS = frozenset({429, 503})
+# Gates whose limits the metrics show, by sitecode; more sitecodes than this are delivered alike, not shown.
+SHOWN_GATES = 100
 # The connection's own timeouts: none, the attempt's total timeout covers connecting too (as the session's did).
 _CONNECT_TIMEOUT = aiohttp.ClientTimeout()
 
@@ -103,48 +109,6 @@ def _delivered(http_status: int, attempts: int) -> Delivered:
     return found
 
 
-class _Slots:
-    """The pool's connections as tickets, first come first served: an attempt takes one before its
-    request and gives it back after (asyncio.Semaphore asks more per call: its locked() builds a
-    generator)."""
-
-    __slots__ = ("free", "_waiters")
-
-    def __init__(self, count: int):
-        self.free = count
-        self._waiters: collections.deque[asyncio.Future] = collections.deque()
-
-    def take_now(self) -> bool:
-        """Take a ticket if one is free and nobody waits for one: no await needed."""
-        if self.free > 0 and not self._waiters:
-            self.free -= 1
-            return True
-        return False
-
-    async def wait(self) -> None:
-        """Wait for a ticket (when take_now() said no)."""
-        if self.take_now():
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give()  # handed a ticket as the wait was cancelled: pass it on
-            elif waiter in self._waiters:  # give() may have taken it out already, skipping it as cancelled
-                self._waiters.remove(waiter)
-            raise
-
-    def give(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the ticket goes straight to the first waiter
-                return
-        self.free += 1
-
-
 class _Expiry:
     """An attempt's timeout, as asyncio.timeout() keeps it (cancel the task when it fires; that cancellation,
     and only that one, becomes TimeoutError) for a fifth of its instructions: a timer and this callback,
@@ -183,14 +147,19 @@ class KameleoonClient:
         self._trace_configs = list(trace_configs)
         self._endpoint = URL(config.base_url)
         self._session: aiohttp.ClientSession | None = None
-        self._slots = _Slots(config.pool_size)
+        # KAMELEOON_CONCURRENCY a number (or the deprecated KAMELEOON_POOL_SIZE): one fixed gate for every
+        # sitecode, as the fixed pool was. Adaptive: a gate per sitecode, each up to KAMELEOON_MAX_CONCURRENCY.
+        self._fixed = config.fixed_concurrency()
+        self._shared = Gate(Limit(self._fixed, fixed=True), config.rate_limit) if self._fixed else None
+        self._gates: dict[str, Gate] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connector: aiohttp.TCPConnector | None = None
 
     async def start(self) -> None:
         # Not mutated (make mutate): the pool's own slots bound the requests in flight, and keep-alive and
         # DNS cache times show only on a clock (tests/MUTANTS.md).
-        connector = aiohttp.TCPConnector(limit=self._config.pool_size, keepalive_timeout=60, ttl_dns_cache=300)  # pragma: no mutate
+        pool = self._fixed or self._config.max_concurrency
+        connector = aiohttp.TCPConnector(limit=pool, keepalive_timeout=60, ttl_dns_cache=300)  # pragma: no mutate
         self._connector = connector
         self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._session = aiohttp.ClientSession(
@@ -226,8 +195,9 @@ class KameleoonClient:
         """
         started = time.perf_counter()
         http_status = 0  # no answer: refused, timed out, or the call was cancelled (its deadline passed)
+        gate = self._shared or self._gates.get(credentials.sitecode) or self._gate(credentials.sitecode)
         try:
-            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, max_attempts)
+            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, gate, max_attempts)
             http_status = delivered.http_status
             return delivered
         except DeliveryError as exc:
@@ -240,7 +210,21 @@ class KameleoonClient:
         """Segment's credential test: GET <endpoint>/getapikey?<entries>, values URL-encoded."""
         query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in entries)
         url = URL(f"{self._config.base_url}/getapikey?{query}", encoded=True)
-        return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey")
+        return await self._send("GET", url, {"user-agent": USER_AGENT}, None, deadline, "getapikey", self._shared or self._gate(""))
+
+    def _gate(self, sitecode: str) -> Gate:
+        """The adaptive gate of ``sitecode``, made on its first request."""
+        gate = self._gates.get(sitecode)
+        if gate is None:
+            gate = self._gates[sitecode] = Gate(Limit(self._config.max_concurrency), self._config.rate_limit, sitecode)
+        return gate
+
+    def concurrency(self) -> list[tuple[str, int, int, float | None]]:
+        """(sitecode, limit, in flight, round-trip estimate in seconds) of the gates, for the metrics."""
+        if self._shared is not None:
+            limit = self._shared.limit
+            return [("", limit.limit, limit.in_flight, limit.rtt)]
+        return [(sitecode, gate.limit.limit, gate.limit.in_flight, gate.limit.rtt) for sitecode, gate in list(self._gates.items())[:SHOWN_GATES]]
 
     async def _send(
         self,
@@ -250,6 +234,7 @@ class KameleoonClient:
         body: bytes | None,
         deadline: float | None,
         action: str,
+        gate: Gate,
         max_attempts: int | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
@@ -257,6 +242,8 @@ class KameleoonClient:
         max_attempts = max_attempts or self._config.max_attempts
         attempts = 0
         while True:
+            if gate.paused_until:  # Kameleoon asked this sitecode to wait (Retry-After): no request before then
+                await self._paused(gate, deadline, attempts)
             attempts += 1
             timeout = self._config.timeout_s
             bound_by_deadline = False
@@ -267,7 +254,7 @@ class KameleoonClient:
                 if left < timeout:
                     timeout, bound_by_deadline = left, True
             try:
-                status, text = await self._attempt(method, url, headers, body, timeout if bound_by_deadline else None)
+                status, text = await self._attempt(method, url, headers, body, timeout if bound_by_deadline else None, gate)
             except _Retryable as exc:
                 self._metrics.attempt(action, "retryable", attempts, exc.http_status)
                 if bound_by_deadline and exc.timed_out:
@@ -294,35 +281,63 @@ class KameleoonClient:
                 return _delivered(status, attempts)
             raise for_http_status(status, text, attempts)
 
-    async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None) -> tuple[int, str]:
-        """One request once a pooled connection is free; ``timeout`` None: the session's (timeout_s)."""
-        slots = self._slots
-        if slots.take_now():
+    async def _paused(self, gate: Gate, deadline: float | None, attempts: int) -> None:
+        """Wait out the sitecode's pause when it ends in time (before the deadline, within KAMELEOON_BACKOFF_MAX_S
+        as a Retry-After would be); else Unavailable with what is left of it, nothing sent."""
+        loop = self._loop
+        left = gate.paused_until - loop.time()
+        if left <= 0:
+            gate.paused_until = 0.0
+            return
+        if left > self._config.backoff_max_s or (deadline is not None and loop.time() + left + MIN_ATTEMPT_S >= deadline - DEADLINE_RESERVE_S):
+            raise Unavailable(
+                f"Kameleoon asked to wait {left:.3g} s more before the next request of this sitecode (Retry-After)",
+                http_status=0,
+                attempts=attempts,
+                retry_after=left,
+            )
+        await asyncio.sleep(left)
+
+    async def _attempt(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None, gate: Gate) -> tuple[int, str]:
+        """One request once its gate lets it go; ``timeout`` None: the session's (timeout_s). Its round trip
+        and Kameleoon's back-pressure (429, 503, no answer) go back into the gate's limit."""
+        loop = self._loop
+        if gate.take_now():
             self._metrics.pool_wait(0.0)
         else:
             waiting = time.perf_counter()
-            await slots.wait()
+            await gate.wait()
             self._metrics.pool_wait(time.perf_counter() - waiting)
+        sent = loop.time()
+        rtt: float | None = None
+        pushed_back = False  # 429, 503, no answer (a timeout, a connection error); not a cancelled call
         try:
             if method == hdrs.METH_POST and not self._trace_configs:
                 response, raw = await self._post(url, headers, body, self._config.timeout_s if timeout is None else timeout)
             else:
                 response, raw = await self._request(method, url, headers, body, timeout)
             status = response.status
+            rtt = loop.time() - sent
+            pushed_back = status in BACK_PRESSURE_STATUS
             if status in RETRYABLE_STATUS:
                 reason = f"HTTP {status}"
                 answer = truncate(raw.decode("utf-8", "replace"))
                 if answer:
                     reason = f"{reason} ({answer})"
-                raise _Retryable(reason, status, retry_after_seconds(response.headers.get("retry-after")))
+                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                if retry_after and pushed_back:
+                    gate.pause(loop.time() + retry_after)
+                raise _Retryable(reason, status, retry_after)
             return status, raw.decode("utf-8", "replace")
         except TimeoutError:
+            pushed_back = True
             seconds = self._config.timeout_s if timeout is None else timeout
             raise _Retryable(f"no answer within {seconds:.3g} s", timed_out=True) from None
         except (aiohttp.ClientError, OSError) as exc:  # OSError: what ClientSession would have wrapped as ClientOSError
+            pushed_back = True
             raise _Retryable(f"connection error ({type(exc).__name__})") from None
         finally:
-            slots.give()
+            gate.give(rtt, pushed_back, loop.time())
 
     async def _request(self, method: str, url: URL, headers: dict, body: bytes | None, timeout: float | None) -> tuple[aiohttp.ClientResponse, bytes]:
         """One request through ClientSession (redirects, trace hooks); ``timeout`` None: the session's."""

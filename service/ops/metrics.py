@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -113,6 +114,27 @@ class HistogramFamily(_Family):
         yield family
 
 
+class _ConcurrencyFamilies(Collector):
+    """The gates toward Kameleoon, read when scraped: limit, in flight and round-trip estimate per sitecode
+    (``source`` returns (sitecode, limit, in flight, rtt or None) tuples; "" is the one fixed gate)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.source: Callable[[], list[tuple[str, int, int, float | None]]] = list
+        registry.register(self)
+
+    def collect(self):
+        limit = GaugeMetricFamily("kameleoon_concurrency_limit", "Requests to Kameleoon allowed in flight at once", labels=("sitecode",))
+        in_flight = GaugeMetricFamily("kameleoon_concurrency_in_flight", "Requests to Kameleoon in flight now", labels=("sitecode",))
+        rtt = GaugeMetricFamily("kameleoon_round_trip_seconds", "Moving average of Kameleoon's round trip", labels=("sitecode",))
+        for sitecode, allowed, busy, seconds in self.source():
+            label = (sitecode or "all",)
+            limit.add_metric(label, allowed)
+            in_flight.add_metric(label, busy)
+            if seconds is not None:
+                rtt.add_metric(label, seconds)
+        yield from (limit, in_flight, rtt)
+
+
 # Statuses that mean something of their own here: success, the errors mapped to their own gRPC
 # code or message (service/errors.py), and the retried ones (service/delivery/client.py).
 KNOWN_STATUSES = frozenset({200, 201, 202, 204, 400, 401, 403, 404, 408, 413, 422, 423, 429, 500, 501, 502, 503, 504})
@@ -180,6 +202,7 @@ class Metrics:
             "kameleoon_config_version_info", "1 for the configuration version in force (a content hash)", ("config", "version"), registry=r
         )
 
+        self.concurrency = _ConcurrencyFamilies(r)  # the client sets its source
         self._children: dict[tuple, object] = {}
         self._statuses: dict[int, str] = {0: "none"}
 

@@ -256,8 +256,8 @@ async def test_a_final_answer_is_a_dead_letter_at_once_and_ends_a_run_of_failure
     retryable failures before and after it are no run of CIRCUIT_THRESHOLD: the circuit stays closed."""
     answers = {"f-final": [Reply(status=422, body='{"error":"bad payload"}')]}
     for n in range(CIRCUIT_THRESHOLD - 1):
-        answers[f"f-before-{n}"] = [Reply(status=503, headers={"Retry-After": "3000"})]  # not back during the test
-        answers[f"f-after-{n}"] = [Reply(status=503, headers={"Retry-After": "3000"})]
+        answers[f"f-before-{n}"] = [Reply(status=500, headers={"Retry-After": "3000"})]  # not back during the test (500: no sitecode pause)
+        answers[f"f-after-{n}"] = [Reply(status=500, headers={"Retry-After": "3000"})]
     order = [*(f"f-before-{n}" for n in range(CIRCUIT_THRESHOLD - 1)), "f-final", *(f"f-after-{n}" for n in range(CIRCUIT_THRESHOLD - 1))]
     sink.choose = lambda received: answers[received.json()["messageId"]].pop(0)
     r = await rig(outbox_concurrency=1)  # one attempt at a time, in the order enqueued
