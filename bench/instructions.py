@@ -61,22 +61,7 @@ def _child(count: int) -> None:
         sync = SyncDelivery(Client(), MemoryStore(config.idempotency_window_s, config.idempotency_max_entries), config.max_in_flight)
         servicer = Servicer(config, Pipeline(Router(load(None)), sync, Acceptor(None)))
         context = Context()
-        requests = [
-            pb.SendRequest(
-                event_json=json.dumps(
-                    {
-                        "type": "track",
-                        "event": "Order Completed",
-                        "userId": f"user-{i}",
-                        "properties": {"revenue": i, "currency": "EUR", "kameleoonVisitorCode": "vc-1"},
-                        "context": {"ip": "203.0.113.9", "library": {"name": "analytics-node", "version": "6.2.0"}},
-                        "timestamp": "2026-11-28T10:00:00.000Z",
-                        "messageId": f"m-{i}",
-                    }
-                )
-            )
-            for i in range(count)
-        ]
+        requests = [pb.SendRequest(event_json=_event(i)) for i in range(count)]
         for request in requests:
             await servicer.Send(request, context)
 

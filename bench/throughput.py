@@ -152,16 +152,13 @@ def measure(service: Service, standin: StandIn, seconds: float, warmup: float) -
     }
 
 
-def far(baseline: Path | None, seconds: float, warmup: float) -> dict:
-    standin = StandIn(delay_ms=100)
+def compare(label: str, standin: StandIn, variants: list[tuple[str, Path, dict]], seconds: float, warmup: float, **env: str) -> dict:
+    """Each (name, checkout, environment) variant against ``standin``, one after the other; the stand-in stopped at the end."""
     result = {}
-    variants = [("defaults", ROOT, {}), ("hand-sized pool (KAMELEOON_CONCURRENCY=1000)", ROOT, {"KAMELEOON_CONCURRENCY": "1000"})]
-    if baseline:
-        variants.append((f"baseline {baseline.name} (its defaults)", baseline, {}))
     try:
-        for name, checkout, env in variants:
-            _log(f"far (100 ms): {name}")
-            service = Service(checkout, standin, **env)
+        for name, checkout, extra in variants:
+            _log(f"{label}: {name}")
+            service = Service(checkout, standin, **env, **extra)
             try:
                 result[name] = measure(service, standin, seconds, warmup)
             finally:
@@ -171,22 +168,19 @@ def far(baseline: Path | None, seconds: float, warmup: float) -> dict:
     return result
 
 
+def _baseline(baseline: Path | None) -> list[tuple[str, Path, dict]]:
+    return [(f"baseline {baseline.name} (its defaults)", baseline, {})] if baseline else []
+
+
+def far(baseline: Path | None, seconds: float, warmup: float) -> dict:
+    variants = [("defaults", ROOT, {}), ("hand-sized pool (KAMELEOON_CONCURRENCY=1000)", ROOT, {"KAMELEOON_CONCURRENCY": "1000"})]
+    return compare("far (100 ms)", StandIn(delay_ms=100), variants + _baseline(baseline), seconds, warmup)
+
+
 def limited(baseline: Path | None, seconds: float, warmup: float) -> dict:
-    standin = StandIn(delay_ms=20, capacity=50)
-    result = {}
     variants = [("defaults", ROOT, {}), ("hand-sized to the capacity (KAMELEOON_CONCURRENCY=50)", ROOT, {"KAMELEOON_CONCURRENCY": "50"})]
-    if baseline:
-        variants.append((f"baseline {baseline.name} (its defaults)", baseline, {}))
-    try:
-        for name, checkout, env in variants:
-            _log(f"limited (20 ms, 50 at once): {name}")
-            service = Service(checkout, standin, KAMELEOON_MAX_ATTEMPTS="10", **env)
-            try:
-                result[name] = measure(service, standin, seconds, warmup)
-            finally:
-                service.stop()
-    finally:
-        standin.stop()
+    standin = StandIn(delay_ms=20, capacity=50)
+    result = compare("limited (20 ms, 50 at once)", standin, variants + _baseline(baseline), seconds, warmup, KAMELEOON_MAX_ATTEMPTS="10")
     return result | {"ideal_per_s": 2500}
 
 
