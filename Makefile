@@ -18,10 +18,12 @@ MUTATE_OUTBOX ?= service/outbox/deliverer.py service/outbox/sqlite.py service/ou
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml tests/clients/node/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e clients/python -e '.[dev]'
+	@# Segment's Node library for tests/test_http_api.py, when Node.js is here (CI installs it; elsewhere that test skips).
+	@if command -v npm >/dev/null; then cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $@
 
 # The one codegen command. Stubs land in clients/python/kameleoon/destination/v1

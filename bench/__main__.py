@@ -1,7 +1,8 @@
 """``python -m bench``: the side-by-side benchmark (see bench/README.md); ``--queued``: queued delivery (bench/queued.py);
 ``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py); ``--instructions``: the service's own
 work per event in instructions under callgrind, beside a baseline (bench/instructions.py); ``--throughput``: delivered
-events/s to a distant or rate-limited stand-in (bench/throughput.py)."""
+events/s to a distant or rate-limited stand-in (bench/throughput.py); ``--http``: accepting through Segment's HTTP API
+beside queued SendBatch (bench/http.py)."""
 
 import sys
 
@@ -14,6 +15,11 @@ if "--postgres" in sys.argv[1:]:
     from bench.postgres import main
 
     sys.exit(main([arg for arg in sys.argv[1:] if arg != "--postgres"]))
+
+if "--http" in sys.argv[1:]:
+    from bench.http import main
+
+    sys.exit(main([arg for arg in sys.argv[1:] if arg != "--http"]))
 
 if "--throughput" in sys.argv[1:]:
     from bench.throughput import main

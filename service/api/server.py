@@ -29,10 +29,12 @@ from grpc_reflection.v1alpha import reflection
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.api import decoding
 from service.api.auth import BearerTokenInterceptor
+from service.api.http import TrackingApi
 from service.api.outbox_admin import OutboxAdminServicer
 from service.api.pipeline import Pipeline
 from service.api.servicer import Servicer
 from service.config import Config
+from service.config.values import default_outbox_url
 from service.delivery.client import KameleoonClient, longest_post_s
 from service.delivery.idempotency import MemoryStore, NoStore
 from service.delivery.sync import SyncDelivery
@@ -82,9 +84,13 @@ class App:
     outbox: Outbox | None = None
     deliverer: Deliverer | None = None
     outbox_watch: asyncio.Task | None = None
+    http_runner: web.AppRunner | None = None
+    http_port: int | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.reloader.stop()
+        if self.http_runner is not None:  # no new HTTP events; those being committed finish (shutdown_timeout)
+            await self.http_runner.cleanup()
         if self.outbox_watch is not None:
             self.outbox_watch.cancel()
         await self.health.enter_graceful_shutdown()
@@ -143,7 +149,8 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     reloader = Reloader(sources_for(config), lambda name, value: router.reconfigure(**{name: value}), metrics, config.config_poll_s)
     loaded = reloader.load_initial()  # a bad file stops the start here, naming the problem
     router = Router(loaded["subscriptions"], loaded["filters"], metrics)
-    outbox_url = config.outbox_url()
+    # The HTTP Tracking API is queued delivery: it takes the default outbox when none is configured.
+    outbox_url = config.outbox_url() or (default_outbox_url() if config.http_listen else None)
     # The default location's directory is made; an explicit KAMELEOON_OUTBOX's must exist (a volume not mounted).
     outbox = create_outbox(outbox_url, config.outbox_min_free_bytes, create_directory=not config.outbox) if outbox_url else None
     if outbox is not None:
@@ -213,8 +220,29 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             raise
     if config.metrics_listen is not None:
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
+    if config.http_listen is not None:
+        try:
+            api = TrackingApi(config, pipeline, metrics)
+            app.http_runner, app.http_port = await serve_http(api, *config.http_listen, config.grace_s, shared=config.workers > 1)
+        except OSError:
+            await app.stop(0)
+            raise
     reloader.start_watching()
     return app
+
+
+async def serve_http(api: TrackingApi, host: str, port: int, grace_s: float, shared: bool = False) -> tuple[web.AppRunner, int]:
+    """The HTTP Tracking API on host:port (KAMELEOON_HTTP_LISTEN); the runner and the port bound. ``shared``:
+    several workers listen on the port (SO_REUSEPORT), as they do on the gRPC one."""
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False, shutdown_timeout=grace_s)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=shared or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot listen on {host}:{port} (KAMELEOON_HTTP_LISTEN): {exc.strerror}") from None
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 async def watch_outbox(outbox: Outbox, health_servicer: health.aio.HealthServicer, metrics: Metrics) -> None:

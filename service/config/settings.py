@@ -14,7 +14,7 @@ from service.config.values import default_outbox_url, redact_url
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
-SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key"})
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key", "write_keys"})
 # What Segment's request client sends with every request (actions-core's create-request-client).
 USER_AGENT = "Segment (Actions)"
 
@@ -51,6 +51,8 @@ class Config:
     tls_client_ca: str | None = None
     metrics_listen: tuple[str, int] | None = None
     health_listen: tuple[str, int] | None = None
+    http_listen: tuple[str, int] | None = None
+    write_keys: tuple[str, ...] = ()
     tracing: str = "off"
     workers: int = 1
     max_batch: int = 1000
@@ -130,6 +132,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", v.readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("health_listen", "KAMELEOON_HEALTH_LISTEN", v.host_port, "HOST:PORT of a plaintext gRPC port serving only grpc.health.v1, for probes when the main port speaks TLS (unset: off)"),
     ("workers", "KAMELEOON_WORKERS", v.positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
+    ("http_listen", "KAMELEOON_HTTP_LISTEN", v.host_port, "HOST:PORT serving Segment's HTTP Tracking API (/v1/track, /v1/batch, ...) for Segment's libraries, queued delivery (unset: off)"),
+    ("write_keys", "KAMELEOON_WRITE_KEYS", v.tokens, "comma-separated write keys the HTTP Tracking API accepts, as Segment's libraries send them (secret; needed with KAMELEOON_HTTP_LISTEN)"),
     # The outbox (queued delivery)
     ("outbox", "KAMELEOON_OUTBOX", v.outbox_url, "sqlite:///relative.db, sqlite:////absolute.db (one host) or postgresql://user@host:5432/db (replicas); unset with KAMELEOON_DELIVERY=queued: $XDG_STATE_HOME/kameleoon-destination/outbox.db; unset with sync: none"),
     ("outbox_key", "KAMELEOON_OUTBOX_KEY", v.outbox_key, "base64 of 32 random bytes (`openssl rand -base64 32`): seals the apiKey of queued requests that carry their own (AES-GCM; secret)"),
@@ -185,4 +189,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")
     if values.get("tls_client_ca") and not values.get("tls_cert"):
         raise ConfigError("KAMELEOON_TLS_CLIENT_CA needs KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY")
+    if values.get("http_listen"):
+        missing = [
+            variable
+            for attribute, variable in (("write_keys", "KAMELEOON_WRITE_KEYS"), ("api_key", "KAMELEOON_API_KEY"), ("sitecode", "KAMELEOON_SITECODE"))
+            if not values.get(attribute)
+        ]
+        if missing:
+            raise ConfigError(
+                f"KAMELEOON_HTTP_LISTEN needs {', '.join(missing)}: the HTTP Tracking API's callers send a write key, not Kameleoon's credentials"
+            )
     return Config(**values)

@@ -11,11 +11,13 @@ eight arrived.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import tempfile
 import time
 from typing import Any
 
+import aiohttp
 import grpc
 from google.protobuf import json_format
 
@@ -29,6 +31,7 @@ from service.ops import logs
 # base64 of {"id":"demo-id","secret":"demo-secret"}
 DEMO_API_KEY = "eyJpZCI6ImRlbW8taWQiLCJzZWNyZXQiOiJkZW1vLXNlY3JldCJ9"
 DEMO_SITECODE = "demo123456"
+DEMO_WRITE_KEY = "wk_demo"
 TS = "2026-11-28T10:00:00.000Z"
 
 
@@ -74,6 +77,21 @@ def _requests() -> list[tuple[str, Any]]:
     return [("LogEvent", log_event), ("IdentifyEvent", identify), ("PageEvent", page), ("GroupEvent", group)]
 
 
+async def _http_part(port: int, sink: KameleoonSink) -> int:
+    """One track through Segment's HTTP Tracking API, as analytics-python posts it (POST /v1/batch, Basic auth)."""
+    body = {"batch": [{"type": "track", "userId": "user-1", "event": "Signed Up", "messageId": "demo-http-1", "timestamp": TS}]}
+    auth = base64.b64encode(f"{DEMO_WRITE_KEY}:".encode()).decode()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/v1/batch", json=body, headers={"Authorization": f"Basic {auth}"}) as answer:
+            print(f"POST /v1/batch (Segment's HTTP API, write key {DEMO_WRITE_KEY}) -> {answer.status} {await answer.text()}")
+    deadline = time.monotonic() + 10
+    while not sink.received and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for received in sink.received:
+        print(f"  Kameleoon received: {received.method} {received.path} messageId={received.json().get('messageId')}\n")
+    return len(sink.received)
+
+
 async def _queued_part(stub, admin, sink: KameleoonSink) -> int:
     """Kameleoon down: events accepted into the outbox; Kameleoon back: delivered. Returns how many arrived."""
     port = sink.port
@@ -109,9 +127,11 @@ async def run_demo() -> int:
         sitecode=DEMO_SITECODE,
         outbox=f"sqlite:///{outbox_dir.name}/outbox.db",
         retry_max_backoff_s=0.5,
+        http_listen=("127.0.0.1", 0),
+        write_keys=(DEMO_WRITE_KEY,),
     )
     app = await create_server(config, "127.0.0.1:0")
-    print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port}\n")
+    print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port} (gRPC), http://127.0.0.1:{app.http_port} (Segment's HTTP API)\n")
     failures = 0
     queued = 0
     try:
@@ -135,6 +155,9 @@ async def run_demo() -> int:
                 print()
             synced = len(sink.received)
             sink.received.clear()
+            assert app.http_port is not None  # http_listen is set above
+            over_http = await _http_part(app.http_port, sink)
+            sink.received.clear()
             queued = await _queued_part(stub, pb_grpc.OutboxAdminStub(channel), sink)
     finally:
         await app.stop(grace=1)
@@ -143,5 +166,6 @@ async def run_demo() -> int:
     print("\nService log (one line per RPC):")
     print(log_lines.getvalue().rstrip())
     print(f"\n{4 - failures} of 4 events delivered")
+    print(f"{over_http} of 1 event sent as Segment's libraries send it delivered")
     print(f"{queued} of 4 queued events delivered after the outage")
-    return 1 if failures or synced != 4 or queued != 4 else 0
+    return 1 if failures or synced != 4 or over_http != 1 or queued != 4 else 0

@@ -191,6 +191,9 @@ class Metrics:
         self.outbox_enqueued = Counter("kameleoon_outbox_enqueued_total", "Events committed to the outbox", ("action",), registry=r)
         self.outbox_delivered = Counter("kameleoon_outbox_delivered_total", "Queued events Kameleoon took", ("action",), registry=r)
         self.outbox_dead_lettered = Counter("kameleoon_outbox_dead_lettered_total", "Queued events that became dead letters", ("action",), registry=r)
+        self.http_requests = CounterFamily(
+            "kameleoon_http_requests", "Requests to the HTTP Tracking API, by route and HTTP status", ("route", "status"), r
+        )
         self.discarded = Counter("kameleoon_discarded_events_total", "Events not sent, by Segment's discard reason", ("reason",), registry=r)
         self.filtered = Counter(
             "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
@@ -265,6 +268,9 @@ class Metrics:
 
     def discarded_event(self, reason: str) -> None:
         self.child(self.discarded, reason).inc()
+
+    def http_request(self, route: str, status: int) -> None:
+        self.http_requests.inc((route, str(status)))
 
     def config_reload(self, config: str, result: str) -> None:
         self.config_reloads.labels(config, result).inc()

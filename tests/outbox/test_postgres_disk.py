@@ -112,9 +112,9 @@ async def test_a_claim_cut_mid_transaction_leases_nothing_and_one_cut_after_its_
             await locker.execute("LOCK TABLE outbox_events IN EXCLUSIVE MODE")
             claim = asyncio.ensure_future(store.claim(10, now=now, lease_s=60))
             pid = None
-            for _ in range(500):  # the claim's backend, waiting on the lock
+            for _ in range(3000):  # the claim's backend, waiting on the lock (the only one in this test's database)
                 pid = await locker.fetchval(
-                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%outbox_events%' AND pid <> pg_backend_pid()"
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
                 )
                 if pid:
                     break
