@@ -346,3 +346,14 @@ async def test_grpc_is_unchanged_beside_it(http_service):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Send(pb.SendRequest(event_json="{"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_huge_content_length_is_refused_before_any_body_is_read(http_service, sink):
+    _, _, url = await http_service()
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    head = f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n{_header(basic(WRITE_KEY))}\r\n"
+    writer.write(head.encode())  # a gigabyte announced, nothing sent
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), 10)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"too_large"' in answer and b"1000000000" in answer
+    writer.close()
