@@ -12,7 +12,8 @@
     └── CallError                    anything that ends an RPC; each has a gRPC code
         ├── InvalidArgument          bad input, names the field; nothing was sent
         ├── MissingSetting           no apiKey/sitecode in the request nor the config
-        ├── Unauthenticated          bearer token missing or wrong on the gRPC port
+        ├── Unauthenticated          bearer token or write key missing or wrong on the gRPC port
+        ├── SettingsRefused          request settings where the caller's source forbids them
         ├── Overloaded               too much work in flight; retry later
         │   └── OutboxFull           KAMELEOON_OUTBOX_MAX_PENDING events wait already; nothing stored
         ├── OutboxUnavailable        the outbox cannot be written (disk full, read-only, ...); nothing stored
@@ -109,6 +110,12 @@ class MissingSetting(CallError):
 
 class Unauthenticated(CallError):
     code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class SettingsRefused(CallError):
+    """The caller's source does not let requests carry their own settings (allow_request_settings: false)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class Overloaded(CallError):

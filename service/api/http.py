@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import time
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -38,11 +38,11 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from service import jsonwire
-from service.api.pipeline import Pipeline
+from service.api.pipeline import Pipeline, targets
 from service.config import Config
-from service.delivery import credentials
 from service.errors import CallError, InvalidArgument, OutboxFull, OutboxUnavailable
 from service.ops import logs
+from service.workspace.model import Source, Workspace
 
 log = structlog.get_logger("kameleoon.http")
 
@@ -80,11 +80,14 @@ class Refused(Exception):
 
 
 class TrackingApi:
-    def __init__(self, config: Config, pipeline: Pipeline, metrics):
+    """``workspace()``: the sources in force; a write key opens its source (KAMELEOON_WRITE_KEYS the one
+    source of the KAMELEOON_* variables, without a workspace file)."""
+
+    def __init__(self, config: Config, pipeline: Pipeline, metrics, workspace: Callable[[], Workspace]):
         self._config = config
         self._pipeline = pipeline
         self._metrics = metrics
-        self._keys = tuple(key.encode() for key in config.write_keys)
+        self._workspace = workspace
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1)
@@ -100,10 +103,12 @@ class TrackingApi:
             if route not in SINGLE and route not in BATCH:
                 raise Refused(404, "not_found", f"no route /v1/{route}: track, identify, page, screen, group, alias, batch, import")
             body = await self._body(request)
-            self._authenticate(request, body)
+            source = self._authenticate(request, body)
             events = self._events(route, body)
             fields["events"] = len(events)
-            await self._accept(events, fields)
+            if self._workspace().from_file:
+                fields["source"] = source.name
+            await self._accept(events, source, fields)
             return web.json_response({"success": True})
         except Refused as exc:
             status = exc.status
@@ -149,8 +154,8 @@ class TrackingApi:
             raise Refused(400, "bad_encoding", f"the body cannot be decompressed ({exc})") from None
         return b"".join(chunks)
 
-    def _authenticate(self, request: web.Request, body: dict) -> None:
-        """The write key of the Authorization header (Basic base64(writeKey:)), else the body's writeKey."""
+    def _authenticate(self, request: web.Request, body: dict) -> Source:
+        """The source of the write key in the Authorization header (Basic base64(writeKey:)), else the body's writeKey."""
         key = None
         header = request.headers.get("Authorization", "")
         if header[:6].lower() == "basic ":
@@ -160,8 +165,10 @@ class TrackingApi:
                 key = None
         if not key and isinstance(body.get("writeKey"), str):
             key = body["writeKey"]
-        if not key or not any(hmac.compare_digest(key.encode(), known) for known in self._keys):
+        source = self._workspace().source_of(key)
+        if source is None:
             raise Refused(401, "unauthorized", "missing or unknown write key: send Authorization: Basic base64(<write key>:), or writeKey")
+        return source
 
     def _events(self, route: str, body: dict) -> list[dict]:
         if route in SINGLE:
@@ -197,7 +204,7 @@ class TrackingApi:
 
     # -- into the pipeline ---------------------------------------------------------
 
-    async def _accept(self, events: list[dict], fields: dict) -> None:
+    async def _accept(self, events: list[dict], source: Source, fields: dict) -> None:
         """Segment's ingest checks, then every event committed to the outbox (queued delivery); Refused when
         the outbox cannot take them."""
         kept = []
@@ -212,10 +219,10 @@ class TrackingApi:
         if not kept:
             return
         try:
-            creds = credentials.resolve(None, self._config)
+            where = targets(source, None, self._config)
         except CallError as exc:
             raise Refused(500, "not_configured", str(exc)) from None
-        outcomes = await self._pipeline.queue_events([(event, creds) for event in kept])
+        outcomes = await self._pipeline.queue_events([(event, where) for event in kept])
         queued = 0
         for event, outcome in zip(kept, outcomes):
             if isinstance(outcome, OutboxFull):
@@ -228,7 +235,7 @@ class TrackingApi:
             elif isinstance(outcome, CallError):
                 raise Refused(500, "internal", str(outcome))
             else:
-                queued += sum(1 for _, done in outcome.results if done.queued)
+                queued += sum(1 for _, done, _ in outcome.results if done.queued)
         fields["queued"] = queued
 
     def _dropped(self, fields: dict, reason: str) -> None:

@@ -16,6 +16,7 @@ grace as the calls in flight, then the outbox is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.api import decoding
-from service.api.auth import BearerTokenInterceptor
+from service.api.auth import CallerInterceptor
 from service.api.http import TrackingApi
 from service.api.outbox_admin import OutboxAdminServicer
 from service.api.pipeline import Pipeline
@@ -36,6 +37,7 @@ from service.api.servicer import Servicer
 from service.config import Config
 from service.config.values import default_outbox_url
 from service.delivery.client import KameleoonClient, longest_post_s
+from service.delivery.credentials import Credentials
 from service.delivery.idempotency import MemoryStore, NoStore
 from service.delivery.sync import SyncDelivery
 from service.ingest.consent import Consent
@@ -49,6 +51,7 @@ from service.outbox.sealing import Sealer
 from service.outbox.window import OutboxStore
 from service.reload import Reloader, sources_for
 from service.routing.router import Router
+from service.workspace.model import DEFAULT, Instance, Source, Workspace, digest
 
 log = structlog.get_logger("kameleoon.server")
 
@@ -65,6 +68,42 @@ SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 ADMIN_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["OutboxAdmin"]
 ADMIN_NAME = ADMIN_DESCRIPTOR.full_name
+
+
+class Holder:
+    """The workspace in force. Without a workspace file: one source ``default`` whose one instance's router
+    the subscriptions and filters reloads reconfigure, and whose write keys are KAMELEOON_WRITE_KEYS; with
+    one, each reload replaces the whole workspace (calls already started keep the one they read)."""
+
+    def __init__(self) -> None:
+        self.current: Workspace | None = None
+        self._router: Router | None = None
+
+    def start(self, config: Config, loaded: dict, make_router) -> None:
+        if "workspace" in loaded:
+            self.current = loaded["workspace"]
+            return
+        self._router = make_router(loaded["subscriptions"], loaded["filters"])
+        instance = Instance(DEFAULT, DEFAULT, self._router, Consent(config.consent_categories))
+        keys = {digest(key): DEFAULT for key in config.write_keys}
+        self.current = Workspace((Source(DEFAULT, (instance,)),), keys)
+
+    def get(self) -> Workspace:
+        assert self.current is not None, "start() first"
+        return self.current
+
+    def apply(self, name: str, value) -> None:
+        """A reload: the new workspace, or the new subscriptions or filters of the variables' one instance."""
+        if name == "workspace":
+            self.current = value
+        else:
+            assert self._router is not None
+            self._router.reconfigure(**{name: value})
+
+    def credentials(self, source: str, name: str) -> Credentials | None:
+        """A workspace instance's credentials now (the deliverer's, for queued events); None when it is gone."""
+        found = self.get().instance(source, name)
+        return found.credentials if found is not None else None
 
 
 @dataclass
@@ -145,10 +184,11 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     ``interceptors`` go innermost, next to the servicer (tests count what a stream reads).
     """
     metrics = Metrics()
-    # the router is made below; a reload puts the new subscriptions or filters in it
-    reloader = Reloader(sources_for(config), lambda name, value: router.reconfigure(**{name: value}), metrics, config.config_poll_s)
+    workspace = Holder()  # the sources and instances in force: a workspace file, or the variables' one of each
+    make_router = functools.partial(Router, metrics=metrics)
+    reloader = Reloader(sources_for(config, make_router), workspace.apply, metrics, config.config_poll_s)
     loaded = reloader.load_initial()  # a bad file stops the start here, naming the problem
-    router = Router(loaded["subscriptions"], loaded["filters"], metrics)
+    workspace.start(config, loaded, make_router)
     # The HTTP Tracking API is queued delivery: it takes the default outbox when none is configured.
     outbox_url = config.outbox_url() or (default_outbox_url() if config.http_listen else None)
     # The default location's directory is made; an explicit KAMELEOON_OUTBOX's must exist (a volume not mounted).
@@ -161,8 +201,9 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     await client.start()
     metrics.concurrency.source = client.concurrency
     chain = [tracing.server_interceptor(provider)] if provider else []
-    if config.auth_tokens:
-        chain.append(BearerTokenInterceptor(config.auth_tokens, metrics))
+    callers = CallerInterceptor(config.auth_tokens, config.admin_tokens, workspace.get, metrics)
+    if callers.needed():
+        chain.append(callers)
     chain.extend(interceptors)
     server = grpc.aio.server(
         interceptors=chain or None,
@@ -179,13 +220,13 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
         store = OutboxStore(outbox, config.idempotency_window_s, log, longest_post_s(config))
     else:
         store = MemoryStore(config.idempotency_window_s, config.idempotency_max_entries)
-    sealer = Sealer(config.outbox_key, config.api_key)
+    sealer = Sealer(config.outbox_key, config.api_key, workspace.credentials)
     queue_settings = QueueSettings(config.retry_window_s, config.idempotency_window_s, config.outbox_max_pending)
     sync = SyncDelivery(client, store, config.max_in_flight, metrics)
     acceptor = Acceptor(outbox, sealer, queue_settings, metrics)
-    pipeline = Pipeline(router, sync, acceptor, Consent(config.consent_categories), metrics)
+    pipeline = Pipeline(sync, acceptor, metrics)
     metrics.events_in_flight.set_function(lambda: sync.in_flight)
-    servicer = Servicer(config, pipeline)
+    servicer = Servicer(config, pipeline, workspace.get)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer, metrics),))
     admin = OutboxAdminServicer(outbox, config.retry_window_s)
     server.add_generic_rpc_handlers((decoding.handlers(ADMIN_DESCRIPTOR, admin, metrics),))
@@ -222,7 +263,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
         app.metrics_runner, app.metrics_port = await metrics.serve(*config.metrics_listen)
     if config.http_listen is not None:
         try:
-            api = TrackingApi(config, pipeline, metrics)
+            api = TrackingApi(config, pipeline, metrics, workspace.get)
             app.http_runner, app.http_port = await serve_http(api, *config.http_listen, config.grace_s, shared=config.workers > 1)
         except OSError:
             await app.stop(0)

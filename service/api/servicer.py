@@ -14,22 +14,25 @@ import asyncio
 import collections
 import functools
 import time
+from collections.abc import Callable
 
 import grpc
 import structlog
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.api.auth import credential_of
 from service.api.decoding import Undecodable
-from service.api.pipeline import Outcome, Pipeline
+from service.api.pipeline import Outcome, Pipeline, Target, targets
 from service.config import SITECODE_LENGTH, Config
 from service.delivery import credentials
 from service.delivery.client import Delivered
-from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, abort, status_of
+from service.errors import OK_STATUS, CallError, DeliveryError, InvalidArgument, Unauthenticated, abort, status_of
 from service.ingest import message_id_of, parse_event
 from service.ops import logs
 from service.routing.actions import ACTIONS, Action
 from service.routing.mapping.jsvalue import well_formed
+from service.workspace.model import Source, Workspace
 
 log = structlog.get_logger("kameleoon.rpc")
 
@@ -41,10 +44,10 @@ def _deadline(context: grpc.aio.ServicerContext, loop: asyncio.AbstractEventLoop
     return loop.time() + remaining
 
 
-def _result(subscription, done) -> pb.SubscriptionResult:
+def _result(subscription, done, instance) -> pb.SubscriptionResult:
     """The SubscriptionResult of a delivery (Delivered) or a queued event (Queued). Those of deliveries are
     made only when a response's shape is new (_send_response keeps one response per shape)."""
-    return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, **_result_fields(done))
+    return pb.SubscriptionResult(subscription=subscription.name, action=subscription.action.slug, destination=instance.name, **_result_fields(done))
 
 
 def _settings(request):
@@ -66,9 +69,12 @@ def _result_fields(done) -> dict:
 
 
 class Servicer(pb_grpc.KameleoonDestinationServicer):
-    def __init__(self, config: Config, pipeline: Pipeline):
+    """``workspace()``: the sources and instances in force (a reload replaces them between calls)."""
+
+    def __init__(self, config: Config, pipeline: Pipeline, workspace: Callable[[], Workspace]):
         self._config = config
         self._pipeline = pipeline
+        self._workspace = workspace
         self._client = pipeline.client
         self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._default_mode = QUEUED if config.delivery == "queued" else pb.DELIVERY_MODE_SYNC
@@ -80,20 +86,35 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
     def _queued(self, request, batch_mode: int = 0) -> bool:
         return (request.delivery or batch_mode or self._default_mode) == QUEUED
 
+    def _source(self, context: grpc.aio.ServicerContext) -> Source:
+        """The caller's source: the write key it presents, with a workspace file; else the one source."""
+        workspace = self._workspace()
+        if not workspace.from_file:
+            return workspace.default
+        source = workspace.source_of(credential_of(context.invocation_metadata()))
+        if source is None:
+            raise Unauthenticated("missing or unknown write key: send 'authorization: Bearer <write key>' metadata")
+        return source
+
     # -- typed actions -------------------------------------------------------
 
     async def _typed(self, action: Action, request, context: grpc.aio.ServicerContext) -> pb.ActionResponse:
         fields = {"action": action.slug, "message_id": request.message_id or None}
         with _rpc_log(action.rpc, fields):
             try:
-                creds = credentials.resolve(_settings(request), self._config)
+                source = self._source(context)
+                where = targets(source, _settings(request), self._config)
                 if self._queued(request):
-                    done = await self._pipeline.queue_payload(action, action.payload_of(request), creds)
+                    results = await self._pipeline.queue_payload(action, action.payload_of(request), where)
                 else:
-                    done = await self._pipeline.deliver_payload(action, action.payload_of(request), creds, _deadline(context, self._loop))
+                    results = await self._pipeline.deliver_payload(action, action.payload_of(request), where, _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
+            if not results:  # the source has no enabled instance: sent nowhere
+                fields.update(source=source.name)
+                return pb.ActionResponse(message_id=request.message_id)
+            _, done = results[0]
             result = _result_fields(done)
             fields.update(http_status=done.http_status, attempts=done.attempts, duplicate=done.duplicate)
             if done.filtered_by:
@@ -102,48 +123,53 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 fields["discard_reason"] = done.discard_reason
             if result["queued"]:
                 fields.update(queued=True, outbox_id=result["outbox_id"])
-            return pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, discard_reason=done.discard_reason, **result)
+            response = pb.ActionResponse(message_id=request.message_id, filtered_by=done.filtered_by, discard_reason=done.discard_reason, **result)
+            if not results[0][0].implicit:  # a workspace's instances: each one's own result, and the log line names them
+                fields.update(source=source.name, destinations=[instance.name for instance, _ in results])
+                for instance, each in results:
+                    response.results.add(action=action.slug, destination=instance.name, discard_reason=each.discard_reason, **_result_fields(each))
+            return response
 
     # -- raw events ----------------------------------------------------------
 
-    def _prepare(self, request, batch_settings) -> tuple[dict, credentials.Credentials]:
-        """A raw event and its credentials; raises CallError. ``batch_settings`` fill in when the event carries none."""
+    def _prepare(self, request, batch_settings, source: Source) -> tuple[dict, list[Target]]:
+        """A raw event and where it goes; raises CallError. ``batch_settings`` fill in when the event carries none."""
         event = parse_event(request.event_json, self._config.max_event_bytes)
-        return event, credentials.resolve(_settings(request) or batch_settings, self._config)
+        return event, targets(source, _settings(request) or batch_settings, self._config)
 
-    async def _send_one(self, request, batch_settings, deadline: float | None, batch_mode: int = 0) -> Outcome:
+    async def _send_one(self, request, batch_settings, source: Source, deadline: float | None, batch_mode: int = 0) -> Outcome:
         """One raw event, sync or queued; raises CallError."""
-        event, creds = self._prepare(request, batch_settings)
+        event, where = self._prepare(request, batch_settings, source)
         if self._queued(request, batch_mode):
-            [outcome] = await self._pipeline.queue_events([(event, creds)])
+            [outcome] = await self._pipeline.queue_events([(event, where)])
             if isinstance(outcome, CallError):
                 raise outcome
             return outcome
-        return await self._pipeline.send_event(event, creds, deadline)
+        return await self._pipeline.send_event(event, where, deadline)
 
     async def _send_logged(
-        self, method: str, request, batch_settings, deadline, tally: dict, batch_mode: int = 0, into: pb.SendResponse | None = None
+        self, method: str, request, batch_settings, source: Source, deadline, tally: dict, batch_mode: int = 0, into: pb.SendResponse | None = None
     ) -> pb.SendResponse:
         """One raw event of a batch or stream: its own status, never an exception; a log line when it failed.
         The response is written into ``into`` (a batch's own entry) when given."""
         if isinstance(request, Undecodable):
             return _failed(method, request, request.error, tally, into)
         try:
-            outcome = await self._send_one(request, batch_settings, deadline, batch_mode)
+            outcome = await self._send_one(request, batch_settings, source, deadline, batch_mode)
         except CallError as exc:
             return _failed(method, request, exc, tally, into)
         _tally(tally, outcome)
         return _send_response(outcome, into)
 
-    async def _queue_batch(self, method: str, items: list, batch_settings, responses: list, tally: dict) -> None:
+    async def _queue_batch(self, method: str, items: list, batch_settings, source: Source, responses: list, tally: dict) -> None:
         """The queued events of a batch: each prepared alone, all committed in one transaction."""
         prepared = []
         for index, request in items:
             try:
-                prepared.append((index, request, *self._prepare(request, batch_settings)))
+                prepared.append((index, request, *self._prepare(request, batch_settings, source)))
             except CallError as exc:
                 _failed(method, request, exc, tally, responses[index])
-        outcomes = await self._pipeline.queue_events([(event, creds) for _, _, event, creds in prepared])
+        outcomes = await self._pipeline.queue_events([(event, where) for _, _, event, where in prepared])
         for (index, request, _, _), outcome in zip(prepared, outcomes):
             if isinstance(outcome, CallError):
                 _failed(method, request, outcome, tally, responses[index])
@@ -155,7 +181,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         fields: dict = {}
         with _rpc_log("Send", fields):
             try:
-                outcome = await self._send_one(request, None, _deadline(context, self._loop))
+                outcome = await self._send_one(request, None, self._source(context), _deadline(context, self._loop))
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
@@ -173,6 +199,11 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 )
                 _record_failure(fields, exc)
                 await abort(context, exc)
+            try:
+                source = self._source(context)
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
             batch_settings = _settings(request)
             deadline = _deadline(context, self._loop)
             batch = pb.SendBatchResponse()
@@ -182,12 +213,12 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             for item in enumerate(request.requests):
                 (queued if self._queued(item[1], request.delivery) else sync).append(item)
             if queued:
-                await self._queue_batch("SendBatch", queued, batch_settings, responses, fields)
+                await self._queue_batch("SendBatch", queued, batch_settings, source, responses, fields)
             pending = iter(sync)
 
             async def worker() -> None:  # batch_concurrency of these share the events
                 for index, item in pending:
-                    await self._send_logged("SendBatch", item, batch_settings, deadline, fields, request.delivery, responses[index])
+                    await self._send_logged("SendBatch", item, batch_settings, source, deadline, fields, request.delivery, responses[index])
 
             await asyncio.gather(*(worker() for _ in range(min(self._config.batch_concurrency, len(sync)))))
             return batch
@@ -197,13 +228,19 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         deadline = _deadline(context, self._loop)
         fields: dict = {"events": 0, "delivered": 0, "queued": 0, "failed": 0}
         window = _InOrder(self._config.stream_window, self._loop)
+        try:
+            source = self._source(context)
+        except CallError as exc:
+            _record_failure(fields, exc)
+            with _rpc_log("SendStream", fields):
+                await abort(context, exc)
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
                     await window.room()  # backpressure: stop reading while the window is full
                     fields["events"] += 1
-                    window.put(self._loop.create_task(self._send_logged("SendStream", request, None, deadline, fields)))
+                    window.put(self._loop.create_task(self._send_logged("SendStream", request, None, source, deadline, fields)))
             finally:
                 window.close()
 
@@ -226,7 +263,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         fields: dict = {}
         with _rpc_log("TestAuthentication", fields):
             try:
-                creds = credentials.resolve(_settings(request), self._config)
+                creds = self._credentials_to_test(request, context)
                 entries = credentials.api_key_entries(creds.api_key)
                 delivered = await self._client.check_api_key(entries, _deadline(context, self._loop))
             except (InvalidArgument, DeliveryError) as exc:
@@ -241,6 +278,14 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             fields.update(ok=True, http_status=delivered.http_status, attempts=delivered.attempts)
             return pb.TestAuthenticationResponse(ok=True, message=f"Kameleoon accepted the apiKey (HTTP {delivered.http_status})")
 
+    def _credentials_to_test(self, request, context) -> credentials.Credentials:
+        """The request's settings, else its source's first instance's credentials (the server's without a workspace)."""
+        settings = _settings(request)
+        source = self._source(context)
+        if settings is None and source.instances and source.instances[0].credentials is not None:
+            return source.instances[0].credentials
+        return credentials.resolve(settings, self._config)
+
 
 _RESPONSES: dict[tuple, pb.SendResponse] = {}
 
@@ -254,11 +299,14 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
     template = _RESPONSES.get(shape) if shape is not None else None  # pragma: no mutate
     if template is None:
         template = pb.SendResponse(
-            results=[_result(sub, done) for sub, done in outcome.results],
+            results=[_result(sub, done, instance) for sub, done, instance in outcome.results],
             status=OK_STATUS,
             filtered_by=outcome.filtered_by,
             discard_reason=outcome.discard_reason,
         )
+        for instance, reason, _ in outcome.discards:  # a workspace's instances that sent nothing: each says why
+            if not instance.implicit:
+                template.results.add(destination=instance.name, discard_reason=reason)
         if shape is not None and len(_RESPONSES) < 4096:  # pragma: no mutate
             _RESPONSES[shape] = template  # pragma: no mutate
     response.CopyFrom(template)
@@ -269,15 +317,17 @@ def _send_response(outcome: Outcome, into: pb.SendResponse | None = None) -> pb.
 def _shape(outcome: Outcome) -> tuple | None:
     """What a response says besides the messageId; None for a queued event (its outbox_id is its own)."""
     shape: list[object] = [outcome.filtered_by, outcome.discard_reason]
-    for sub, done in outcome.results:
+    for sub, done, instance in outcome.results:
         if type(done) is not Delivered:
             return None
-        shape.append((sub.name, sub.action.slug, done.http_status, done.attempts, done.duplicate))
+        shape.append((sub.name, sub.action.slug, done.http_status, done.attempts, done.duplicate, instance.name))
+    for instance, reason, _ in outcome.discards:
+        shape.append((instance.name, reason, instance.implicit))
     return tuple(shape)
 
 
 def _tally(tally: dict, outcome: Outcome) -> None:
-    for _, done in outcome.results:
+    for _, done, _ in outcome.results:
         if done.queued:
             tally["queued"] += 1
         elif not done.duplicate:
@@ -313,11 +363,14 @@ def _record_results(fields: dict, outcome: Outcome) -> None:
     """The log line's fields of a Send: what its response says, read from the outcome (not the message's fields)."""
     results = outcome.results
     fields["message_id"] = outcome.message_id or None
-    fields["matched"] = [sub.action.slug for sub, _ in results]
-    fields["http_status"] = [done.http_status for _, done in results]
-    fields["attempts"] = sum(done.attempts for _, done in results)
-    if any(done.queued for _, done in results):
-        fields["outbox_id"] = [done.outbox_id for _, done in results]
+    fields["matched"] = [sub.action.slug for sub, _, _ in results]
+    fields["http_status"] = [done.http_status for _, done, _ in results]
+    fields["attempts"] = sum(done.attempts for _, done, _ in results)
+    if any(done.queued for _, done, _ in results):
+        fields["outbox_id"] = [done.outbox_id for _, done, _ in results]
+    if results and not results[0][2].implicit or outcome.discards and not outcome.discards[0][0].implicit:
+        fields["source"] = (results[0][2] if results else outcome.discards[0][0]).source
+        fields["destinations"] = [instance.name for _, _, instance in results]
     if outcome.filtered_by:
         fields["filtered_by"] = outcome.filtered_by
     if outcome.discard_reason:

@@ -14,7 +14,7 @@ from service.config.values import default_outbox_url, redact_url
 from service.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://integrations.kameleoon.com/segmentio"
-SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "outbox_key", "write_keys"})
+SECRET_SETTINGS = frozenset({"api_key", "auth_tokens", "admin_tokens", "outbox_key", "write_keys"})
 # What Segment's request client sends with every request (actions-core's create-request-client).
 USER_AGENT = "Segment (Actions)"
 
@@ -52,6 +52,8 @@ class Config:
     metrics_listen: tuple[str, int] | None = None
     health_listen: tuple[str, int] | None = None
     http_listen: tuple[str, int] | None = None
+    workspace: str | None = None
+    admin_tokens: tuple[str, ...] = ()
     write_keys: tuple[str, ...] = ()
     tracing: str = "off"
     workers: int = 1
@@ -114,6 +116,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most without an outbox (oldest forgotten first)"),
     ("delivery", "KAMELEOON_DELIVERY", v.choice("sync", "queued"), "delivery of requests whose `delivery` is unset: sync (during the call) or queued (outbox)"),
     # Raw events
+    ("workspace", "KAMELEOON_WORKSPACE", v.text, "JSON or YAML file of sources (write keys) and their destination instances (credentials, mappings, filters, consent); replaces the next four and KAMELEOON_WRITE_KEYS (unset: one source, one instance, from these variables)"),
     ("mappings", "KAMELEOON_MAPPINGS", v.text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
     ("filters", "KAMELEOON_FILTERS", v.text, "JSON or YAML file of destination filters in Segment's shape, applied before the subscriptions (unset: none)"),
     ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", v.non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
@@ -126,6 +129,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("max_message_bytes", "KAMELEOON_MAX_MESSAGE_BYTES", v.positive_int, "largest gRPC request accepted, bytes (larger ones get RESOURCE_EXHAUSTED)"),
     ("max_connection_age_s", "KAMELEOON_MAX_CONNECTION_AGE_S", v.positive_float, "clients are asked to reconnect after this long, seconds, so new replicas get traffic"),
     ("grace_s", "KAMELEOON_GRACE_S", v.non_negative_float, "on SIGTERM/SIGINT, how long calls in flight (and the deliverer's attempts) may finish, seconds"),
+    ("admin_tokens", "KAMELEOON_ADMIN_TOKENS", v.tokens, "comma-separated bearer tokens of operators: OutboxAdmin needs one when set, and always with a workspace; a write key never opens it (secret)"),
     ("auth_tokens", "KAMELEOON_AUTH_TOKENS", v.tokens, "comma-separated bearer tokens; when set, every call but health checks needs `authorization: Bearer <token>` (secret; unset: open)"),
     ("tls_cert", "KAMELEOON_TLS_CERT", v.readable_file, "PEM certificate chain: serve TLS (with KAMELEOON_TLS_KEY)"),
     ("tls_key", "KAMELEOON_TLS_KEY", v.readable_file, "PEM private key of KAMELEOON_TLS_CERT"),
@@ -172,6 +176,16 @@ def _shown(attribute: str, value: Any) -> Any:
     return value
 
 
+# What a workspace file says for each of its instances and sources, so these are refused beside it.
+_WORKSPACE_REPLACES = (
+    ("mappings", "KAMELEOON_MAPPINGS"),
+    ("filters", "KAMELEOON_FILTERS"),
+    ("consent_categories", "KAMELEOON_CONSENT_CATEGORIES"),
+    ("write_keys", "KAMELEOON_WRITE_KEYS"),
+    ("auth_tokens", "KAMELEOON_AUTH_TOKENS"),
+)
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Config:
     """The configuration in ``environ`` (default: the process environment)."""
     environ = os.environ if environ is None else environ
@@ -189,7 +203,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")
     if values.get("tls_client_ca") and not values.get("tls_cert"):
         raise ConfigError("KAMELEOON_TLS_CLIENT_CA needs KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY")
-    if values.get("http_listen"):
+    if values.get("workspace"):
+        clashing = [variable for attribute, variable in _WORKSPACE_REPLACES if values.get(attribute)]
+        if clashing:
+            raise ConfigError(f"KAMELEOON_WORKSPACE replaces {', '.join(clashing)}: set them in the workspace file, or leave the workspace unset")
+    elif values.get("http_listen"):
         missing = [
             variable
             for attribute, variable in (("write_keys", "KAMELEOON_WRITE_KEYS"), ("api_key", "KAMELEOON_API_KEY"), ("sitecode", "KAMELEOON_SITECODE"))

@@ -54,9 +54,12 @@ class Acceptor:
         self.metrics = metrics or NoMetrics()
         self.on_enqueued: Callable[[], None] = lambda: None  # the deliverer's wake-up
 
-    def reference(self, credentials: Credentials) -> str:
-        """What the outbox stores for ``credentials``; MissingSetting when an apiKey cannot be sealed."""
-        return self.sealer.reference(credentials)
+    def reference(self, credentials: Credentials, instance: tuple[str, str] | None = None) -> str:
+        """What the outbox stores for ``credentials``: a workspace instance's (source, name) when given, else
+        "server" or the request's own apiKey sealed; MissingSetting when an apiKey cannot be sealed."""
+        if instance is None:
+            return self.sealer.reference(credentials)
+        return self.sealer.instance_reference(*instance)
 
     def new_event(self, action: str, route: str, message_id: str, body: bytes, credentials: Credentials, reference: str) -> NewEvent:
         """The rendered request to store; its idempotency key by ``route`` (an action or a subscription's name)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -21,6 +22,7 @@ from service.errors import MissingSetting
 
 SERVER = "server"
 PREFIX = "aesgcm1:"
+INSTANCE = "instance:"  # + "<source>/<instance>": the apiKey the workspace gives that instance when delivered
 NONCE_BYTES = 12
 AAD = b"kameleoon-destination outbox apiKey"
 
@@ -30,9 +32,17 @@ class Unsealable(Exception):
 
 
 class Sealer:
-    def __init__(self, key: bytes | None, server_api_key: str | None):
+    """``instances(source, name)``: the credentials of a workspace's instance now (None: no longer there)."""
+
+    def __init__(self, key: bytes | None, server_api_key: str | None, instances: Callable[[str, str], Credentials | None] | None = None):
         self._aead = AESGCM(key) if key else None
         self._server_api_key = server_api_key
+        self._instances = instances or (lambda source, name: None)
+
+    @staticmethod
+    def instance_reference(source: str, name: str) -> str:
+        """What to store for an event of a workspace's instance: its name, never its apiKey."""
+        return f"{INSTANCE}{source}/{name}"
 
     def reference(self, credentials: Credentials) -> str:
         """What to store for ``credentials``; MissingSetting when a request's own apiKey cannot be sealed."""
@@ -49,6 +59,12 @@ class Sealer:
 
     def credentials(self, reference: str, sitecode: str) -> Credentials:
         """The credentials a stored event is delivered with; Unsealable when they cannot be had."""
+        if reference.startswith(INSTANCE):
+            source, _, name = reference[len(INSTANCE) :].partition("/")
+            found = self._instances(source, name)
+            if found is None:
+                raise Unsealable(f"the destination instance {name!r} of source {source!r} is no longer in the workspace (KAMELEOON_WORKSPACE)")
+            return found
         if reference == SERVER:
             if not self._server_api_key:
                 raise Unsealable("the event uses the server's apiKey and KAMELEOON_API_KEY is not set")

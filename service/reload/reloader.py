@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from service.errors import ConfigError
-from service.reload.sources import Source
+from service.reload.sources import Source, WorkspaceSource
 from service.reload.watch import Watcher, signature
 
 log = structlog.get_logger("kameleoon.config")
@@ -18,7 +18,7 @@ APPLIED, UNCHANGED, REFUSED = "applied", "unchanged", "refused"
 class Reloader:
     """The versions in force of ``sources``; ``apply(name, value)`` puts a new value in force."""
 
-    def __init__(self, sources: tuple[Source, ...], apply: Callable[[str, Any], None], metrics, poll_s: float = 0.0):
+    def __init__(self, sources: tuple[Source | WorkspaceSource, ...], apply: Callable[[str, Any], None], metrics, poll_s: float = 0.0):
         self._sources = {source.name: source for source in sources}
         self._apply = apply
         self._metrics = metrics
@@ -29,7 +29,7 @@ class Reloader:
 
     def load_initial(self) -> dict[str, Any]:
         """Every configuration, as start-up needs it; ConfigError stops the start."""
-        self._signatures = {name: signature(s.path) for name, s in self._sources.items() if s.path}
+        self._signatures = {name: signature(s.path) for name, s in self._sources.items() if s.path}  # before reading
         values = {}
         for name, source in self._sources.items():
             loaded = source.load()
@@ -45,7 +45,7 @@ class Reloader:
             results[name] = self._reload_one(self._sources[name], reason)
         return results
 
-    def _reload_one(self, source: Source, reason: str) -> str:
+    def _reload_one(self, source: Source | WorkspaceSource, reason: str) -> str:
         previous = self.versions.get(source.name)
         try:
             loaded = source.load()
@@ -60,12 +60,14 @@ class Reloader:
             return UNCHANGED
         self._apply(source.name, loaded.value)
         self.versions[source.name] = loaded.version
+        if self._watcher is not None:  # a workspace may name other files now
+            self._watcher.watch(self._files())
         self._metrics.config_in_force(source.name, loaded.version, previous)
         self._metrics.config_reload(source.name, APPLIED)
         log.info("configuration reloaded", config=source.name, version=loaded.version, previous=previous, reason=reason, path=source.path)
         return APPLIED
 
-    def _refuse(self, source: Source, reason: str, problem: str, previous: str | None) -> str:
+    def _refuse(self, source: Source | WorkspaceSource, reason: str, problem: str, previous: str | None) -> str:
         self._metrics.config_reload(source.name, REFUSED)
         log.error(
             "configuration reload refused: the previous version stays in force",
@@ -79,12 +81,16 @@ class Reloader:
 
     # -- watching the files ----------------------------------------------------
 
+    def _files(self) -> dict[str, str]:
+        """Every watched file, keyed "<configuration>#<n>": a change reloads its configuration."""
+        return {f"{name}#{n}": path for name, source in self._sources.items() for n, path in enumerate(source.watched())}
+
     def start_watching(self) -> None:
-        files = {name: source.path for name, source in self._sources.items() if source.path}
+        files = self._files()
         if not files or self._poll_s <= 0:
             return
-        self._watcher = Watcher(files, self._poll_s, lambda name: self.reload((name,), reason="file changed"))
-        self._watcher.seen_before_load(self._signatures)
+        self._watcher = Watcher(files, self._poll_s, lambda key: self.reload((key.split("#", 1)[0],), reason="file changed"))
+        self._watcher.seen_before_load({f"{name}#0": sig for name, sig in self._signatures.items()})
         self._watcher.start()
 
     async def stop(self) -> None:

@@ -40,6 +40,13 @@ class Watcher:
         self._seen = {name: signature(path) for name, path in files.items()}
         self._task: asyncio.Task | None = None
 
+    def watch(self, files: dict[str, str]) -> None:
+        """Watch ``files`` from now on (a configuration naming other files after a reload); files kept keep their state."""
+        self._seen = {
+            name: self._seen[name] if name in self._seen and self._files.get(name) == path else signature(path) for name, path in files.items()
+        }
+        self._files = files
+
     def seen_before_load(self, signatures: dict[str, tuple | None]) -> None:
         """Start from signatures taken before the files were first read, so no change slips in between."""
         self._seen.update({name: sig for name, sig in signatures.items() if name in self._files})
@@ -57,8 +64,11 @@ class Watcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            changed = []
             for name, path in self._files.items():
                 current = signature(path)
-                if current != self._seen[name]:
+                if current != self._seen.get(name):
                     self._seen[name] = current
-                    self._on_change(name)
+                    changed.append(name)
+            for name in changed:  # after the look: a reload may change the files watched (watch())
+                self._on_change(name)

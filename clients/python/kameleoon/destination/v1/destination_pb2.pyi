@@ -128,7 +128,7 @@ class GroupEventRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[Settings, _Mapping]] = ..., anonymous_id: _Optional[str] = ..., user_id: _Optional[str] = ..., type: _Optional[str] = ..., group_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., kameleoon_visitor_code: _Optional[str] = ..., timestamp: _Optional[str] = ..., message_id: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ...) -> None: ...
 
 class ActionResponse(_message.Message):
-    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id", "filtered_by", "discard_reason")
+    __slots__ = ("http_status", "attempts", "message_id", "duplicate", "queued", "outbox_id", "filtered_by", "discard_reason", "results")
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class ActionResponse(_message.Message):
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     FILTERED_BY_FIELD_NUMBER: _ClassVar[int]
     DISCARD_REASON_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     http_status: int
     attempts: int
     message_id: str
@@ -145,7 +146,8 @@ class ActionResponse(_message.Message):
     outbox_id: str
     filtered_by: str
     discard_reason: str
-    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., filtered_by: _Optional[str] = ..., discard_reason: _Optional[str] = ...) -> None: ...
+    results: _containers.RepeatedCompositeFieldContainer[SubscriptionResult]
+    def __init__(self, http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., message_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., filtered_by: _Optional[str] = ..., discard_reason: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SubscriptionResult, _Mapping]]] = ...) -> None: ...
 
 class SendRequest(_message.Message):
     __slots__ = ("settings", "event_json", "delivery")
@@ -158,7 +160,7 @@ class SendRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[Settings, _Mapping]] = ..., event_json: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ...) -> None: ...
 
 class SubscriptionResult(_message.Message):
-    __slots__ = ("subscription", "action", "http_status", "attempts", "duplicate", "queued", "outbox_id")
+    __slots__ = ("subscription", "action", "http_status", "attempts", "duplicate", "queued", "outbox_id", "destination", "discard_reason")
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +168,8 @@ class SubscriptionResult(_message.Message):
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_REASON_FIELD_NUMBER: _ClassVar[int]
     subscription: str
     action: str
     http_status: int
@@ -173,7 +177,9 @@ class SubscriptionResult(_message.Message):
     duplicate: bool
     queued: bool
     outbox_id: str
-    def __init__(self, subscription: _Optional[str] = ..., action: _Optional[str] = ..., http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
+    destination: str
+    discard_reason: str
+    def __init__(self, subscription: _Optional[str] = ..., action: _Optional[str] = ..., http_status: _Optional[int] = ..., attempts: _Optional[int] = ..., duplicate: _Optional[bool] = ..., queued: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., destination: _Optional[str] = ..., discard_reason: _Optional[str] = ...) -> None: ...
 
 class SendResponse(_message.Message):
     __slots__ = ("message_id", "results", "status", "filtered_by", "discard_reason")
