@@ -99,9 +99,17 @@ class Pipeline:
     def client(self) -> KameleoonClient:
         return self.sync.client
 
-    def _discard(self, reason: str) -> str:
+    def _discard(self, reason: str, instance: Instance | None = None) -> str:
         self.metrics.discarded_event(reason)
+        if instance is not None:
+            self.metrics.instance_event(instance.source, instance.name, "discarded")
         return reason
+
+    def _tally(self, results) -> None:
+        """Count each (instance, result) of a call in kameleoon_destination_events_total."""
+        count = self.metrics.instance_event
+        for instance, done in results:
+            count(instance.source, instance.name, "queued" if type(done) is Queued else "delivered")
 
     def _route(self, event: dict, targets: list[Target]) -> tuple[Outcome, list[Planned]]:
         """A raw event through the stages before delivery, in each target: its Outcome (a discard reason for
@@ -111,7 +119,7 @@ class Pipeline:
         # Each gate is called only when the event or the configuration gives it something to decide.
         if event.get("integrations") and not integrations.allows(event):
             reason = integrations.REASON
-            outcome.discards = [(target.instance, self._discard(reason), "") for target in targets]
+            outcome.discards = [(target.instance, self._discard(reason, target.instance), "") for target in targets]
             outcome.discard_reason = reason
             return outcome, []
         planned: list[Planned] = []
@@ -120,24 +128,24 @@ class Pipeline:
             instance = target.instance
             router = instance.router
             if instance.consent.categories and not instance.consent.allows(event):
-                outcome.discards.append((instance, self._discard(consent.REASON), ""))
+                outcome.discards.append((instance, self._discard(consent.REASON, instance), ""))
                 continue
             filters, subscriptions = router.current()  # this event's configuration, whatever a reload does
             kept, filtered_by = router.filter_event(_copy(event) if several and filters.steps else event, filters)
             if kept is None:
-                outcome.discards.append((instance, self._discard(FILTERED_BY_RULES), filtered_by))
+                outcome.discards.append((instance, self._discard(FILTERED_BY_RULES, instance), filtered_by))
                 continue
             plans = router.plan(kept, subscriptions)
             if not plans:
-                outcome.discards.append((instance, self._discard(NO_MATCHING_MAPPING), ""))
+                outcome.discards.append((instance, self._discard(NO_MATCHING_MAPPING, instance), ""))
             planned.extend((target, subscription, body) for subscription, body in plans)
         if not planned and outcome.discards:
             _, outcome.discard_reason, outcome.filtered_by = outcome.discards[0]
         return outcome, planned
 
-    def _filtered(self, filtered_by: str) -> Delivered:
+    def _filtered(self, filtered_by: str, instance: Instance) -> Delivered:
         """The answer of a typed request a destination filter dropped: nothing sent."""
-        return Delivered(http_status=0, attempts=0, filtered_by=filtered_by, discard_reason=self._discard(FILTERED_BY_RULES))
+        return Delivered(http_status=0, attempts=0, filtered_by=filtered_by, discard_reason=self._discard(FILTERED_BY_RULES, instance))
 
     # -- sync delivery ------------------------------------------------------------
 
@@ -154,12 +162,13 @@ class Pipeline:
         results: list[tuple[Instance, Queued | Delivered]] = []
         for target, made, filtered_by in bodies:  # one at a time: typed requests go to one instance but for fan-out setups
             if made is None:
-                results.append((target.instance, self._filtered(filtered_by)))
+                results.append((target.instance, self._filtered(filtered_by, target.instance)))
                 continue
             valid, body = made
             route = target.instance.route(action.slug)
             done = await self.sync.deliver(key(target.credentials, route, valid.get("messageId")), body, target.credentials, deadline, action.slug)
             results.append((target.instance, done))
+            self._tally(((target.instance, done),))
         return results
 
     async def send_event(self, event: dict, targets: list[Target], deadline: float | None) -> Outcome:
@@ -173,6 +182,7 @@ class Pipeline:
                 key(creds, target.instance.route(subscription.name), outcome.message_id), body, creds, deadline, subscription.action.slug
             )
             outcome.results.append((subscription, done, target.instance))
+            self.metrics.instance_event(target.instance.source, target.instance.name, "delivered")
             return outcome
         if not planned:
             return outcome
@@ -185,6 +195,7 @@ class Pipeline:
             if isinstance(result, BaseException):
                 raise result
             outcome.results.append((subscription, result, target.instance))
+        self._tally((instance, done) for _, done, instance in outcome.results)
         return outcome
 
     # -- queued delivery ----------------------------------------------------------
@@ -198,7 +209,7 @@ class Pipeline:
             router = target.instance.router
             kept, filtered_by = router.filter_payload(action, _copy(payload) if len(targets) > 1 else payload)
             if kept is None:
-                results.append((target.instance, self._filtered(filtered_by)))
+                results.append((target.instance, self._filtered(filtered_by, target.instance)))
                 continue
             valid, body = router.payload_body(action, kept)
             route = target.instance.route(action.slug)
@@ -212,6 +223,7 @@ class Pipeline:
                 if isinstance(queued, CallError):
                     raise queued
                 results[index] = (results[index][0], queued)
+            self._tally(results[index] for index in owners)
         return results
 
     async def queue_events(self, items: list[tuple[dict, list[Target]]]) -> list[Outcome | CallError]:
@@ -248,6 +260,7 @@ class Pipeline:
                 refused[id(outcome)] = queued
             else:
                 outcome.results.append((sub, queued, instance))
+                self.metrics.instance_event(instance.source, instance.name, "queued")
         if refused:
             return [refused.get(id(result), result) for result in results]
         return results

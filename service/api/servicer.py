@@ -204,6 +204,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             except CallError as exc:
                 _record_failure(fields, exc)
                 await abort(context, exc)
+            _name_source(fields, source)
             batch_settings = _settings(request)
             deadline = _deadline(context, self._loop)
             batch = pb.SendBatchResponse()
@@ -234,6 +235,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
             _record_failure(fields, exc)
             with _rpc_log("SendStream", fields):
                 await abort(context, exc)
+        _name_source(fields, source)
 
         async def read() -> None:
             try:
@@ -357,6 +359,12 @@ def _message_id_hint(request) -> str:
         return message_id_of(parse_event(request.event_json))
     except CallError:
         return ""
+
+
+def _name_source(fields: dict, source: Source) -> None:
+    """A batch's or a stream's log line names a workspace's source (without one, there is only the default)."""
+    if source.instances and not source.instances[0].implicit:
+        fields["source"] = source.name
 
 
 def _record_results(fields: dict, outcome: Outcome) -> None:

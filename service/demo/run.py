@@ -4,8 +4,10 @@ Starts the local Kameleoon sink and the service on free loopback ports, sends
 one event per Kameleoon action over gRPC, prints what Kameleoon received.
 Then queued delivery: the sink goes down, the same four events (new
 messageIds) are accepted into an outbox in a temporary directory, the sink
-comes back and the deliverer hands them over. Exit status 0 only when all
-eight arrived.
+comes back and the deliverer hands them over. Last, sources and destination
+instances: a workspace file gives one source two Kameleoon instances, and one
+event sent with the source's write key reaches each. Exit status 0 only when
+every event arrived where it should.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import pathlib
 import tempfile
 import time
 from typing import Any
@@ -32,6 +36,8 @@ from service.ops import logs
 DEMO_API_KEY = "eyJpZCI6ImRlbW8taWQiLCJzZWNyZXQiOiJkZW1vLXNlY3JldCJ9"
 DEMO_SITECODE = "demo123456"
 DEMO_WRITE_KEY = "wk_demo"
+DEMO_CHECKOUT_KEY = "wk_checkout_demo"
+DEMO_INSTANCES = {"kameleoon-web": "web0000001", "kameleoon-app": "app0000001"}
 TS = "2026-11-28T10:00:00.000Z"
 
 
@@ -114,6 +120,34 @@ async def _queued_part(stub, admin, sink: KameleoonSink) -> int:
     return len(sink.received)
 
 
+async def _workspace_part(sink: KameleoonSink, directory: str) -> int:
+    """A second service reading a workspace file: one source, two instances; one event reaches each instance once."""
+    folder = pathlib.Path(directory)
+    (folder / "kameleoon.key").write_text(DEMO_API_KEY)  # a Secret mounted as a file, in production
+    instances = [
+        {"name": name, "settings": {"apiKey": {"file": "kameleoon.key"}, "sitecode": sitecode}} for name, sitecode in DEMO_INSTANCES.items()
+    ]
+    workspace = {"sources": [{"name": "checkout", "write_keys": [DEMO_CHECKOUT_KEY], "destinations": instances}]}
+    (folder / "workspace.json").write_text(json.dumps(workspace, indent=2))
+    print(f"Sources and destinations: a workspace file (KAMELEOON_WORKSPACE) gives source 'checkout' two instances, {', '.join(DEMO_INSTANCES)}.")
+    app = await create_server(Config(base_url=sink.url, max_attempts=1, workspace=str(folder / "workspace.json")), "127.0.0.1:0")
+    event = {"type": "track", "userId": "user-1", "event": "Checkout Started", "messageId": "demo-workspace-1", "timestamp": TS}
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = pb_grpc.KameleoonDestinationStub(channel)
+            answer = await stub.Send(
+                pb.SendRequest(event_json=json.dumps(event)), metadata=(("authorization", f"Bearer {DEMO_CHECKOUT_KEY}"),), timeout=10
+            )
+    finally:
+        await app.stop(grace=1)
+    print("Send (authorization: Bearer <checkout's write key>, no settings) ->")
+    for result in answer.results:
+        print(f"  destination={result.destination} subscription={result.subscription!r} http_status={result.http_status}")
+    for received in sink.received:
+        print(f"  Kameleoon received: x-segment-settings={received.headers.get('x-segment-settings')} messageId={received.json().get('messageId')}")
+    return len({received.headers.get("x-segment-settings") for received in sink.received if received.status == 200})
+
+
 async def run_demo() -> int:
     log_lines = io.StringIO()
     logs.configure("info", "json", stream=log_lines)
@@ -133,7 +167,7 @@ async def run_demo() -> int:
     app = await create_server(config, "127.0.0.1:0")
     print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port} (gRPC), http://127.0.0.1:{app.http_port} (Segment's HTTP API)\n")
     failures = 0
-    queued = 0
+    queued = fanned_out = over_http = synced = 0
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             stub = pb_grpc.KameleoonDestinationStub(channel)
@@ -159,6 +193,10 @@ async def run_demo() -> int:
             over_http = await _http_part(app.http_port, sink)
             sink.received.clear()
             queued = await _queued_part(stub, pb_grpc.OutboxAdminStub(channel), sink)
+        await app.stop(grace=1)
+        print()
+        sink.received.clear()
+        fanned_out = await _workspace_part(sink, outbox_dir.name)
     finally:
         await app.stop(grace=1)
         await sink.stop()
@@ -168,4 +206,5 @@ async def run_demo() -> int:
     print(f"\n{4 - failures} of 4 events delivered")
     print(f"{over_http} of 1 event sent as Segment's libraries send it delivered")
     print(f"{queued} of 4 queued events delivered after the outage")
-    return 1 if failures or synced != 4 or over_http != 1 or queued != 4 else 0
+    print(f"{fanned_out} of 2 destination instances of one source received its event")
+    return 1 if failures or synced != 4 or over_http != 1 or queued != 4 or fanned_out != 2 else 0

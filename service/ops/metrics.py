@@ -195,6 +195,12 @@ class Metrics:
             "kameleoon_http_requests", "Requests to the HTTP Tracking API, by route and HTTP status", ("route", "status"), r
         )
         self.discarded = Counter("kameleoon_discarded_events_total", "Events not sent, by Segment's discard reason", ("reason",), registry=r)
+        self.instance_events = CounterFamily(
+            "kameleoon_destination_events",
+            "Events per source and destination instance: delivered (sync), queued, or discarded",
+            ("source", "destination", "result"),
+            r,
+        )
         self.filtered = Counter(
             "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
         )
@@ -269,6 +275,10 @@ class Metrics:
     def discarded_event(self, reason: str) -> None:
         self.child(self.discarded, reason).inc()
 
+    def instance_event(self, source: str, destination: str, result: str) -> None:
+        """One event's result in one destination instance: ``delivered``, ``queued`` or ``discarded``."""
+        self.instance_events.inc((source, destination, result))
+
     def http_request(self, route: str, status: int) -> None:
         self.http_requests.inc((route, str(status)))
 
@@ -337,6 +347,9 @@ class NoMetrics:
         pass
 
     def discarded_event(self, reason: str) -> None:
+        pass
+
+    def instance_event(self, source: str, destination: str, result: str) -> None:
         pass
 
     def pool_wait(self, seconds: float) -> None:

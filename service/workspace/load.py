@@ -111,10 +111,12 @@ class _Reader:
             raise self.error(f"{where}.name", "must be 1 to 64 letters, digits, - or _")
         return value
 
-    def secret(self, value: Any, where: str) -> str:
-        """A string (warned about: it sits in the file), {env: NAME} or {file: PATH} (relative to the workspace)."""
+    def secret(self, value: Any, where: str, warn: bool = True) -> str:
+        """A string, {env: NAME} or {file: PATH} (relative to the workspace). An apiKey written in the file is
+        warned about; a write key need not be (Segment's sit in every web page that loads analytics.js)."""
         if isinstance(value, str) and value:
-            log.warning("a secret is written in the workspace file: prefer {env: NAME} or {file: PATH}", path=where, workspace=str(self.file))
+            if warn:
+                log.warning("a secret is written in the workspace file: prefer {env: NAME} or {file: PATH}", path=where, workspace=str(self.file))
             return value
         if isinstance(value, dict) and len(value) == 1:
             ((kind, ref),) = value.items()
@@ -124,12 +126,16 @@ class _Reader:
                     raise self.error(where, f"the environment variable {ref} is not set")
                 return found
             if kind == "file" and isinstance(ref, str):
+                path = self.file.parent / ref
                 try:
-                    found = (self.file.parent / ref).read_text(encoding="utf-8").strip()
+                    raw = path.read_bytes()
+                    found = raw.decode("utf-8").strip()
                 except (OSError, UnicodeDecodeError):
                     raise self.error(where, f"cannot read the file {ref}") from None
                 if not found:
                     raise self.error(where, f"the file {ref} is empty")
+                self.files.append(path)  # watched: a rotated Secret is a new version (the hash never shows the key)
+                self.read_bytes.append(raw)
                 return found
         raise self.error(where, "must be a non-empty string, {env: NAME} or {file: PATH}")
 
@@ -161,7 +167,7 @@ class _Reader:
             if not isinstance(write_keys, list) or not write_keys:
                 raise self.error(f"{where}.write_keys", "must be a non-empty list")
             for n, value in enumerate(write_keys):
-                key = digest(self.secret(value, f"{where}.write_keys[{n}]"))
+                key = digest(self.secret(value, f"{where}.write_keys[{n}]", warn=False))
                 if key in keys:
                     raise self.error(f"{where}.write_keys[{n}]", f"the same write key opens source {keys[key]!r} already")
                 keys[key] = name
