@@ -539,3 +539,53 @@ async def test_healthcheck_fails_when_nothing_listens():
 
 def test_config_default_is_what_the_readme_says_about_health():
     assert Config().health_listen is None  # off unless set: the image and deploy/ set it
+
+
+# -- the workspace component (sources and destination instances) ---------------------------
+
+
+def test_the_workspace_component_mounts_a_file_the_service_loads(tmp_path):
+    """deploy/workspace/ added to the default variant: valid objects; KAMELEOON_WORKSPACE is the mounted
+    ConfigMap's file (no subPath, so edits reach the pod); every {file:} it names is a key of the example
+    Secret, mounted where the path leads; the file loads as the service would load it."""
+    here = tmp_path / "variant"
+    here.mkdir()
+    up = os.path.relpath(DEPLOY, here)
+    (here / "kustomization.yaml").write_text(
+        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\ncomponents:\n  - {up}/autoscaled\n  - {up}/base\n  - {up}/workspace\n"
+    )
+    docs = render(here)
+    files = []
+    for i, doc in enumerate(docs):
+        files.append(tmp_path / f"{i}-{doc['kind']}.yaml")
+        files[-1].write_text(yaml.safe_dump(doc))
+    result = subprocess.run([tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, *map(str, files)], capture_output=True, text=True)
+    assert result.returncode == 0 and not re.search(r"^(WARN|ERROR|FATAL)", result.stdout + result.stderr, re.M), result.stdout + result.stderr
+    maps = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ConfigMap"}
+    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
+    (box,) = deployment["spec"]["template"]["spec"]["containers"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in box["volumeMounts"] if "subPath" not in m and m.get("readOnly")}
+    settings_map = next(doc for name, doc in maps.items() if name.startswith("kameleoon-destination-") and "KAMELEOON_WORKSPACE" in doc["data"])
+    path = pathlib.PurePosixPath(settings_map["data"]["KAMELEOON_WORKSPACE"])
+    workspace_map = maps[mounts[str(path.parent)]["configMap"]["name"]]
+    assert workspace_map["metadata"]["name"] == "kameleoon-destination-workspace"  # not hashed: an edit is reloaded in place
+    admin = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in box["env"] if "valueFrom" in e}["KAMELEOON_ADMIN_TOKENS"]
+    example = yaml.safe_load((DEPLOY / "examples" / "secret.yaml.example").read_text())
+    assert admin["name"] == example["metadata"]["name"] and admin["key"] in example["stringData"]
+    # The pod's files, laid out here as the mounts lay them out there; the Secret's keys hold made-up values.
+    secret_example = yaml.safe_load((DEPLOY / "examples" / "workspace-secret.yaml.example").read_text())
+    (secret_dir,) = [p for p, v in mounts.items() if v.get("secret", {}).get("secretName") == secret_example["metadata"]["name"]]
+    root = tmp_path / "pod"
+    for mount, content in [(str(path.parent), workspace_map["data"]), (secret_dir, {k: f"value-of-{k}" for k in secret_example["stringData"]})]:
+        (root / mount.lstrip("/")).mkdir(parents=True)
+        for name, value in content.items():
+            (root / mount.lstrip("/") / name).write_text(value)
+    from service.workspace.load import load as load_workspace
+
+    loaded = load_workspace(str(root / str(path).lstrip("/")))
+    read = {f.name for f in loaded.files} - {path.name}
+    assert read == set(secret_example["stringData"]), "every secret the example Secret holds is read, and nothing else"
+    assert loaded.workspace.source_of("value-of-checkout.writeKey") is not None
+    config = from_env({**settings_map["data"], "KAMELEOON_AUTH_TOKENS": ""})
+    assert config.workspace == str(path)

@@ -18,8 +18,8 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.api.server import create_server
 from service.config import Config, from_env
-from service.errors import ConfigError
 from service.demo.sink import Reply
+from service.errors import ConfigError
 from service.workspace.load import WorkspaceError, load
 from tests.conftest import eventually
 from tests.test_http_api import basic, post

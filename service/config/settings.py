@@ -116,10 +116,10 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("idempotency_max_entries", "KAMELEOON_IDEMPOTENCY_MAX_ENTRIES", v.positive_int, "messageIds remembered at most without an outbox (oldest forgotten first)"),
     ("delivery", "KAMELEOON_DELIVERY", v.choice("sync", "queued"), "delivery of requests whose `delivery` is unset: sync (during the call) or queued (outbox)"),
     # Raw events
-    ("workspace", "KAMELEOON_WORKSPACE", v.text, "JSON or YAML file of sources (write keys) and their destination instances (credentials, mappings, filters, consent); replaces the next four and KAMELEOON_WRITE_KEYS (unset: one source, one instance, from these variables)"),
+    ("workspace", "KAMELEOON_WORKSPACE", v.text, "JSON or YAML file of sources (write keys) and their destination instances (credentials, mappings, filters, consent); KAMELEOON_MAPPINGS, _FILTERS, _CONSENT_CATEGORIES, _WRITE_KEYS and _AUTH_TOKENS are refused beside it (unset: one source with one instance, from the variables; docs/workspace.md)"),
     ("mappings", "KAMELEOON_MAPPINGS", v.text, "JSON or YAML file of subscriptions for raw events (unset: the 4 presets)"),
     ("filters", "KAMELEOON_FILTERS", v.text, "JSON or YAML file of destination filters in Segment's shape, applied before the subscriptions (unset: none)"),
-    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", v.non_negative_float, "how often the subscriptions and filters files are checked for changes, seconds (0: only on SIGHUP)"),
+    ("config_poll_s", "KAMELEOON_CONFIG_POLL_S", v.non_negative_float, "how often the subscriptions and filters files (or the workspace and every file it names) are checked for changes, seconds (0: only on SIGHUP)"),
     ("max_batch", "KAMELEOON_MAX_BATCH", v.positive_int, "most events in one SendBatch"),
     ("batch_concurrency", "KAMELEOON_BATCH_CONCURRENCY", v.positive_int, "events of one SendBatch delivered at once"),
     ("stream_window", "KAMELEOON_STREAM_WINDOW", v.positive_int, "events of one SendStream in flight at once (the stream is not read further until one finishes)"),

@@ -124,9 +124,7 @@ async def _workspace_part(sink: KameleoonSink, directory: str) -> int:
     """A second service reading a workspace file: one source, two instances; one event reaches each instance once."""
     folder = pathlib.Path(directory)
     (folder / "kameleoon.key").write_text(DEMO_API_KEY)  # a Secret mounted as a file, in production
-    instances = [
-        {"name": name, "settings": {"apiKey": {"file": "kameleoon.key"}, "sitecode": sitecode}} for name, sitecode in DEMO_INSTANCES.items()
-    ]
+    instances = [{"name": name, "settings": {"apiKey": {"file": "kameleoon.key"}, "sitecode": sitecode}} for name, sitecode in DEMO_INSTANCES.items()]
     workspace = {"sources": [{"name": "checkout", "write_keys": [DEMO_CHECKOUT_KEY], "destinations": instances}]}
     (folder / "workspace.json").write_text(json.dumps(workspace, indent=2))
     print(f"Sources and destinations: a workspace file (KAMELEOON_WORKSPACE) gives source 'checkout' two instances, {', '.join(DEMO_INSTANCES)}.")
