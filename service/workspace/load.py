@@ -106,9 +106,22 @@ class _Reader:
             raise self.error(f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
         return spec
 
-    def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not NAME.match(value):
+    def named(self, spec: Any, where: str, allowed: tuple[set, set], taken: set[str], scope: str = "") -> tuple[dict, str]:
+        """A source's or an instance's object and its name: well formed, and not one of ``taken`` (added to it)."""
+        spec = self.keys(spec, where, allowed)
+        name = spec["name"]
+        if not isinstance(name, str) or not NAME.match(name):
             raise self.error(f"{where}.name", "must be 1 to 64 letters, digits, - or _")
+        if name in taken:
+            raise self.error(f"{where}.name", f"{name!r} is used twice{scope}")
+        taken.add(name)
+        return spec, name
+
+    def flag(self, spec: dict, key: str, where: str) -> bool:
+        """An optional true/false, true by default."""
+        value = spec.get(key, True)
+        if not isinstance(value, bool):
+            raise self.error(f"{where}.{key}", "must be true or false")
         return value
 
     def secret(self, value: Any, where: str, warn: bool = True) -> str:
@@ -158,11 +171,7 @@ class _Reader:
         names: set[str] = set()
         for index, spec in enumerate(specs):
             where = f"sources[{index}]"
-            spec = self.keys(spec, where, SOURCE_KEYS)
-            name = self.name(spec["name"], where)
-            if name in names:
-                raise self.error(f"{where}.name", f"{name!r} is used twice")
-            names.add(name)
+            spec, name = self.named(spec, where, SOURCE_KEYS, names)
             write_keys = spec["write_keys"]
             if not isinstance(write_keys, list) or not write_keys:
                 raise self.error(f"{where}.write_keys", "must be a non-empty list")
@@ -171,9 +180,7 @@ class _Reader:
                 if key in keys:
                     raise self.error(f"{where}.write_keys[{n}]", f"the same write key opens source {keys[key]!r} already")
                 keys[key] = name
-            allow = spec.get("allow_request_settings", True)
-            if not isinstance(allow, bool):
-                raise self.error(f"{where}.allow_request_settings", "must be true or false")
+            allow = self.flag(spec, "allow_request_settings", where)
             sources.append(Source(name, self.instances(spec["destinations"], name, where), allow))
         return Workspace(tuple(sources), keys, from_file=True)
 
@@ -182,22 +189,17 @@ class _Reader:
             raise self.error(f"{where}.destinations", "must be a non-empty list of destination instances")
         if len(specs) > MAX_INSTANCES:
             raise self.error(f"{where}.destinations", f"{len(specs)} instances, Segment connects at most {MAX_INSTANCES} to a source")
-        instances, names = [], set()
+        instances: list[Instance] = []
+        names: set[str] = set()
         for index, spec in enumerate(specs):
             here = f"{where}.destinations[{index}]"
-            spec = self.keys(spec, here, INSTANCE_KEYS)
-            name = self.name(spec["name"], here)
-            if name in names:
-                raise self.error(f"{here}.name", f"{name!r} is used twice in this source")
-            names.add(name)
+            spec, name = self.named(spec, here, INSTANCE_KEYS, names, " in this source")
             settings = self.keys(spec["settings"], f"{here}.settings", SETTINGS_KEYS)
             api_key = self.secret(settings["apiKey"], f"{here}.settings.apiKey")
             sitecode = settings["sitecode"]
             if not isinstance(sitecode, str) or len(sitecode) != SITECODE_LENGTH:
                 raise self.error(f"{here}.settings.sitecode", f"must be exactly {SITECODE_LENGTH} characters")
-            enabled = spec.get("enabled", True)
-            if not isinstance(enabled, bool):
-                raise self.error(f"{here}.enabled", "must be true or false")
+            enabled = self.flag(spec, "enabled", here)
             subs = (
                 self.named_file(spec["mappings"], f"{here}.mappings", subscription_files.parse)
                 if "mappings" in spec
