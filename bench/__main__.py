@@ -2,7 +2,7 @@
 ``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py); ``--instructions``: the service's own
 work per event in instructions under callgrind, beside a baseline (bench/instructions.py); ``--throughput``: delivered
 events/s to a distant or rate-limited stand-in (bench/throughput.py); ``--http``: accepting through Segment's HTTP API
-beside queued SendBatch (bench/http.py)."""
+beside queued SendBatch (bench/tracking_api.py)."""
 
 import sys
 
@@ -17,7 +17,7 @@ if "--postgres" in sys.argv[1:]:
     sys.exit(main([arg for arg in sys.argv[1:] if arg != "--postgres"]))
 
 if "--http" in sys.argv[1:]:
-    from bench.http import main
+    from bench.tracking_api import main
 
     sys.exit(main([arg for arg in sys.argv[1:] if arg != "--http"]))
 

@@ -28,6 +28,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -141,14 +142,18 @@ def _whole(checkout: pathlib.Path, mode: str, count: int, standin: str) -> int:
     }
     script = checkout / ".venv" / "bin" / "kameleoon-destination"
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(checkout / ".venv" / "bin" / "python"), str(script)]
-    service = subprocess.Popen(
-        [*command, "serve", "--listen", f"127.0.0.1:{port}"], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        asyncio.run(_load(port, mode, count, offset=count * 7))
-    finally:
-        service.send_signal(signal.SIGTERM)
-        _, err = service.communicate(timeout=600)
+    # stderr to a file, not a pipe: unary Sends log a line each, more than a pipe holds before the service blocks
+    with tempfile.TemporaryFile(mode="w+") as log_file:
+        service = subprocess.Popen(
+            [*command, "serve", "--listen", f"127.0.0.1:{port}"], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+        )
+        try:
+            asyncio.run(_load(port, mode, count, offset=count * 7))
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.wait(timeout=600)
+        log_file.seek(0)
+        err = log_file.read()
     found = re.search(r"Collected : (\d+)", err)
     if found is None:
         raise SystemExit(f"{checkout}: no count from callgrind:\n{err[-2000:]}")

@@ -71,7 +71,12 @@ def targets(source: Source, settings, config: Config) -> list[Target]:
         # The one-off keeps the instance's routing; its apiKey is the request's: sealed in the outbox, not named.
         one_off = first if first.implicit else dataclasses.replace(first, credentials=None)
         return [Target(one_off, credentials_of.resolve(settings, config))]
-    return [Target(i, i.credentials or credentials_of.resolve(None, config)) for i in source.enabled_instances]
+    memo = source.memo  # the same for every call of the source: made once (a reload makes new sources)
+    if memo and memo[0] is config:
+        return memo[1]
+    made = [Target(i, i.credentials or credentials_of.resolve(None, config)) for i in source.enabled_instances]
+    source.memo[:] = (config, made)
+    return made
 
 
 def _named(instance: Instance) -> tuple[str, str] | None:
@@ -101,15 +106,16 @@ class Pipeline:
 
     def _discard(self, reason: str, instance: Instance | None = None) -> str:
         self.metrics.discarded_event(reason)
-        if instance is not None:
+        if instance is not None and not instance.implicit:
             self.metrics.instance_event(instance.source, instance.name, "discarded")
         return reason
 
     def _tally(self, results) -> None:
-        """Count each (instance, result) of a call in kameleoon_destination_events_total."""
+        """Count each (instance, result) of a workspace's call in kameleoon_destination_events_total."""
         count = self.metrics.instance_event
         for instance, done in results:
-            count(instance.source, instance.name, "queued" if type(done) is Queued else "delivered")
+            if not instance.implicit:
+                count(instance.source, instance.name, "queued" if type(done) is Queued else "delivered")
 
     def _route(self, event: dict, targets: list[Target]) -> tuple[Outcome, list[Planned]]:
         """A raw event through the stages before delivery, in each target: its Outcome (a discard reason for
@@ -138,7 +144,8 @@ class Pipeline:
             plans = router.plan(kept, subscriptions)
             if not plans:
                 outcome.discards.append((instance, self._discard(NO_MATCHING_MAPPING, instance), ""))
-            planned.extend((target, subscription, body) for subscription, body in plans)
+            for subscription, body in plans:
+                planned.append((target, subscription, body))
         if not planned and outcome.discards:
             _, outcome.discard_reason, outcome.filtered_by = outcome.discards[0]
         return outcome, planned
@@ -179,15 +186,16 @@ class Pipeline:
             target, subscription, body = planned[0]
             creds = target.credentials
             done = await deliver(
-                key(creds, target.instance.route(subscription.name), outcome.message_id), body, creds, deadline, subscription.action.slug
+                key(creds, target.instance.prefix + subscription.name, outcome.message_id), body, creds, deadline, subscription.action.slug
             )
             outcome.results.append((subscription, done, target.instance))
-            self.metrics.instance_event(target.instance.source, target.instance.name, "delivered")
+            if not target.instance.implicit:
+                self.metrics.instance_event(target.instance.source, target.instance.name, "delivered")
             return outcome
         if not planned:
             return outcome
         deliveries = [
-            deliver(key(t.credentials, t.instance.route(sub.name), outcome.message_id), body, t.credentials, deadline, sub.action.slug)
+            deliver(key(t.credentials, t.instance.prefix + sub.name, outcome.message_id), body, t.credentials, deadline, sub.action.slug)
             for t, sub, body in planned
         ]
         results = await asyncio.gather(*deliveries, return_exceptions=True)
@@ -244,7 +252,7 @@ class Pipeline:
                 continue
             results.append(outcome)
             for target, sub, body in planned:
-                route = target.instance.route(sub.name)
+                route = target.instance.prefix + sub.name
                 events.append(acceptor.new_event(sub.action.slug, route, outcome.message_id, body, target.credentials, references[id(target)]))
                 owners.append((outcome, sub, target.instance))
         if not events:
@@ -260,7 +268,8 @@ class Pipeline:
                 refused[id(outcome)] = queued
             else:
                 outcome.results.append((sub, queued, instance))
-                self.metrics.instance_event(instance.source, instance.name, "queued")
+                if not instance.implicit:
+                    self.metrics.instance_event(instance.source, instance.name, "queued")
         if refused:
             return [refused.get(id(result), result) for result in results]
         return results

@@ -34,16 +34,21 @@ class Instance:
     consent: Consent
     credentials: Credentials | None = None  # None: the server's (or the request's own settings)
     enabled: bool = True
+    # implicit: the instance the KAMELEOON_* variables make (credentials None), whose idempotency keys and
+    # outbox routes are as before; prefix: what the routes of the others begin with (plain attributes:
+    # read on every event)
+    implicit: bool = field(init=False)
+    prefix: str = field(init=False)
 
-    @property
-    def implicit(self) -> bool:
-        """The instance the KAMELEOON_* variables make: its idempotency keys and outbox routes are as before."""
-        return self.credentials is None
+    def __post_init__(self) -> None:
+        implicit = self.credentials is None
+        object.__setattr__(self, "implicit", implicit)
+        object.__setattr__(self, "prefix", "" if implicit else f"{self.source}/{self.name}/")
 
     def route(self, name: str) -> str:
         """The route of a subscription (or a typed request's action) through this instance: the idempotency key's
         and the outbox's, so each instance is deduplicated, retried and dead-lettered on its own."""
-        return name if self.implicit else f"{self.source}/{self.name}/{name}"
+        return self.prefix + name
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +57,8 @@ class Source:
     instances: tuple[Instance, ...]
     allow_request_settings: bool = True
     enabled_instances: tuple[Instance, ...] = field(init=False)
+    # (config, targets): where a call without settings goes, made once (service.api.pipeline.targets)
+    memo: list = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enabled_instances", tuple(instance for instance in self.instances if instance.enabled))
@@ -66,9 +73,11 @@ class Workspace:
     keys: dict[bytes, str]  # digest of a write key -> its source's name
     from_file: bool = False
     by_name: dict[str, Source] = field(init=False)
+    default: Source = field(init=False)  # the source of callers without a workspace file: the first (and only) one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {source.name: source for source in self.sources})
+        object.__setattr__(self, "default", self.sources[0])
 
     def source_of(self, write_key: str | None) -> Source | None:
         """The source a write key opens; None for a missing or unknown one (compared as digests, in constant time)."""
@@ -83,8 +92,3 @@ class Workspace:
     def instance(self, source: str, name: str) -> Instance | None:
         found = self.by_name.get(source)
         return next((i for i in found.instances if i.name == name), None) if found else None
-
-    @property
-    def default(self) -> Source:
-        """The source of callers without a workspace file: the first (and only) one."""
-        return self.sources[0]
