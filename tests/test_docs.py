@@ -102,7 +102,9 @@ async def test_the_grpcurl_examples_run(page, command, docs_server, sink):
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, (command, err.decode())
     assert "ERROR" not in out.decode() + err.decode(), (command, out.decode(), err.decode())
-    if "KameleoonDestination/" in command and "TestAuthentication" not in command:
+    if "KameleoonDestination/Preview" in command:
+        assert not sink.received, "a preview sent something to Kameleoon"
+    elif "KameleoonDestination/" in command and "TestAuthentication" not in command:
         assert sink.received, "the example sent nothing to Kameleoon"
 
 

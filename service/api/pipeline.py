@@ -84,12 +84,12 @@ def _named(instance: Instance) -> tuple[str, str] | None:
     return None if instance.implicit else (instance.source, instance.name)
 
 
-def _copy(value):
+def copy_event(value):
     """A JSON value, copied: each instance's filters change the event they are given."""
     if type(value) is dict:
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: copy_event(v) for k, v in value.items()}
     if type(value) is list:
-        return [_copy(v) for v in value]
+        return [copy_event(v) for v in value]
     return value
 
 
@@ -137,7 +137,7 @@ class Pipeline:
                 outcome.discards.append((instance, self._discard(consent.REASON, instance), ""))
                 continue
             filters, subscriptions = router.current()  # this event's configuration, whatever a reload does
-            kept, filtered_by = router.filter_event(_copy(event) if several and filters.steps else event, filters)
+            kept, filtered_by = router.filter_event(copy_event(event) if several and filters.steps else event, filters)
             if kept is None:
                 outcome.discards.append((instance, self._discard(FILTERED_BY_RULES, instance), filtered_by))
                 continue
@@ -164,7 +164,7 @@ class Pipeline:
         bodies = []
         for target in targets:
             router = target.instance.router
-            kept, filtered_by = router.filter_payload(action, _copy(payload) if len(targets) > 1 else payload)
+            kept, filtered_by = router.filter_payload(action, copy_event(payload) if len(targets) > 1 else payload)
             bodies.append((target, None, filtered_by) if kept is None else (target, router.payload_body(action, kept), ""))
         results: list[tuple[Instance, Queued | Delivered]] = []
         for target, made, filtered_by in bodies:  # one at a time: typed requests go to one instance but for fan-out setups
@@ -215,7 +215,7 @@ class Pipeline:
         events, owners = [], []
         for target in targets:
             router = target.instance.router
-            kept, filtered_by = router.filter_payload(action, _copy(payload) if len(targets) > 1 else payload)
+            kept, filtered_by = router.filter_payload(action, copy_event(payload) if len(targets) > 1 else payload)
             if kept is None:
                 results.append((target.instance, self._filtered(filtered_by, target.instance)))
                 continue

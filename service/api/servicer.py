@@ -24,6 +24,7 @@ from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.api.auth import credential_of
 from service.api.decoding import Undecodable
 from service.api.pipeline import Outcome, Pipeline, Target, targets
+from service.api.preview import Previewer
 from service.config import SITECODE_LENGTH, Config
 from service.delivery import credentials
 from service.delivery.client import Delivered
@@ -76,6 +77,7 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
         self._pipeline = pipeline
         self._workspace = workspace
         self._client = pipeline.client
+        self._previewer = Previewer(pipeline, pipeline.metrics)
         self._loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid() system call
         self._default_mode = QUEUED if config.delivery == "queued" else pb.DELIVERY_MODE_SYNC
         # One typed RPC per action, named after its request message (LogEventRequest -> LogEvent):
@@ -258,6 +260,23 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
                 reader.cancel()
                 for task in window.tasks:
                     task.cancel()
+
+    # -- the event tester ----------------------------------------------------
+
+    async def Preview(self, request, context):
+        fields: dict = {"send": request.send}
+        with _rpc_log("Preview", fields):
+            try:
+                event = parse_event(request.event_json, self._config.max_event_bytes)
+                source = self._source(context)
+                where = targets(source, _settings(request), self._config)
+                response = await self._previewer.preview(event, where, request.send, request.skip_filters, _deadline(context, self._loop))
+            except CallError as exc:
+                _record_failure(fields, exc)
+                await abort(context, exc)
+            fields.update(message_id=response.message_id, matched=sum(len(d.requests) for d in response.destinations))
+            _name_source(fields, source)
+            return response
 
     # -- credentials ---------------------------------------------------------
 

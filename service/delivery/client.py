@@ -185,19 +185,31 @@ class KameleoonClient:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
+    @property
+    def endpoint(self) -> str:
+        """The URL events are posted to (KAMELEOON_BASE_URL)."""
+        return str(self._endpoint)
+
     async def post(
-        self, body: bytes, credentials: Credentials, deadline: float | None = None, action: str = "", max_attempts: int | None = None
+        self,
+        body: bytes,
+        credentials: Credentials,
+        deadline: float | None = None,
+        action: str = "",
+        max_attempts: int | None = None,
+        answer: list[str] | None = None,
     ) -> Delivered:
         """Deliver one JSON body; ``deadline`` is an absolute ``loop.time()`` or None; ``action`` labels metrics.
 
         ``max_attempts`` overrides KAMELEOON_MAX_ATTEMPTS (the outbox posts once and schedules its own retries:
-        a retryable failure then raises Unavailable with Kameleoon's Retry-After, if any).
+        a retryable failure then raises Unavailable with Kameleoon's Retry-After, if any). ``answer``, when
+        given, gets the text of Kameleoon's final answer (a preview shows it).
         """
         started = time.perf_counter()
         http_status = 0  # no answer: refused, timed out, or the call was cancelled (its deadline passed)
         gate = self._shared or self._gates.get(credentials.sitecode) or self._gate(credentials.sitecode)
         try:
-            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, gate, max_attempts)
+            delivered = await self._send("POST", self._endpoint, credentials.headers(), body, deadline, action, gate, max_attempts, answer)
             http_status = delivered.http_status
             return delivered
         except DeliveryError as exc:
@@ -236,6 +248,7 @@ class KameleoonClient:
         action: str,
         gate: Gate,
         max_attempts: int | None = None,
+        answer: list[str] | None = None,
     ) -> Delivered:
         assert self._session is not None, "KameleoonClient.start() was not awaited"
         loop = self._loop
@@ -277,6 +290,8 @@ class KameleoonClient:
                 await asyncio.sleep(delay)  # type: ignore[arg-type]
                 continue
             self._metrics.attempt(action, "ok" if 200 <= status < 300 else "final", attempts, status)
+            if answer is not None:
+                answer.append(text)
             if 200 <= status < 300:
                 return _delivered(status, attempts)
             raise for_http_status(status, text, attempts)

@@ -201,6 +201,7 @@ class Metrics:
             ("source", "destination", "result"),
             r,
         )
+        self.previews = CounterFamily("kameleoon_previews", "Preview calls (the event tester), by whether they sent", ("sent",), r)
         self.filtered = Counter(
             "kameleoon_filtered_events_total", "Events a destination filter acted on, by filter title and outcome", ("filter", "outcome"), registry=r
         )
@@ -279,6 +280,9 @@ class Metrics:
         """One event's result in one destination instance: ``delivered``, ``queued`` or ``discarded``."""
         self.instance_events.inc((source, destination, result))
 
+    def preview(self, sent: bool) -> None:
+        self.previews.inc(("true" if sent else "false",))
+
     def http_request(self, route: str, status: int) -> None:
         self.http_requests.inc((route, str(status)))
 
@@ -350,6 +354,9 @@ class NoMetrics:
         pass
 
     def instance_event(self, source: str, destination: str, result: str) -> None:
+        pass
+
+    def preview(self, sent: bool) -> None:
         pass
 
     def pool_wait(self, seconds: float) -> None:

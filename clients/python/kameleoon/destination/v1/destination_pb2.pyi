@@ -225,6 +225,96 @@ class TestAuthenticationResponse(_message.Message):
     message: str
     def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
+class PreviewRequest(_message.Message):
+    __slots__ = ("event_json", "settings", "send", "skip_filters")
+    EVENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    event_json: str
+    settings: Settings
+    send: bool
+    skip_filters: bool
+    def __init__(self, event_json: _Optional[str] = ..., settings: _Optional[_Union[Settings, _Mapping]] = ..., send: _Optional[bool] = ..., skip_filters: _Optional[bool] = ...) -> None: ...
+
+class PreviewStage(_message.Message):
+    __slots__ = ("stage", "name", "verdict", "detail")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    name: str
+    verdict: str
+    detail: str
+    def __init__(self, stage: _Optional[str] = ..., name: _Optional[str] = ..., verdict: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PreviewHeader(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class PreviewAnswer(_message.Message):
+    __slots__ = ("http_status", "body", "attempts", "error")
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    http_status: int
+    body: str
+    attempts: int
+    error: str
+    def __init__(self, http_status: _Optional[int] = ..., body: _Optional[str] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class PreviewedRequest(_message.Message):
+    __slots__ = ("subscription", "action", "method", "url", "headers", "body", "error", "error_field", "answer")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    subscription: str
+    action: str
+    method: str
+    url: str
+    headers: _containers.RepeatedCompositeFieldContainer[PreviewHeader]
+    body: str
+    error: str
+    error_field: str
+    answer: PreviewAnswer
+    def __init__(self, subscription: _Optional[str] = ..., action: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[PreviewHeader, _Mapping]]] = ..., body: _Optional[str] = ..., error: _Optional[str] = ..., error_field: _Optional[str] = ..., answer: _Optional[_Union[PreviewAnswer, _Mapping]] = ...) -> None: ...
+
+class DestinationPreview(_message.Message):
+    __slots__ = ("destination", "stages", "requests", "discard_reason")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_REASON_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    stages: _containers.RepeatedCompositeFieldContainer[PreviewStage]
+    requests: _containers.RepeatedCompositeFieldContainer[PreviewedRequest]
+    discard_reason: str
+    def __init__(self, destination: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[PreviewStage, _Mapping]]] = ..., requests: _Optional[_Iterable[_Union[PreviewedRequest, _Mapping]]] = ..., discard_reason: _Optional[str] = ...) -> None: ...
+
+class PreviewResponse(_message.Message):
+    __slots__ = ("message_id", "stages", "destinations", "event_json")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    stages: _containers.RepeatedCompositeFieldContainer[PreviewStage]
+    destinations: _containers.RepeatedCompositeFieldContainer[DestinationPreview]
+    event_json: str
+    def __init__(self, message_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[PreviewStage, _Mapping]]] = ..., destinations: _Optional[_Iterable[_Union[DestinationPreview, _Mapping]]] = ..., event_json: _Optional[str] = ...) -> None: ...
+
 class GetOutboxStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

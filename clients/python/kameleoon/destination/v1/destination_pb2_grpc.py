@@ -74,6 +74,11 @@ class KameleoonDestinationStub:
                 request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
                 response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.FromString,
                 _registered_method=True)
+        self.Preview = channel.unary_unary(
+                '/kameleoon.destination.v1.KameleoonDestination/Preview',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewResponse.FromString,
+                _registered_method=True)
 
 
 class KameleoonDestinationServicer:
@@ -136,6 +141,15 @@ class KameleoonDestinationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preview(self, request, context):
+        """The event tester: one raw event through every stage, for each destination instance of the caller's
+        source, with each stage's verdict and the exact request each matched subscription would send.
+        Without `send` nothing changes anywhere (no delivery, no idempotency entry, no outbox row).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KameleoonDestinationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +192,11 @@ def add_KameleoonDestinationServicer_to_server(servicer, server):
                     servicer.TestAuthentication,
                     request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.FromString,
                     response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.SerializeToString,
+            ),
+            'Preview': grpc.unary_unary_rpc_method_handler(
+                    servicer.Preview,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +415,33 @@ class KameleoonDestination:
             '/kameleoon.destination.v1.KameleoonDestination/TestAuthentication',
             kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationRequest.SerializeToString,
             kameleoon_dot_destination_dot_v1_dot_destination__pb2.TestAuthenticationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Preview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.KameleoonDestination/Preview',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.PreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
