@@ -49,6 +49,7 @@ async def test_list_shows_the_service_health_and_reflection(port):
         "Send",
         "SendBatch",
         "SendStream",
+        "Preview",
         "TestAuthentication",
     }
 
