@@ -4,6 +4,7 @@ the service's own log lines; and ``eventually``, to wait for a condition instead
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import os
@@ -93,11 +94,12 @@ def patience(timeout: float) -> float:
 
 
 async def eventually(predicate, timeout: float = 10.0, what: str = "") -> None:
-    """Wait until ``predicate()`` holds, checking every few milliseconds; fail after ``timeout`` seconds."""
+    """Wait until ``predicate()`` holds (awaited when it is a coroutine function, such as an RPC's check),
+    checking every few milliseconds; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     timeout = patience(timeout)
     give_up = loop.time() + timeout
-    while not predicate():
+    while not (await predicate() if inspect.iscoroutinefunction(predicate) else predicate()):
         if loop.time() > give_up:
             pytest.fail(f"still not true after {timeout} s: {what or predicate}")
         await asyncio.sleep(0.005)

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
-ADMIN_PREFIX = "/kameleoon.destination.v1.OutboxAdmin/"
+ADMIN_PREFIX = ("/kameleoon.destination.v1.OutboxAdmin/", "/kameleoon.destination.v1.DeliveryOverview/")  # operators' services
 REFLECTION_PREFIX = "/grpc.reflection."
 
 
@@ -62,7 +62,7 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
     """Who may call what, before any handler runs; ``metrics`` counts the refusals (kameleoon_rpc_total).
 
     - Health checks: open, for load balancers and probes.
-    - OutboxAdmin (operators): a token of KAMELEOON_ADMIN_TOKENS when set, or with a workspace
+    - OutboxAdmin and DeliveryOverview (operators): a token of KAMELEOON_ADMIN_TOKENS when set, or with a workspace
       (PERMISSION_DENIED for a write key, UNAUTHENTICATED otherwise); without either, as below.
     - Everything else: with a workspace file, a write key of one of its sources (reflection also takes an
       admin token); without one, a token of KAMELEOON_AUTH_TOKENS when set; else open.

@@ -25,11 +25,11 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
+def timestamp_seconds(stamp: timestamp_pb2.Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
 
-def _stamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+def timestamp_of(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
     stamp = timestamp_pb2.Timestamp()
@@ -42,8 +42,8 @@ def filter_of(message: pb.DeadLetterFilter) -> DeadLetterFilter:
         ids=tuple(message.ids),
         action=message.action or None,
         http_status=message.http_status if message.http_status or message.has_http_status else None,
-        since=_seconds(message.since) if message.HasField("since") else None,
-        until=_seconds(message.until) if message.HasField("until") else None,
+        since=timestamp_seconds(message.since) if message.HasField("since") else None,
+        until=timestamp_seconds(message.until) if message.HasField("until") else None,
     )
 
 
@@ -55,10 +55,10 @@ def dead_letter_message(letter: DeadLetter) -> pb.DeadLetter:
         route=letter.route,
         sitecode=letter.sitecode,
         attempts=letter.attempts,
-        accepted_at=_stamp(letter.accepted_at),
-        first_attempt_at=_stamp(letter.first_attempt_at),
-        last_attempt_at=_stamp(letter.last_attempt_at),
-        dead_at=_stamp(letter.dead_at),
+        accepted_at=timestamp_of(letter.accepted_at),
+        first_attempt_at=timestamp_of(letter.first_attempt_at),
+        last_attempt_at=timestamp_of(letter.last_attempt_at),
+        dead_at=timestamp_of(letter.dead_at),
         last_http_status=letter.last_http_status,
         last_error=letter.last_error,
     )

@@ -21,16 +21,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from service import jsonwire
 from service.config import Config
 from service.delivery import credentials as credentials_of
 from service.delivery.client import Delivered, KameleoonClient
 from service.delivery.credentials import Credentials
 from service.delivery.idempotency import key
 from service.delivery.sync import SyncDelivery
-from service.errors import CallError, SettingsRefused
+from service.errors import CallError, DeliveryError, InvalidArgument, SettingsRefused
 from service.ingest import consent, integrations, message_id_of
 from service.ingest.stamp import Stamper
+from service.ops import overview
 from service.ops.metrics import NoMetrics
+from service.ops.overview import NoRecorder, Recorder
 from service.outbox.accept import Acceptor, Queued
 from service.outbox.base import NewEvent
 from service.routing.actions import Action
@@ -94,21 +97,43 @@ def copy_event(value):
 
 
 class Pipeline:
-    def __init__(self, sync: SyncDelivery, acceptor: Acceptor, metrics=None):
+    """``recorder``: the delivery overview's counts and samples (service.ops.overview), per instance."""
+
+    def __init__(self, sync: SyncDelivery, acceptor: Acceptor, metrics=None, recorder: Recorder | NoRecorder | None = None):
         self.sync = sync
         self.acceptor = acceptor
         self.metrics = metrics or NoMetrics()
+        self.recorder = recorder or NoRecorder()
         self.stamp = Stamper()
 
     @property
     def client(self) -> KameleoonClient:
         return self.sync.client
 
-    def _discard(self, reason: str, instance: Instance | None = None) -> str:
+    def _discard(self, reason: str, instance: Instance, event: dict | None = None, message_id: str = "", error: str = "") -> str:
+        """``event`` (or a typed request's payload) sent nowhere in ``instance``: counted, sampled."""
         self.metrics.discarded_event(reason)
-        if instance is not None and not instance.implicit:
+        if not instance.implicit:
             self.metrics.instance_event(instance.source, instance.name, "discarded")
+        recorder = self.recorder
+        recorder.count(instance.source, instance.name, overview.DISCARDED, reason)
+        if recorder.keep_samples:
+            recorder.sample(instance.source, instance.name, reason, message_id, jsonwire.dumps(event) if event is not None else b"", response=error)
         return reason
+
+    def _failed(self, target: Target, action: str, body: bytes, exc: DeliveryError, message_id: str, event: dict | None) -> None:
+        """A sync delivery Kameleoon did not take: counted by its status, sampled with the request."""
+        instance, recorder = target.instance, self.recorder
+        reason = overview.failure_reason(exc.http_status)
+        recorder.count(instance.source, instance.name, overview.FAILED, reason)
+        if recorder.keep_samples:
+            request = overview.request_text(self.client.endpoint, target.credentials.headers(), body)
+            shown = jsonwire.dumps(event) if event is not None else b""
+            recorder.sample(instance.source, instance.name, reason, message_id, shown, request, exc.http_status, str(exc), exc.attempts)
+
+    def _delivered(self, instance: Instance, done: Delivered) -> None:
+        if not done.duplicate:
+            self.recorder.count(instance.source, instance.name, overview.DELIVERED)
 
     def _tally(self, results) -> None:
         """Count each (instance, result) of a workspace's call in kameleoon_destination_events_total."""
@@ -125,34 +150,64 @@ class Pipeline:
         # Each gate is called only when the event or the configuration gives it something to decide.
         if event.get("integrations") and not integrations.allows(event):
             reason = integrations.REASON
-            outcome.discards = [(target.instance, self._discard(reason, target.instance), "") for target in targets]
+            for target in targets:
+                self.recorder.count(target.instance.source, target.instance.name, overview.RECEIVED)
+            outcome.discards = [(target.instance, self._discard(reason, target.instance, event, outcome.message_id), "") for target in targets]
             outcome.discard_reason = reason
             return outcome, []
         planned: list[Planned] = []
         several = len(targets) > 1
+        count = self.recorder.count
         for target in targets:
             instance = target.instance
+            count(instance.source, instance.name, overview.RECEIVED)
             router = instance.router
             if instance.consent.categories and not instance.consent.allows(event):
-                outcome.discards.append((instance, self._discard(consent.REASON, instance), ""))
+                outcome.discards.append((instance, self._discard(consent.REASON, instance, event, outcome.message_id), ""))
                 continue
             filters, subscriptions = router.current()  # this event's configuration, whatever a reload does
             kept, filtered_by = router.filter_event(copy_event(event) if several and filters.steps else event, filters)
             if kept is None:
-                outcome.discards.append((instance, self._discard(FILTERED_BY_RULES, instance), filtered_by))
+                outcome.discards.append((instance, self._discard(FILTERED_BY_RULES, instance, event, outcome.message_id), filtered_by))
                 continue
-            plans = router.plan(kept, subscriptions)
+            try:
+                plans = router.plan(kept, subscriptions)
+            except InvalidArgument as exc:
+                self._discard(overview.INVALID_EVENT, instance, event, outcome.message_id, str(exc))
+                raise
             if not plans:
-                outcome.discards.append((instance, self._discard(NO_MATCHING_MAPPING, instance), ""))
+                outcome.discards.append((instance, self._discard(NO_MATCHING_MAPPING, instance, event, outcome.message_id), ""))
             for subscription, body in plans:
                 planned.append((target, subscription, body))
         if not planned and outcome.discards:
             _, outcome.discard_reason, outcome.filtered_by = outcome.discards[0]
         return outcome, planned
 
-    def _filtered(self, filtered_by: str, instance: Instance) -> Delivered:
+    def _filtered(self, filtered_by: str, instance: Instance, payload: dict, message_id: str) -> Delivered:
         """The answer of a typed request a destination filter dropped: nothing sent."""
-        return Delivered(http_status=0, attempts=0, filtered_by=filtered_by, discard_reason=self._discard(FILTERED_BY_RULES, instance))
+        reason = self._discard(FILTERED_BY_RULES, instance, payload, message_id)
+        return Delivered(http_status=0, attempts=0, filtered_by=filtered_by, discard_reason=reason)
+
+    def _payload_bodies(self, action: Action, payload: dict, targets: list[Target]) -> list[tuple[Target, tuple[dict, bytes] | None, str]]:
+        """A typed request's payload in each target: (target, (valid payload, body) or None when a filter dropped
+        it, the filter's title); InvalidArgument, before anything is sent anywhere, when validation refuses it."""
+        message_id = payload.get("messageId") or ""
+        several = len(targets) > 1
+        made: list[tuple[Target, tuple[dict, bytes] | None, str]] = []
+        for target in targets:
+            instance = target.instance
+            self.recorder.count(instance.source, instance.name, overview.RECEIVED)
+            router = instance.router
+            kept, filtered_by = router.filter_payload(action, copy_event(payload) if several else payload)
+            if kept is None:
+                made.append((target, None, filtered_by))
+                continue
+            try:
+                made.append((target, router.payload_body(action, kept), ""))
+            except InvalidArgument as exc:
+                self._discard(overview.INVALID_EVENT, instance, payload, message_id, str(exc))
+                raise
+        return made
 
     # -- sync delivery ------------------------------------------------------------
 
@@ -161,20 +216,23 @@ class Pipeline:
     ) -> list[tuple[Instance, Queued | Delivered]]:
         """A typed request's payload, in each target: filter, validate, build Segment's body, post it (once per
         messageId and instance). Validation refuses it before anything is sent anywhere."""
-        bodies = []
-        for target in targets:
-            router = target.instance.router
-            kept, filtered_by = router.filter_payload(action, copy_event(payload) if len(targets) > 1 else payload)
-            bodies.append((target, None, filtered_by) if kept is None else (target, router.payload_body(action, kept), ""))
+        message_id = payload.get("messageId") or ""
         results: list[tuple[Instance, Queued | Delivered]] = []
-        for target, made, filtered_by in bodies:  # one at a time: typed requests go to one instance but for fan-out setups
+        for target, made, filtered_by in self._payload_bodies(action, payload, targets):  # one at a time: few fan out
             if made is None:
-                results.append((target.instance, self._filtered(filtered_by, target.instance)))
+                results.append((target.instance, self._filtered(filtered_by, target.instance, payload, message_id)))
                 continue
             valid, body = made
             route = target.instance.route(action.slug)
-            done = await self.sync.deliver(key(target.credentials, route, valid.get("messageId")), body, target.credentials, deadline, action.slug)
+            try:
+                done = await self.sync.deliver(
+                    key(target.credentials, route, valid.get("messageId")), body, target.credentials, deadline, action.slug
+                )
+            except DeliveryError as exc:
+                self._failed(target, action.slug, body, exc, message_id, payload)
+                raise
             results.append((target.instance, done))
+            self._delivered(target.instance, done)
             self._tally(((target.instance, done),))
         return results
 
@@ -184,13 +242,19 @@ class Pipeline:
         deliver = self.sync.deliver
         if len(planned) == 1:  # the usual case, awaited directly: no task to spawn
             target, subscription, body = planned[0]
-            creds = target.credentials
-            done = await deliver(
-                key(creds, target.instance.prefix + subscription.name, outcome.message_id), body, creds, deadline, subscription.action.slug
-            )
-            outcome.results.append((subscription, done, target.instance))
-            if not target.instance.implicit:
-                self.metrics.instance_event(target.instance.source, target.instance.name, "delivered")
+            creds, instance = target.credentials, target.instance
+            try:
+                done = await deliver(
+                    key(creds, instance.prefix + subscription.name, outcome.message_id), body, creds, deadline, subscription.action.slug
+                )
+            except DeliveryError as exc:
+                self._failed(target, subscription.action.slug, body, exc, outcome.message_id, event)
+                raise
+            outcome.results.append((subscription, done, instance))
+            if not done.duplicate:
+                self.recorder.count(instance.source, instance.name, overview.DELIVERED)
+            if not instance.implicit:
+                self.metrics.instance_event(instance.source, instance.name, "delivered")
             return outcome
         if not planned:
             return outcome
@@ -199,10 +263,17 @@ class Pipeline:
             for t, sub, body in planned
         ]
         results = await asyncio.gather(*deliveries, return_exceptions=True)
-        for (target, subscription, _), result in zip(planned, results):
+        failure: BaseException | None = None
+        for (target, subscription, body), result in zip(planned, results):
+            if isinstance(result, DeliveryError):
+                self._failed(target, subscription.action.slug, body, result, outcome.message_id, event)
             if isinstance(result, BaseException):
-                raise result
+                failure = failure or result
+                continue
             outcome.results.append((subscription, result, target.instance))
+            self._delivered(target.instance, result)
+        if failure is not None:
+            raise failure
         self._tally((instance, done) for _, done, instance in outcome.results)
         return outcome
 
@@ -211,15 +282,14 @@ class Pipeline:
     async def queue_payload(self, action: Action, payload: dict, targets: list[Target]) -> list[tuple[Instance, Queued | Delivered]]:
         """A typed request's payload, in each target: filter, validate, build the body; every body committed at once."""
         acceptor = self.acceptor
+        message_id = payload.get("messageId") or ""
         results: list[tuple[Instance, Queued | Delivered]] = []
         events, owners = [], []
-        for target in targets:
-            router = target.instance.router
-            kept, filtered_by = router.filter_payload(action, copy_event(payload) if len(targets) > 1 else payload)
-            if kept is None:
-                results.append((target.instance, self._filtered(filtered_by, target.instance)))
+        for target, made, filtered_by in self._payload_bodies(action, payload, targets):
+            if made is None:
+                results.append((target.instance, self._filtered(filtered_by, target.instance, payload, message_id)))
                 continue
-            valid, body = router.payload_body(action, kept)
+            valid, body = made
             route = target.instance.route(action.slug)
             reference = acceptor.reference(target.credentials, _named(target.instance))
             events.append(acceptor.new_event(action.slug, route, valid.get("messageId") or "", body, target.credentials, reference))

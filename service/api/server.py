@@ -32,6 +32,7 @@ from service.api import decoding
 from service.api.auth import CallerInterceptor
 from service.api.http import TrackingApi
 from service.api.outbox_admin import OutboxAdminServicer
+from service.api.overview_admin import DeliveryOverviewServicer
 from service.api.pipeline import Pipeline
 from service.api.servicer import Servicer
 from service.config import Config
@@ -43,6 +44,7 @@ from service.delivery.sync import SyncDelivery
 from service.ingest.consent import Consent
 from service.ops import tracing
 from service.ops.metrics import Metrics
+from service.ops.overview import MemoryOverview, Recorder
 from service.outbox import Outbox
 from service.outbox import create as create_outbox
 from service.outbox.accept import Acceptor, QueueSettings
@@ -68,6 +70,8 @@ SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KameleoonDestination"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 ADMIN_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["OutboxAdmin"]
 ADMIN_NAME = ADMIN_DESCRIPTOR.full_name
+OVERVIEW_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DeliveryOverview"]
+OVERVIEW_NAME = OVERVIEW_DESCRIPTOR.full_name
 
 
 class Holder:
@@ -125,6 +129,7 @@ class App:
     outbox_watch: asyncio.Task | None = None
     http_runner: web.AppRunner | None = None
     http_port: int | None = None
+    recorder: Recorder | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.reloader.stop()
@@ -138,6 +143,8 @@ class App:
         else:
             await self.server.stop(grace)
         await self.client.close()
+        if self.recorder is not None:  # the last counts and samples, before the store closes
+            await self.recorder.stop()
         if self.outbox is not None:
             await self.outbox.close()
         if self.health_server is not None:  # answered NOT_SERVING through the drain
@@ -224,16 +231,18 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     queue_settings = QueueSettings(config.retry_window_s, config.idempotency_window_s, config.outbox_max_pending)
     sync = SyncDelivery(client, store, config.max_in_flight, metrics)
     acceptor = Acceptor(outbox, sealer, queue_settings, metrics)
-    pipeline = Pipeline(sync, acceptor, metrics)
+    recorder = Recorder(outbox or MemoryOverview(), config.samples == "on", config.sample_retention_s)
+    pipeline = Pipeline(sync, acceptor, metrics, recorder)
     metrics.events_in_flight.set_function(lambda: sync.in_flight)
     servicer = Servicer(config, pipeline, workspace.get)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer, metrics),))
     admin = OutboxAdminServicer(outbox, config.retry_window_s)
     server.add_generic_rpc_handlers((decoding.handlers(ADMIN_DESCRIPTOR, admin, metrics),))
+    server.add_generic_rpc_handlers((decoding.handlers(OVERVIEW_DESCRIPTOR, DeliveryOverviewServicer(recorder), metrics),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, ADMIN_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, ADMIN_NAME, OVERVIEW_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     credentials = server_credentials(config)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
@@ -243,14 +252,15 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             await outbox.close()
         raise OSError(f"cannot listen on {address}")
     await server.start()
-    for name in ("", SERVICE_NAME, ADMIN_NAME):
+    for name in ("", SERVICE_NAME, ADMIN_NAME, OVERVIEW_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    recorder.start()
     deliverer = None
     if outbox is not None:
-        deliverer = Deliverer(outbox, client, sealer, config, metrics)
+        deliverer = Deliverer(outbox, client, sealer, config, metrics, recorder)
         acceptor.on_enqueued = admin.on_retried = deliverer.wake
         await deliverer.start()
-    app = App(server, port, client, health_servicer, metrics, reloader, outbox=outbox, deliverer=deliverer)
+    app = App(server, port, client, health_servicer, metrics, reloader, outbox=outbox, deliverer=deliverer, recorder=recorder)
     if outbox is not None:
         app.outbox_watch = asyncio.ensure_future(watch_outbox(outbox, health_servicer, metrics))
     if config.health_listen is not None:
@@ -297,7 +307,7 @@ async def watch_outbox(outbox: Outbox, health_servicer: health.aio.HealthService
         problem = outbox.verify()
         if problem is not None:
             log.error("outbox unusable: not serving until restarted", outbox=outbox.location, error=problem)
-            for name in ("", SERVICE_NAME, ADMIN_NAME):
+            for name in ("", SERVICE_NAME, ADMIN_NAME, OVERVIEW_NAME):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
             return
         await asyncio.sleep(OUTBOX_WATCH_S)

@@ -56,6 +56,8 @@ class Config:
     admin_tokens: tuple[str, ...] = ()
     write_keys: tuple[str, ...] = ()
     tracing: str = "off"
+    samples: str = "on"
+    sample_retention_s: float = 7 * 86400.0
     workers: int = 1
     max_batch: int = 1000
     batch_concurrency: int = 32
@@ -153,6 +155,8 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("log_format", "KAMELEOON_LOG_FORMAT", v.choice("auto", "json", "console"), "json, console, or auto (JSON unless stderr is a terminal)"),
     ("metrics_listen", "KAMELEOON_METRICS_LISTEN", v.host_port, "HOST:PORT serving Prometheus metrics at /metrics (unset: off)"),
     ("tracing", "KAMELEOON_TRACING", v.choice("off", "console", "otlp"), "OpenTelemetry traces: off, console (stderr) or otlp (the standard OTEL_EXPORTER_OTLP_* variables apply)"),
+    ("samples", "KAMELEOON_SAMPLES", v.choice("on", "off"), "keep samples of discarded and failed events for the delivery overview: the event, the request (apiKey redacted), Kameleoon's answer; they hold personal data (off: counts only)"),
+    ("sample_retention_s", "KAMELEOON_SAMPLE_RETENTION_S", v.positive_float, "samples older than this are forgotten, seconds (7 days)"),
 )
 # fmt: on
 

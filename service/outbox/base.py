@@ -314,6 +314,25 @@ class Outbox(abc.ABC):
     async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
         """Forget dead letters older than the retention and idempotency keys older than the window; (letters, keys)."""
 
+    # -- the delivery overview (service.ops.overview): rollups and samples ------
+
+    @abc.abstractmethod
+    async def add_overview(
+        self, minute: int, rows: Sequence[tuple], samples: Sequence[tuple], *, first_minute: int, samples_since: float, samples_kept: int
+    ) -> None:
+        """In one write: add ``rows`` (source, destination, stage, reason, count) to ``minute``'s rollup, add
+        ``samples`` (service.ops.overview.Sample's fields, in order); forget rollups of minutes before
+        ``first_minute``, samples taken before ``samples_since``, and all but the latest ``samples_kept`` of each
+        (source, destination, reason)."""
+
+    @abc.abstractmethod
+    async def overview(self, since: float, until: float) -> list[tuple]:
+        """(source, destination, stage, reason, count) summed over the minutes starting in [since, until)."""
+
+    @abc.abstractmethod
+    async def samples(self, reason: str, source: str = "", destination: str = "") -> list[tuple]:
+        """The samples kept of ``reason`` (of one source and instance when given), newest first, as tuples."""
+
     # -- the idempotency window of synchronous deliveries ---------------------
 
     @abc.abstractmethod

@@ -35,9 +35,11 @@ import structlog
 from service.config import Config
 from service.delivery.client import KameleoonClient
 from service.errors import DeliveryError, OutboxUnavailable, Unavailable
+from service.ops import overview
 from service.ops.metrics import NoMetrics
+from service.ops.overview import NoRecorder
 from service.outbox.base import Claimed, Dead, DeadLetter, Outbox, Retry
-from service.outbox.sealing import Sealer, Unsealable
+from service.outbox.sealing import INSTANCE, Sealer, Unsealable
 
 log = structlog.get_logger("kameleoon.outbox")
 
@@ -85,8 +87,9 @@ class Circuit:
 
 
 class Deliverer:
-    def __init__(self, outbox: Outbox, client: KameleoonClient, sealer: Sealer, config: Config, metrics=None):
+    def __init__(self, outbox: Outbox, client: KameleoonClient, sealer: Sealer, config: Config, metrics=None, recorder=None):
         self._outbox = outbox
+        self._recorder = recorder or NoRecorder()
         self._client = client
         self._sealer = sealer
         self._config = config
@@ -277,6 +280,7 @@ class Deliverer:
             return
         self._retries.append(Retry(item.id, item.lease, at, exc.http_status, str(exc)[:ERROR_TEXT]))
         self._dirty.set()
+        self._record(item, overview.RETRYING, overview.failure_reason(exc.http_status), exc.http_status, str(exc))
 
     def _note_dead(self, item: Claimed, http_status: int, error: str) -> None:
         self._dead.append((Dead(item.id, item.lease, http_status, error[:ERROR_TEXT]), item))
@@ -318,9 +322,21 @@ class Deliverer:
             return False
         for item in delivered:
             self._metrics.outbox_event("delivered", item.action)
+            self._recorder.count(*instance_of(item.credentials, item.route), overview.DELIVERED)
         for mark, item in dead:
+            self._record(item, overview.FAILED, overview.DEAD_LETTER, mark.http_status, mark.error)
             self._dead_letter_logged(item.id, item.message_id, item.action, item.route, item.attempts, mark.http_status, mark.error)
         return True
+
+    def _record(self, item: Claimed, stage: str, reason: str, http_status: int, error: str) -> None:
+        """An attempt's outcome in the delivery overview, with a sample of the request (its apiKey never kept)."""
+        source, destination = instance_of(item.credentials, item.route)
+        recorder = self._recorder
+        recorder.count(source, destination, stage, reason if stage == overview.FAILED else "")
+        if recorder.keep_samples:
+            headers = {"authorization": "", "x-segment-settings": item.sitecode, "content-type": "application/json"}
+            request = overview.request_text(self._client.endpoint, headers, item.body)
+            recorder.sample(source, destination, reason, item.message_id, "", request, http_status, error, item.attempts)
 
     def _dead_letter_logged(self, id: str, message_id: str, action: str, route: str, attempts: int, http_status: int, error: str) -> None:
         self._metrics.outbox_event("dead_lettered", action)
@@ -360,8 +376,23 @@ class Deliverer:
             letters: list[DeadLetter] = await self._outbox.expire(now=time.time(), limit=EXPIRE_BATCH)
             for d in letters:
                 self._dead_letter_logged(d.id, d.message_id, d.action, d.route, d.attempts, d.last_http_status, d.last_error)
+                source, destination = instance_of("", d.route)
+                self._recorder.count(source, destination, overview.FAILED, overview.DEAD_LETTER)
+                self._recorder.sample(source, destination, overview.DEAD_LETTER, d.message_id, "", "", d.last_http_status, d.last_error, d.attempts)
             if len(letters) < EXPIRE_BATCH:
                 return
 
 
 __all__ = ["Circuit", "Deliverer"]
+
+
+def instance_of(credentials: str, route: str) -> tuple[str, str]:
+    """The (source, destination instance) a queued event was accepted for: named by its credentials reference,
+    else by its route's prefix (``source/instance/subscription``); ("default", "default") otherwise."""
+    if credentials.startswith(INSTANCE):
+        source, _, name = credentials[len(INSTANCE) :].partition("/")
+        return source, name
+    parts = route.split("/", 2)
+    if not credentials and len(parts) == 3 and all(parts[:2]):
+        return parts[0], parts[1]
+    return "default", "default"

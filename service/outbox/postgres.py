@@ -177,8 +177,68 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox_keys ADD COLUMN reservation bigint, ADD COLUMN reserved_until double precision;
     """,
+    # 4: the delivery overview: per-minute counts by instance, stage and reason, and samples of failures.
+    """
+    CREATE TABLE outbox_overview (
+        minute bigint NOT NULL,
+        source text NOT NULL,
+        destination text NOT NULL,
+        stage text NOT NULL,
+        reason text NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (minute, source, destination, stage, reason)
+    );
+    CREATE TABLE outbox_samples (
+        id bigserial PRIMARY KEY,
+        source text NOT NULL,
+        destination text NOT NULL,
+        reason text NOT NULL,
+        at double precision NOT NULL,
+        message_id text NOT NULL,
+        event text NOT NULL,
+        request text NOT NULL,
+        http_status integer NOT NULL,
+        response text NOT NULL,
+        attempts integer NOT NULL
+    );
+    CREATE INDEX outbox_samples_kind ON outbox_samples (reason, source, destination, at);
+    CREATE INDEX outbox_samples_at ON outbox_samples (at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_SAMPLE_COLUMNS = "source, destination, reason, at, message_id, event, request, http_status, response, attempts"
+ADD_OVERVIEW = f"""
+WITH counted AS (
+    INSERT INTO outbox_overview (minute, source, destination, stage, reason, count)
+    SELECT $1::bigint, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+    ON CONFLICT (minute, source, destination, stage, reason) DO UPDATE SET count = outbox_overview.count + excluded.count
+), added AS (
+    INSERT INTO outbox_samples ({_SAMPLE_COLUMNS})
+    SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[], $14::int[], $15::text[], $16::int[])
+), old AS (
+    DELETE FROM outbox_samples WHERE at < $17::float8
+)
+DELETE FROM outbox_overview WHERE minute < $18::bigint
+"""
+# The latest SAMPLES_KEPT of each (source, destination, reason) just added to, the others deleted.
+TRIM_SAMPLES = """
+DELETE FROM outbox_samples AS s USING (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY source, destination, reason ORDER BY at DESC, id DESC) AS n
+        FROM outbox_samples WHERE (source, destination, reason) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+    ) AS ranked WHERE n > $4::int
+) AS extra WHERE s.id = extra.id
+"""
+OVERVIEW = """
+SELECT source, destination, stage, reason, sum(count)::bigint FROM outbox_overview
+WHERE minute >= $1::bigint AND minute < $2::bigint GROUP BY 1, 2, 3, 4
+"""
+SAMPLES = f"""
+SELECT {_SAMPLE_COLUMNS} FROM outbox_samples
+WHERE reason = $1::text AND ($2::text = '' OR source = $2::text) AND ($3::text = '' OR destination = $3::text)
+ORDER BY at DESC, id DESC LIMIT 1000
+"""
 
 _MOVED = "id, action, route, sitecode, message_id, body, credentials, accepted_at, attempts, first_attempt_at, last_attempt_at"
 _LETTER_COLUMNS = (
@@ -702,6 +762,25 @@ class PostgresOutbox(Outbox):
             if done < self._cleanup_batch:
                 return total
             await asyncio.sleep(0)  # let enqueues and deliveries of this process run between batches
+
+    # -- the delivery overview ---------------------------------------------------
+
+    async def add_overview(
+        self, minute: int, rows: Sequence[tuple], samples: Sequence[tuple], *, first_minute: int, samples_since: float, samples_kept: int
+    ) -> None:
+        columns = [list(column) for column in zip(*rows)] if rows else [[]] * 5
+        kept = [list(column) for column in zip(*samples)] if samples else [[]] * 10
+        await self._call(False, "execute", ADD_OVERVIEW, minute, *columns, *kept, samples_since, first_minute)
+        if samples:
+            kinds = list({sample[:3] for sample in samples})
+            await self._call(False, "execute", TRIM_SAMPLES, *[list(column) for column in zip(*kinds)], samples_kept)
+
+    async def overview(self, since: float, until: float) -> list[tuple]:
+        first, end = -int(-since // 60), -int(-until // 60)  # the minutes starting in [since, until)
+        return [tuple(row) for row in await self._call(False, "fetch", OVERVIEW, first, end)]
+
+    async def samples(self, reason: str, source: str = "", destination: str = "") -> list[tuple]:
+        return [tuple(row) for row in await self._call(False, "fetch", SAMPLES, reason, source, destination)]
 
     # -- idempotency of synchronous deliveries -----------------------------------
 

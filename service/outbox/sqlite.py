@@ -124,6 +124,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE idempotency ADD COLUMN reservation INTEGER",
         "ALTER TABLE idempotency ADD COLUMN reserved_until REAL",
     ),
+    # 3: the delivery overview: per-minute counts by instance, stage and reason, and samples of failures.
+    (
+        "CREATE TABLE overview (minute INTEGER NOT NULL, source TEXT NOT NULL, destination TEXT NOT NULL, stage TEXT NOT NULL, "
+        "reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (minute, source, destination, stage, reason)) WITHOUT ROWID",
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY, source TEXT NOT NULL, destination TEXT NOT NULL, reason TEXT NOT NULL, "
+        "at REAL NOT NULL, message_id TEXT NOT NULL, event TEXT NOT NULL, request TEXT NOT NULL, http_status INTEGER NOT NULL, "
+        "response TEXT NOT NULL, attempts INTEGER NOT NULL)",
+        "CREATE INDEX samples_kind ON samples (reason, source, destination, at)",
+        "CREATE INDEX samples_at ON samples (at)",
+    ),
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -131,6 +141,7 @@ SCHEMA_VERSION = 1 + len(MIGRATIONS)
 _LETTER_COLUMNS = (
     "id, action, route, sitecode, message_id, attempts, accepted_at, first_attempt_at, last_attempt_at, dead_at, last_status, last_error"
 )
+_SAMPLE_COLUMNS = "source, destination, reason, at, message_id, event, request, http_status, response, attempts"
 _MOVED = "id, action, route, sitecode, message_id, body, credentials, accepted_at, attempts, first_attempt_at, last_attempt_at"
 
 
@@ -634,6 +645,47 @@ class SqliteOutbox(Outbox):
             return letters, keys
 
         return await self._submit(run, durable=False)
+
+    # -- the delivery overview ---------------------------------------------------
+
+    async def add_overview(
+        self, minute: int, rows: Sequence[tuple], samples: Sequence[tuple], *, first_minute: int, samples_since: float, samples_kept: int
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO overview VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count",
+                [(minute, *row) for row in rows],
+            )
+            conn.executemany(f"INSERT INTO samples ({_SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
+            for kind in {sample[:3] for sample in samples}:
+                conn.execute(
+                    "DELETE FROM samples WHERE source = ? AND destination = ? AND reason = ? AND id NOT IN "
+                    "(SELECT id FROM samples WHERE source = ? AND destination = ? AND reason = ? ORDER BY at DESC, id DESC LIMIT ?)",
+                    (*kind, *kind, samples_kept),
+                )
+            conn.execute("DELETE FROM samples WHERE at < ?", (samples_since,))
+            conn.execute("DELETE FROM overview WHERE minute < ?", (first_minute,))
+
+        await self._submit(run, durable=False)
+
+    async def overview(self, since: float, until: float) -> list[tuple]:
+        first, end = -int(-since // 60), -int(-until // 60)  # the minutes starting in [since, until)
+
+        def run(conn: sqlite3.Connection) -> list[tuple]:
+            query = "SELECT source, destination, stage, reason, sum(count) FROM overview WHERE minute >= ? AND minute < ? GROUP BY 1, 2, 3, 4"
+            return conn.execute(query, (first, end)).fetchall()
+
+        return await self._read_op(run)
+
+    async def samples(self, reason: str, source: str = "", destination: str = "") -> list[tuple]:
+        def run(conn: sqlite3.Connection) -> list[tuple]:
+            query = (
+                f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE reason = ? AND (? = '' OR source = ?) AND (? = '' OR destination = ?) "
+                "ORDER BY at DESC, id DESC LIMIT 1000"
+            )
+            return conn.execute(query, (reason, source, source, destination, destination)).fetchall()
+
+        return await self._read_op(run)
 
     # -- idempotency of synchronous deliveries -----------------------------------
 

@@ -420,12 +420,17 @@ CREATE INDEX outbox_events_due_id ON outbox_events (due_at, id);
 DROP INDEX outbox_events_due;
 INSERT INTO outbox_schema_version (version) VALUES (2);
 """
-EARLIER = {1: SCHEMA_1, 2: SCHEMA_1 + SCHEMA_2}
+# Migration 3, word for word.
+SCHEMA_3 = """
+ALTER TABLE outbox_keys ADD COLUMN reservation bigint, ADD COLUMN reserved_until double precision;
+INSERT INTO outbox_schema_version (version) VALUES (3);
+"""
+EARLIER = {1: SCHEMA_1, 2: SCHEMA_1 + SCHEMA_2, 3: SCHEMA_1 + SCHEMA_2 + SCHEMA_3}
 
 
 @pytest.mark.parametrize("version", sorted(EARLIER))
 async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(postgres_url, start_service, sink, version):
-    assert SCHEMA_VERSION == 3  # a new migration: add the schema before it to EARLIER
+    assert SCHEMA_VERSION == 4  # a new migration: add the schema before it to EARLIER
     now = time.time()
     conn = await asyncpg.connect(postgres_url)
     try:
@@ -456,7 +461,7 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
     assert [(d.id, d.message_id) for d in listed.dead_letters] == [("777", "old-3")]
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2, 3]
+        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2, 3, 4]
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events'")}
         assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
         # Migration 3: the key the old release took is a plain taken key (no reservation), and a sync call reserves.
@@ -468,6 +473,10 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
     try:
         reservation = await store.reserve("some key", now=now, window_s=IDEM, until=now + 30)
         assert reservation.state == "taken" and not await store.seen("some key", now=now, window_s=IDEM)
+        # Migration 4: the delivery overview's tables.
+        minute = int(now // 60)
+        await store.add_overview(minute, [("s", "d", "received", "", 2)], [], first_minute=minute - 1, samples_since=now, samples_kept=10)
+        assert ("s", "d", "received", "", 2) in await store.overview(minute * 60, now + 60)
     finally:
         await store.close()
 

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from service.errors import InvalidArgument, OutboxFull, OutboxUnavailable
+from service.ops.overview import MemoryOverview, Sample
 from service.outbox.base import BUSY, DELIVERED, TAKEN, Dead, DeadLetterFilter, NewEvent, Retry
 
 T0 = 1_800_000_000.0
@@ -617,3 +618,49 @@ async def test_a_cursor_no_page_gave_is_refused_naming_the_page_token(store_fact
     second, _ = await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=cursor)
     assert [d.message_id for d in first + second] == ["m-0", "m-1"]
     assert await store.list_dead_letters(DeadLetterFilter(), limit=1, cursor=str(2**63 - 1)) == ([], None)  # the largest id
+
+
+# -- the delivery overview's rollups and samples (service.ops.overview), and the in-process stand-in ----------
+
+
+@pytest.fixture(params=["store", "memory"])
+async def overview_store(request, store_factory):
+    """Each outbox store, and MemoryOverview (a service without an outbox): the same contract."""
+    return MemoryOverview() if request.param == "memory" else await store_factory()
+
+
+def sample(n: int, reason: str = "HTTP_400", destination: str = "eu", at: float = T0) -> Sample:
+    return Sample("checkout", destination, reason, at + n, f"m-{n}", f'{{"n":{n}}}', f"POST x\n\n{n}", 400, "no", 1)
+
+
+async def test_overview_rollups_add_up_by_minute_and_window(overview_store):
+    minute = int(T0 // 60)
+    rows = [("checkout", "eu", "received", "", 3), ("checkout", "eu", "discarded", "NO_MATCHING_MAPPING", 1)]
+    keep = dict(first_minute=minute - 10, samples_since=T0 - 60, samples_kept=10)
+    await overview_store.add_overview(minute, rows, [], **keep)
+    await overview_store.add_overview(minute, [("checkout", "eu", "received", "", 2)], [], **keep)
+    await overview_store.add_overview(minute + 1, [("checkout", "eu", "received", "", 5)], [], **keep)
+    start = minute * 60
+    assert sorted(await overview_store.overview(start, start + 60)) == [
+        ("checkout", "eu", "discarded", "NO_MATCHING_MAPPING", 1),
+        ("checkout", "eu", "received", "", 5),
+    ]
+    assert ("checkout", "eu", "received", "", 10) in await overview_store.overview(start - 1, start + 120)
+    assert ("checkout", "eu", "received", "", 5) in await overview_store.overview(start + 1, start + 120)  # minutes starting in it
+    # A later write forgets the minutes before its first_minute.
+    await overview_store.add_overview(minute + 2, [], [sample(0)], first_minute=minute + 1, samples_since=T0 - 60, samples_kept=10)
+    assert await overview_store.overview(start, start + 60) == []
+
+
+async def test_samples_keep_the_latest_of_each_kind_newest_first_within_the_retention(overview_store):
+    keep = dict(first_minute=0, samples_since=T0 - 60, samples_kept=3)
+    await overview_store.add_overview(int(T0 // 60), [], [sample(n) for n in range(5)], **keep)
+    await overview_store.add_overview(int(T0 // 60), [], [sample(9, destination="us"), sample(8, reason="DEAD_LETTER")], **keep)
+    found = [Sample(*row) for row in await overview_store.samples("HTTP_400")]
+    assert [(s.destination, s.message_id) for s in found] == [("us", "m-9"), ("eu", "m-4"), ("eu", "m-3"), ("eu", "m-2")]
+    assert found[1] == sample(4)  # every field as given
+    assert [s.message_id for s in map(Sample._make, await overview_store.samples("HTTP_400", "checkout", "us"))] == ["m-9"]
+    assert await overview_store.samples("HTTP_400", "app") == []
+    # Samples older than samples_since are forgotten at the next write.
+    await overview_store.add_overview(int(T0 // 60), [], [], first_minute=0, samples_since=T0 + 4, samples_kept=3)
+    assert [Sample(*row).message_id for row in await overview_store.samples("HTTP_400")] == ["m-9", "m-4"]

@@ -315,6 +315,90 @@ class PreviewResponse(_message.Message):
     event_json: str
     def __init__(self, message_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[PreviewStage, _Mapping]]] = ..., destinations: _Optional[_Iterable[_Union[DestinationPreview, _Mapping]]] = ..., event_json: _Optional[str] = ...) -> None: ...
 
+class GetDeliveryOverviewRequest(_message.Message):
+    __slots__ = ("window", "to")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    window: str
+    to: _timestamp_pb2.Timestamp
+    def __init__(self, window: _Optional[str] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., **kwargs) -> None: ...
+
+class ReasonCount(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    count: int
+    def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class DestinationOverview(_message.Message):
+    __slots__ = ("source", "destination", "received", "discarded", "failed", "retrying", "delivered")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    RETRYING_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    destination: str
+    received: int
+    discarded: _containers.RepeatedCompositeFieldContainer[ReasonCount]
+    failed: _containers.RepeatedCompositeFieldContainer[ReasonCount]
+    retrying: int
+    delivered: int
+    def __init__(self, source: _Optional[str] = ..., destination: _Optional[str] = ..., received: _Optional[int] = ..., discarded: _Optional[_Iterable[_Union[ReasonCount, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[ReasonCount, _Mapping]]] = ..., retrying: _Optional[int] = ..., delivered: _Optional[int] = ...) -> None: ...
+
+class DeliveryOverviewResponse(_message.Message):
+    __slots__ = ("to", "destinations")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    to: _timestamp_pb2.Timestamp
+    destinations: _containers.RepeatedCompositeFieldContainer[DestinationOverview]
+    def __init__(self, to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., destinations: _Optional[_Iterable[_Union[DestinationOverview, _Mapping]]] = ..., **kwargs) -> None: ...
+
+class ListSamplesRequest(_message.Message):
+    __slots__ = ("reason", "source", "destination")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    source: str
+    destination: str
+    def __init__(self, reason: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
+
+class DeliverySample(_message.Message):
+    __slots__ = ("source", "destination", "reason", "at", "message_id", "event", "request", "http_status", "response", "attempts")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    destination: str
+    reason: str
+    at: _timestamp_pb2.Timestamp
+    message_id: str
+    event: str
+    request: str
+    http_status: int
+    response: str
+    attempts: int
+    def __init__(self, source: _Optional[str] = ..., destination: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_id: _Optional[str] = ..., event: _Optional[str] = ..., request: _Optional[str] = ..., http_status: _Optional[int] = ..., response: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class ListSamplesResponse(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[DeliverySample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[DeliverySample, _Mapping]]] = ...) -> None: ...
+
 class GetOutboxStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

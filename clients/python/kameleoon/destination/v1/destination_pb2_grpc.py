@@ -453,6 +453,132 @@ class KameleoonDestination:
             _registered_method=True)
 
 
+class DeliveryOverviewStub:
+    """Where events went (Segment's Delivery Overview and Event Delivery), for operators: needs a token of
+    KAMELEOON_ADMIN_TOKENS (KAMELEOON_AUTH_TOKENS without a workspace and admin tokens). Kept in the outbox's
+    store when there is one (every replica's), else in this process.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetDeliveryOverview = channel.unary_unary(
+                '/kameleoon.destination.v1.DeliveryOverview/GetDeliveryOverview',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetDeliveryOverviewRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.DeliveryOverviewResponse.FromString,
+                _registered_method=True)
+        self.ListSamples = channel.unary_unary(
+                '/kameleoon.destination.v1.DeliveryOverview/ListSamples',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesResponse.FromString,
+                _registered_method=True)
+
+
+class DeliveryOverviewServicer:
+    """Where events went (Segment's Delivery Overview and Event Delivery), for operators: needs a token of
+    KAMELEOON_ADMIN_TOKENS (KAMELEOON_AUTH_TOKENS without a workspace and admin tokens). Kept in the outbox's
+    store when there is one (every replica's), else in this process.
+    """
+
+    def GetDeliveryOverview(self, request, context):
+        """Counts per destination instance by stage and reason over a window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSamples(self, request, context):
+        """The latest samples of a failure or discard reason, with their payloads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DeliveryOverviewServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetDeliveryOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeliveryOverview,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetDeliveryOverviewRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.DeliveryOverviewResponse.SerializeToString,
+            ),
+            'ListSamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSamples,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kameleoon.destination.v1.DeliveryOverview', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kameleoon.destination.v1.DeliveryOverview', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DeliveryOverview:
+    """Where events went (Segment's Delivery Overview and Event Delivery), for operators: needs a token of
+    KAMELEOON_ADMIN_TOKENS (KAMELEOON_AUTH_TOKENS without a workspace and admin tokens). Kept in the outbox's
+    store when there is one (every replica's), else in this process.
+    """
+
+    @staticmethod
+    def GetDeliveryOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.DeliveryOverview/GetDeliveryOverview',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetDeliveryOverviewRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.DeliveryOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.DeliveryOverview/ListSamples',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.ListSamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class OutboxAdminStub:
     """Operators' view of the outbox (queued delivery). Same port, same bearer tokens as the events.
     """
