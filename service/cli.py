@@ -1,4 +1,4 @@
-"""The command line: ``kameleoon-destination serve | sink | demo | try | outbox ...``."""
+"""The command line: ``kameleoon-destination serve | sink | demo | try | overview | samples | events | outbox ...``."""
 
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     sink.add_argument("--listen", default=DEFAULT_SINK_LISTEN, type=_host_port, help=f"HOST:PORT (default {DEFAULT_SINK_LISTEN})")
     sink.add_argument("--path", default="/segmentio", help="endpoint path (default /segmentio)")
     commands.add_parser("demo", help="run the service and a sink, send one event per action, show what Kameleoon received")
+    from service.api.admin_commands import add_parser as add_admin_parsers
     from service.api.preview_command import add_parser as add_try_parser
     from service.outbox.commands import add_parser as add_outbox_parser
 
     add_try_parser(commands)
+    add_admin_parsers(commands)
     add_outbox_parser(commands)
     args = parser.parse_args(argv)
 
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             from service.api.preview_command import run as run_try
 
             return asyncio.run(run_try(args))
+        elif args.command in ("overview", "samples", "events"):
+            from service.api.admin_commands import run as run_admin
+
+            return asyncio.run(run_admin(args))
         elif args.command == "outbox":
             from service.outbox.commands import run as run_outbox
 

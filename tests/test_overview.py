@@ -4,7 +4,9 @@ never) and Kameleoon's answer; replicas on one PostgreSQL see each other's; oper
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 
 import grpc
 import pytest
@@ -13,6 +15,7 @@ from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.demo.sink import Reply
 from tests.conftest import API_KEY, SITECODE, bad_request_field, eventually
+from tests.test_http_api import basic, post
 from tests.test_workspace import ADMIN, API_KEYS, CHECKOUT_KEY, bearer, service, workspace_file  # noqa: F401 (fixtures)
 
 TS = "2026-12-01T10:00:00.000Z"
@@ -184,3 +187,61 @@ async def test_samples_need_a_reason(start_service):
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await overview_stub(app).ListSamples(pb.ListSamplesRequest(), timeout=10)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_field(refused.value) == "reason"
+
+
+async def test_events_refused_at_ingest_are_discarded_and_sampled_as_text(start_service, sink):
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE, max_event_bytes=8192)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Send(pb.SendRequest(event_json='{"type": "track", oops'), timeout=10)
+    huge = json.dumps({"type": "track", "event": "E", "userId": "u-1", "properties": {"text": "é" * 10_000}})
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Send(pb.SendRequest(event_json=huge), timeout=10)
+    overview = overview_stub(app)
+    counted = funnel(await overview.GetDeliveryOverview(pb.GetDeliveryOverviewRequest(), timeout=10))
+    assert counted[("default", "default")]["discarded"] == {"INVALID_EVENT": 2} and counted[("default", "default")]["received"] == 2
+    too_big, not_json = (await overview.ListSamples(pb.ListSamplesRequest(reason="INVALID_EVENT"), timeout=10)).samples
+    assert not_json.event == '{"type": "track", oops' and "not valid JSON" in not_json.response
+    assert huge.startswith(too_big.event) and len(too_big.event.encode()) <= 4096 < len(huge.encode())
+    assert "KAMELEOON_MAX_EVENT_BYTES" in too_big.response
+    assert sink.received == []
+
+
+async def test_the_tracking_apis_ingest_drops_are_discarded_with_their_reason(start_service, sink, tmp_path):
+    app, _ = await start_service(
+        api_key=API_KEY, sitecode=SITECODE, http_listen=("127.0.0.1", 0), write_keys=("wk_1",), outbox=f"sqlite:///{tmp_path}/o.db"
+    )
+    status, _, _ = await post(f"http://127.0.0.1:{app.http_port}/v1/track", {"event": "E", "messageId": "m-anonymous"}, basic("wk_1"))
+    assert status == 200  # Segment's answer: taken, then dropped
+    overview = overview_stub(app)
+    token = bearer("wk_1")
+    counted = funnel(await overview.GetDeliveryOverview(pb.GetDeliveryOverviewRequest(), metadata=token, timeout=10))
+    assert counted[("default", "default")]["discarded"] == {"NO_USER_ANON_ID": 1}
+    [dropped] = (await overview.ListSamples(pb.ListSamplesRequest(reason="NO_USER_ANON_ID"), metadata=token, timeout=10)).samples
+    assert dropped.message_id == "m-anonymous" and json.loads(dropped.event)["event"] == "E"
+
+
+async def test_the_overview_and_samples_commands_print_what_the_rpcs_answer(start_service, sink, filters_file):
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE, filters=filters_file, auth_tokens=("tok",))
+    token = bearer("tok")
+    await stub.Send(send("m-1"), metadata=token, timeout=10)
+    await stub.Send(send("m-filtered", event="Test", properties={"note": "<b>kept as text</b>"}), metadata=token, timeout=10)
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service.cli", *args, "--target", f"127.0.0.1:{app.port}", stdout=-1, stderr=-1
+        )
+        out, err = await process.communicate()
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await run("overview", "--window", "10m", "--token", "tok")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "default/default" in lines and "  received   2" in lines and "  delivered  1" in lines
+    assert "  discarded  1: FILTERED_BY_RULES 1" in lines and "  failed     0: none" in lines
+    code, out, err = await run("samples", "FILTERED_BY_RULES", "--token", "tok")
+    assert code == 0, err
+    assert "default/default FILTERED_BY_RULES messageId m-filtered" in out and '"note": "<b>kept as text</b>"' in out
+    code, out, _ = await run("samples", "FILTERED_BY_RULES", "--destination", "other", "--token", "tok", "--json")
+    assert code == 0 and json.loads(out) == {}
+    code, _, err = await run("overview")
+    assert code == 1 and "UNAUTHENTICATED" in err

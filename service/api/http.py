@@ -214,6 +214,7 @@ class TrackingApi:
                 reason = NO_EVENT
             if reason:
                 self._dropped(fields, reason)
+                self._pipeline.refused(source, event, reason.upper())
             else:
                 kept.append(event)
         if not kept:

@@ -1,4 +1,4 @@
-"""The OutboxAdmin gRPC service: operators' view of the outbox (stats, dead letters).
+"""The OutboxAdmin gRPC service: operators' view of the outbox (stats, dead letters, one event's fate).
 
 Thin, like the event servicer: each RPC turns its request into a store call
 (service.outbox.base) and the answer into a response. Without an outbox every
@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 
 import structlog
-from google.protobuf import timestamp_pb2
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
+from service.api.event_fate import fates
+from service.api.timestamps import timestamp_of, timestamp_seconds
 from service.errors import CallError, InvalidArgument, MissingSetting, abort
 from service.outbox.base import DeadLetter, DeadLetterFilter, Outbox
 from service.routing.mapping.jsvalue import well_formed
@@ -23,18 +24,6 @@ log = structlog.get_logger("kameleoon.outbox")
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-
-
-def timestamp_seconds(stamp: timestamp_pb2.Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9
-
-
-def timestamp_of(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
 
 
 def filter_of(message: pb.DeadLetterFilter) -> DeadLetterFilter:
@@ -87,15 +76,25 @@ def acting_filter(request) -> DeadLetterFilter:
 
 
 class OutboxAdminServicer(pb_grpc.OutboxAdminServicer):
-    def __init__(self, outbox: Outbox | None, retry_window_s: float, on_retried=lambda: None):
+    def __init__(self, outbox: Outbox | None, retry_window_s: float, on_retried=lambda: None, event_keys=lambda message_id: {}):
         self._outbox = outbox
         self._window = retry_window_s
         self.on_retried = on_retried  # the local deliverer's wake-up
+        self._event_keys = event_keys  # messageId -> the idempotency keys its deliveries could hold (service.api.event_fate)
 
     def _store(self) -> Outbox:
         if self._outbox is None:
             raise MissingSetting("this server has no outbox: set KAMELEOON_OUTBOX (or KAMELEOON_DELIVERY=queued)")
         return self._outbox
+
+    async def GetEvent(self, request, context):
+        try:
+            if not request.message_id:
+                raise InvalidArgument("message_id is required", field="message_id")
+            found = await fates(self._store(), request.message_id, self._event_keys, time.time())
+        except CallError as exc:
+            await abort(context, exc)
+        return pb.GetEventResponse(message_id=request.message_id, fates=found)
 
     async def GetOutboxStats(self, request, context):
         try:

@@ -11,7 +11,7 @@ import time
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-from service.api.outbox_admin import timestamp_of, timestamp_seconds
+from service.api.timestamps import timestamp_of, timestamp_seconds
 from service.errors import CallError, InvalidArgument, abort
 from service.ops import overview
 from service.ops.overview import Recorder, Sample

@@ -121,6 +121,17 @@ class Pipeline:
             recorder.sample(instance.source, instance.name, reason, message_id, jsonwire.dumps(event) if event is not None else b"", response=error)
         return reason
 
+    def refused(self, source: Source, event: str | bytes | dict, reason: str = overview.INVALID_EVENT, error: str = "") -> None:
+        """An event refused before it met any instance's stages (not JSON, over the size limit, missing what
+        ingest needs): received and discarded in each enabled instance of its source, sampled as text."""
+        recorder = self.recorder
+        shown = jsonwire.dumps(event) if isinstance(event, dict) else event
+        message_id = message_id_of(event) if isinstance(event, dict) else ""
+        for instance in source.enabled_instances:
+            recorder.count(instance.source, instance.name, overview.RECEIVED)
+            recorder.count(instance.source, instance.name, overview.DISCARDED, reason)
+            recorder.sample(instance.source, instance.name, reason, message_id, shown, response=error)
+
     def _failed(self, target: Target, action: str, body: bytes, exc: DeliveryError, message_id: str, event: dict | None) -> None:
         """A sync delivery Kameleoon did not take: counted by its status, sampled with the request."""
         instance, recorder = target.instance, self.recorder

@@ -9,16 +9,11 @@ answered, 1 when the call failed (its gRPC status printed), 2 when the event can
 
 from __future__ import annotations
 
-import json
 import sys
-
-import grpc
-from google.protobuf import json_format
 
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
-
-DEFAULT_TARGET = "127.0.0.1:50051"
+from service.api import remote
 
 
 def add_parser(commands) -> None:
@@ -26,9 +21,7 @@ def add_parser(commands) -> None:
     tester.add_argument("file", nargs="?", default="-", help="a file holding the event's JSON (default -: standard input)")
     tester.add_argument("--send", action="store_true", help="deliver each request for real and show Kameleoon's answer")
     tester.add_argument("--skip-filters", action="store_true", help="leave the destination filters out")
-    tester.add_argument("--target", default=DEFAULT_TARGET, help=f"the service's gRPC HOST:PORT (default {DEFAULT_TARGET}; plaintext)")
-    tester.add_argument("--token", help="a write key, or a token of KAMELEOON_AUTH_TOKENS, sent as 'authorization: Bearer'")
-    tester.add_argument("--json", action="store_true", help="print the whole answer as one JSON object")
+    remote.add_arguments(tester, token="a write key, or a token of KAMELEOON_AUTH_TOKENS")
 
 
 def _read(path: str) -> str:
@@ -45,31 +38,14 @@ async def run(args) -> int:
         print(f"kameleoon-destination try: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
     request = pb.PreviewRequest(event_json=text, send=args.send, skip_filters=args.skip_filters)
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
-    async with grpc.aio.insecure_channel(args.target) as channel:
-        try:
-            answer = await pb_grpc.KameleoonDestinationStub(channel).Preview(request, metadata=metadata, timeout=60)
-        except grpc.aio.AioRpcError as exc:
-            print(f"kameleoon-destination try: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(json_format.MessageToDict(answer), ensure_ascii=False))
-    else:
-        print(render(answer))
-    return 0
+    answer = await remote.call(args, "try", pb_grpc.KameleoonDestinationStub, "Preview", request)
+    return 1 if answer is None else remote.show(args, answer, render)
 
 
 def _stage(stage: pb.PreviewStage) -> str:
     name = f" {stage.name}" if stage.name else ""
     detail = f" ({stage.detail})" if stage.detail else ""
     return f"{stage.stage}{name}: {stage.verdict}{detail}"
-
-
-def _body(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
-        return text
 
 
 def render(answer: pb.PreviewResponse) -> str:
@@ -90,7 +66,7 @@ def render(answer: pb.PreviewResponse) -> str:
                 continue
             lines.append(f"    {request.method} {request.url}")
             lines += [f"    {header.name}: {header.value}" for header in request.headers]
-            lines += ["    " + line for line in _body(request.body).splitlines()]
+            lines += ["    " + line for line in remote.pretty(request.body).splitlines()]
             if request.HasField("answer"):
                 got = request.answer
                 lines.append(

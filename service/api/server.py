@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from kameleoon.destination.v1 import destination_pb2 as pb
 from service.api import decoding
 from service.api.auth import CallerInterceptor
+from service.api.event_fate import candidates
 from service.api.http import TrackingApi
 from service.api.outbox_admin import OutboxAdminServicer
 from service.api.overview_admin import DeliveryOverviewServicer
@@ -236,7 +237,7 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
     metrics.events_in_flight.set_function(lambda: sync.in_flight)
     servicer = Servicer(config, pipeline, workspace.get)
     server.add_generic_rpc_handlers((decoding.handlers(SERVICE_DESCRIPTOR, servicer, metrics),))
-    admin = OutboxAdminServicer(outbox, config.retry_window_s)
+    admin = OutboxAdminServicer(outbox, config.retry_window_s, event_keys=lambda message_id: candidates(workspace.get(), config, message_id))
     server.add_generic_rpc_handlers((decoding.handlers(ADMIN_DESCRIPTOR, admin, metrics),))
     server.add_generic_rpc_handlers((decoding.handlers(OVERVIEW_DESCRIPTOR, DeliveryOverviewServicer(recorder), metrics),))
     health_servicer = health.aio.HealthServicer()

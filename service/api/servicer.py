@@ -136,7 +136,11 @@ class Servicer(pb_grpc.KameleoonDestinationServicer):
 
     def _prepare(self, request, batch_settings, source: Source) -> tuple[dict, list[Target]]:
         """A raw event and where it goes; raises CallError. ``batch_settings`` fill in when the event carries none."""
-        event = parse_event(request.event_json, self._config.max_event_bytes)
+        try:
+            event = parse_event(request.event_json, self._config.max_event_bytes)
+        except InvalidArgument as exc:
+            self._pipeline.refused(source, request.event_json, error=str(exc))
+            raise
         return event, targets(source, _settings(request) or batch_settings, self._config)
 
     async def _send_one(self, request, batch_settings, source: Source, deadline: float | None, batch_mode: int = 0) -> Outcome:

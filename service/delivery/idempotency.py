@@ -63,6 +63,11 @@ def key(credentials: Credentials, route: str, message_id) -> str | None:
     return f"{credentials.sitecode}\x1f{route}\x1f{message_id}"
 
 
+def stored_key(sitecode: str, route: str, message_id: str) -> str:
+    """The key :func:`key` made for an event the outbox holds (its sitecode, route and messageId)."""
+    return f"{sitecode}\x1f{route}\x1f{message_id}"
+
+
 class MemoryStore:
     """In-process store, compact and bounded.
 

@@ -182,6 +182,25 @@ class DeadLetter:
     last_error: str
 
 
+PENDING, IN_FLIGHT, DEAD = "pending", "in_flight", "dead"  # a Found row's state (a delivered one: DELIVERED)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One row of the outbox holding a messageId (OutboxAdmin.GetEvent)."""
+
+    state: str  # PENDING, IN_FLIGHT or DEAD
+    id: str
+    action: str
+    route: str
+    sitecode: str
+    credentials: str  # the reference: names a workspace's instance
+    attempts: int
+    at: float  # pending: when due; in flight: when its lease runs out; dead: when it died
+    last_status: int
+    last_error: str
+
+
 @dataclass(frozen=True)
 class DeadLetterFilter:
     """Which dead letters an operator means; every field left at its default matches all."""
@@ -273,8 +292,9 @@ class Outbox(abc.ABC):
         """When the earliest event (pending, or whose lease runs out) becomes claimable; None when there is none."""
 
     @abc.abstractmethod
-    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float) -> int:
-        """Kameleoon took these: they leave the outbox. Returns how many were still held by these leases."""
+    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float, keys: Sequence[str] = ()) -> int:
+        """Kameleoon took these: they leave the outbox, and ``keys`` (their idempotency keys) say they were
+        delivered at ``now``. Returns how many were still held by these leases."""
 
     @abc.abstractmethod
     async def mark_retry(self, retries: Sequence[Retry], *, now: float) -> int:
@@ -313,6 +333,16 @@ class Outbox(abc.ABC):
     @abc.abstractmethod
     async def housekeep(self, *, now: float, dead_letter_retention_s: float, idempotency_window_s: float) -> tuple[int, int]:
         """Forget dead letters older than the retention and idempotency keys older than the window; (letters, keys)."""
+
+    # -- one event's fate (OutboxAdmin.GetEvent) -----------------------------------
+
+    @abc.abstractmethod
+    async def find_event(self, message_id: str, *, now: float) -> list[Found]:
+        """Every row of the outbox holding ``message_id``: pending, in flight or dead (a scan: for operators)."""
+
+    @abc.abstractmethod
+    async def delivered_at(self, keys: Sequence[str]) -> dict[str, float]:
+        """Of these idempotency keys, those delivered within the window (queued or synchronous), and when."""
 
     # -- the delivery overview (service.ops.overview): rollups and samples ------
 

@@ -34,6 +34,7 @@ import structlog
 
 from service.config import Config
 from service.delivery.client import KameleoonClient
+from service.delivery.idempotency import stored_key
 from service.errors import DeliveryError, OutboxUnavailable, Unavailable
 from service.ops import overview
 from service.ops.metrics import NoMetrics
@@ -309,7 +310,7 @@ class Deliverer:
             return True
         now = time.time()
         results = await asyncio.gather(
-            self._outbox.mark_delivered(delivered, now=now),
+            self._outbox.mark_delivered(delivered, now=now, keys=self._keys(delivered)),
             self._outbox.mark_retry(retries, now=now),
             self._outbox.mark_dead([mark for mark, _ in dead], now=now),
             self._outbox.release(released, now=now),
@@ -327,6 +328,12 @@ class Deliverer:
             self._record(item, overview.FAILED, overview.DEAD_LETTER, mark.http_status, mark.error)
             self._dead_letter_logged(item.id, item.message_id, item.action, item.route, item.attempts, mark.http_status, mark.error)
         return True
+
+    def _keys(self, delivered: list[Claimed]) -> list[str]:
+        """The idempotency keys of delivered events, stamped with the delivery's time (OutboxAdmin.GetEvent)."""
+        if not self._config.idempotency_window_s:
+            return []
+        return [stored_key(item.sitecode, item.route, item.message_id) for item in delivered if item.message_id]
 
     def _record(self, item: Claimed, stage: str, reason: str, http_status: int, error: str) -> None:
         """An attempt's outcome in the delivery overview, with a sample of the request (its apiKey never kept)."""

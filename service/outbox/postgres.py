@@ -78,7 +78,10 @@ from service.config.values import redact_url
 from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
 from service.outbox.base import (
     BUSY,
+    DEAD,
     DELIVERED,
+    IN_FLIGHT,
+    PENDING,
     TAKEN,
     Accepted,
     ActionStats,
@@ -86,6 +89,7 @@ from service.outbox.base import (
     Dead,
     DeadLetter,
     DeadLetterFilter,
+    Found,
     NewEvent,
     Outbox,
     Reservation,
@@ -204,6 +208,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_samples_kind ON outbox_samples (reason, source, destination, at);
     CREATE INDEX outbox_samples_at ON outbox_samples (at);
     """,
+    # 5: when a key's event was delivered (OutboxAdmin.GetEvent).
+    """
+    ALTER TABLE outbox_keys ADD COLUMN delivered_at double precision;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -311,6 +319,8 @@ WITH done AS (
     DELETE FROM outbox_events AS e USING unnest($1::bigint[], $2::bigint[]) AS t(id, lease)
     WHERE e.id = t.id AND e.lease = t.lease
     RETURNING e.id
+), stamped AS (
+    UPDATE outbox_keys SET delivered_at = $4::float8 WHERE key = ANY($5::bytea[])
 ), counted AS (
     """
     + _COUNT.format(sign="-", rows="done", slot=3)
@@ -381,9 +391,18 @@ SELECT action, 0, 0, count(*), NULL FROM outbox_dead_letters GROUP BY action
 
 SEEN = "SELECT EXISTS (SELECT 1 FROM outbox_keys WHERE key = $1 AND at >= $2::float8 AND reservation IS NULL)"
 REMEMBER = """
-INSERT INTO outbox_keys AS k (key, at) VALUES ($1, $2::float8)
-ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL
+INSERT INTO outbox_keys AS k (key, at, delivered_at) VALUES ($1, $2::float8, $2::float8)
+ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL, delivered_at = excluded.at
 """
+FIND_PENDING = """
+SELECT id, action, route, sitecode, credentials, attempts, due_at, lease, last_status, last_error
+FROM outbox_events WHERE message_id = $1::bytea ORDER BY id
+"""
+FIND_DEAD = """
+SELECT id, action, route, sitecode, credentials, attempts, dead_at, last_status, last_error
+FROM outbox_dead_letters WHERE message_id = $1::bytea ORDER BY id
+"""
+DELIVERED_AT = "SELECT key, delivered_at FROM outbox_keys WHERE key = ANY($1::bytea[]) AND delivered_at IS NOT NULL AND reservation IS NULL"
 # $1 key, $2 now, $3 token, $4 until, $5 start of the window. Returns (taken, reservation, reserved_until, at)
 # with the row as this statement's snapshot saw it.
 RESERVE = """
@@ -650,10 +669,11 @@ class PostgresOutbox(Outbox):
             leases.append(int(item.lease))
         return ids, leases
 
-    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float) -> int:
+    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float, keys: Sequence[str] = ()) -> int:
         if not claims:
             return 0
-        return await self._call(False, "fetchval", MARK_DELIVERED, *self._held(claims), random.randrange(COUNTER_SLOTS))
+        stamped = [digest(key) for key in keys]
+        return await self._call(False, "fetchval", MARK_DELIVERED, *self._held(claims), random.randrange(COUNTER_SLOTS), now, stamped)
 
     async def mark_retry(self, retries: Sequence[Retry], *, now: float) -> int:
         if not retries:
@@ -762,6 +782,24 @@ class PostgresOutbox(Outbox):
             if done < self._cleanup_batch:
                 return total
             await asyncio.sleep(0)  # let enqueues and deliveries of this process run between batches
+
+    # -- one event's fate -----------------------------------------------------------
+
+    async def find_event(self, message_id: str, *, now: float) -> list[Found]:
+        wanted = _bytes(message_id)
+        pending = await self._call(False, "fetch", FIND_PENDING, wanted)
+        dead = await self._call(False, "fetch", FIND_DEAD, wanted)
+        found = [
+            Found(IN_FLIGHT if r[7] is not None and r[6] > now else PENDING, str(r[0]), r[1], _text(r[2]), _text(r[3]), r[4], r[5], r[6], r[8], r[9])
+            for r in pending
+        ]
+        return found + [Found(DEAD, str(r[0]), r[1], _text(r[2]), _text(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in dead]
+
+    async def delivered_at(self, keys: Sequence[str]) -> dict[str, float]:
+        if not keys:
+            return {}
+        stored = {digest(key): key for key in keys}
+        return {stored[bytes(row[0])]: row[1] for row in await self._call(False, "fetch", DELIVERED_AT, list(stored))}
 
     # -- the delivery overview ---------------------------------------------------
 

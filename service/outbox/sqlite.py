@@ -46,7 +46,10 @@ from service.errors import OutboxFull, OutboxOpenError, OutboxUnavailable
 from service.jsonwire import is_well_formed
 from service.outbox.base import (
     BUSY,
+    DEAD,
     DELIVERED,
+    IN_FLIGHT,
+    PENDING,
     TAKEN,
     Accepted,
     ActionStats,
@@ -55,6 +58,7 @@ from service.outbox.base import (
     DeadLetter,
     DeadLetterFilter,
     Disk,
+    Found,
     NewEvent,
     Outbox,
     Reservation,
@@ -134,6 +138,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX samples_kind ON samples (reason, source, destination, at)",
         "CREATE INDEX samples_at ON samples (at)",
     ),
+    # 4: when a key's event was delivered (OutboxAdmin.GetEvent).
+    ("ALTER TABLE idempotency ADD COLUMN delivered_at REAL",),
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -480,12 +486,15 @@ class SqliteOutbox(Outbox):
     async def next_due(self) -> float | None:
         return await self._read_op(lambda conn: conn.execute("SELECT min(due_at) FROM events").fetchone()[0])
 
-    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float) -> int:
+    async def mark_delivered(self, claims: Sequence[Claimed], *, now: float, keys: Sequence[str] = ()) -> int:
         params = [(int(c.id), c.lease) for c in claims]
+        stamped = [(now, _stored_key(key)) for key in keys]
 
         def run(conn: sqlite3.Connection) -> int:
             done = _changes(conn, lambda: conn.executemany("DELETE FROM events WHERE id = ? AND lease = ?", params))
             _count(conn, -done)
+            if stamped:
+                conn.executemany("UPDATE idempotency SET delivered_at = ? WHERE key = ?", stamped)
             return done
 
         return await self._submit(run, durable=False) if params else 0
@@ -646,6 +655,56 @@ class SqliteOutbox(Outbox):
 
         return await self._submit(run, durable=False)
 
+    # -- one event's fate -----------------------------------------------------------
+
+    async def find_event(self, message_id: str, *, now: float) -> list[Found]:
+        stored = _storable(message_id)
+
+        def run(conn: sqlite3.Connection) -> list[Found]:
+            found = [
+                Found(
+                    IN_FLIGHT if r[8] is not None and r[7] > now else PENDING,
+                    str(r[0]),
+                    r[1],
+                    _text(r[2]),
+                    _text(r[3]),
+                    r[4],
+                    r[5],
+                    r[7],
+                    r[9],
+                    r[10],
+                )
+                for r in conn.execute(
+                    "SELECT id, action, route, sitecode, credentials, attempts, message_id, due_at, lease, last_status, last_error "
+                    "FROM events WHERE message_id = ? ORDER BY id",
+                    (stored,),
+                )
+            ]
+            found += [
+                Found(DEAD, str(r[0]), r[1], _text(r[2]), _text(r[3]), r[4], r[5], r[6], r[7], r[8])
+                for r in conn.execute(
+                    "SELECT id, action, route, sitecode, credentials, attempts, dead_at, last_status, last_error "
+                    "FROM dead_letters WHERE message_id = ? ORDER BY id",
+                    (stored,),
+                )
+            ]
+            return found
+
+        return await self._read_op(run)
+
+    async def delivered_at(self, keys: Sequence[str]) -> dict[str, float]:
+        stored = {_stored_key(key): key for key in keys}
+
+        def run(conn: sqlite3.Connection) -> dict[str, float]:
+            rows = conn.execute(
+                "SELECT key, delivered_at FROM idempotency WHERE key IN (SELECT value FROM json_each(?)) AND delivered_at IS NOT NULL "
+                "AND reservation IS NULL",
+                (json.dumps(list(stored)),),
+            ).fetchall()
+            return {stored[key]: at for key, at in rows}
+
+        return await self._read_op(run) if stored else {}
+
     # -- the delivery overview ---------------------------------------------------
 
     async def add_overview(
@@ -729,9 +788,9 @@ class SqliteOutbox(Outbox):
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO idempotency (key, at) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL",
-                (key, now),
+                "INSERT INTO idempotency (key, at, delivered_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET at = excluded.at, reservation = NULL, reserved_until = NULL, delivered_at = excluded.at",
+                (key, now, now),
             )
 
         await self._submit(run, durable=False)

@@ -425,12 +425,40 @@ SCHEMA_3 = """
 ALTER TABLE outbox_keys ADD COLUMN reservation bigint, ADD COLUMN reserved_until double precision;
 INSERT INTO outbox_schema_version (version) VALUES (3);
 """
-EARLIER = {1: SCHEMA_1, 2: SCHEMA_1 + SCHEMA_2, 3: SCHEMA_1 + SCHEMA_2 + SCHEMA_3}
+# Migration 4, word for word (the delivery overview's tables).
+SCHEMA_4 = """
+CREATE TABLE outbox_overview (
+    minute bigint NOT NULL,
+    source text NOT NULL,
+    destination text NOT NULL,
+    stage text NOT NULL,
+    reason text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (minute, source, destination, stage, reason)
+);
+CREATE TABLE outbox_samples (
+    id bigserial PRIMARY KEY,
+    source text NOT NULL,
+    destination text NOT NULL,
+    reason text NOT NULL,
+    at double precision NOT NULL,
+    message_id text NOT NULL,
+    event text NOT NULL,
+    request text NOT NULL,
+    http_status integer NOT NULL,
+    response text NOT NULL,
+    attempts integer NOT NULL
+);
+CREATE INDEX outbox_samples_kind ON outbox_samples (reason, source, destination, at);
+CREATE INDEX outbox_samples_at ON outbox_samples (at);
+INSERT INTO outbox_schema_version (version) VALUES (4);
+"""
+EARLIER = {1: SCHEMA_1, 2: SCHEMA_1 + SCHEMA_2, 3: SCHEMA_1 + SCHEMA_2 + SCHEMA_3, 4: SCHEMA_1 + SCHEMA_2 + SCHEMA_3 + SCHEMA_4}
 
 
 @pytest.mark.parametrize("version", sorted(EARLIER))
 async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(postgres_url, start_service, sink, version):
-    assert SCHEMA_VERSION == 4  # a new migration: add the schema before it to EARLIER
+    assert SCHEMA_VERSION == 5  # a new migration: add the schema before it to EARLIER
     now = time.time()
     conn = await asyncpg.connect(postgres_url)
     try:
@@ -461,7 +489,7 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
     assert [(d.id, d.message_id) for d in listed.dead_letters] == [("777", "old-3")]
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2, 3, 4]
+        assert [r[0] for r in await conn.fetch("SELECT version FROM outbox_schema_version ORDER BY version")] == [1, 2, 3, 4, 5]
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events'")}
         assert "outbox_events_due_id" in indexes and "outbox_events_due" not in indexes
         # Migration 3: the key the old release took is a plain taken key (no reservation), and a sync call reserves.
@@ -477,6 +505,9 @@ async def test_a_database_at_an_earlier_schema_version_is_upgraded_at_start_up(p
         minute = int(now // 60)
         await store.add_overview(minute, [("s", "d", "received", "", 2)], [], first_minute=minute - 1, samples_since=now, samples_kept=10)
         assert ("s", "d", "received", "", 2) in await store.overview(minute * 60, now + 60)
+        # Migration 5: a delivery's time kept with its key.
+        await store.remember("delivered key", now=now)
+        assert await store.delivered_at(["delivered key"]) == {"delivered key": now}
     finally:
         await store.close()
 

@@ -148,10 +148,11 @@ async def test_a_file_at_schema_version_1_is_upgraded_when_opened(tmp_path):
         for store in stores:
             await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    assert [row[1] for row in conn.execute("PRAGMA table_info(idempotency)")] == ["key", "at", "reservation", "reserved_until"]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert [row[1] for row in conn.execute("PRAGMA table_info(idempotency)")] == ["key", "at", "reservation", "reserved_until", "delivered_at"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"overview", "samples"} <= tables  # migration 3: the delivery overview
+    assert "delivered_at" in [row[1] for row in conn.execute("PRAGMA table_info(idempotency)")]  # migration 4
     conn.close()
 
 

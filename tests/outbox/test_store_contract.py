@@ -664,3 +664,34 @@ async def test_samples_keep_the_latest_of_each_kind_newest_first_within_the_rete
     # Samples older than samples_since are forgotten at the next write.
     await overview_store.add_overview(int(T0 // 60), [], [], first_minute=0, samples_since=T0 + 4, samples_kept=3)
     assert [Sample(*row).message_id for row in await overview_store.samples("HTTP_400")] == ["m-9", "m-4"]
+
+
+# -- one event's fate (OutboxAdmin.GetEvent) ------------------------------------------------------------
+
+
+async def test_an_events_rows_are_found_by_message_id_and_its_delivery_time_kept_with_its_key(store_factory):
+    store = await store_factory()
+    wanted = [event(1), event(1, "identify"), event(1, "page"), event(2)]
+    await put(store, wanted)
+    claimed = {c.action: c for c in await store.claim(10, now=T0, lease_s=LEASE) if c.message_id == "m-1"}
+    await store.mark_dead([Dead(claimed["identify"].id, claimed["identify"].lease, 400, "bad")], now=T0 + 1)
+    await store.mark_retry([Retry(claimed["page"].id, claimed["page"].lease, T0 + 60, 503, "busy")], now=T0 + 1)
+    found = {f.action: f for f in await store.find_event("m-1", now=T0 + 2)}
+    assert (found["logEvent"].state, found["logEvent"].at, found["logEvent"].attempts) == ("in_flight", T0 + LEASE, 1)
+    assert (found["identify"].state, found["identify"].at, found["identify"].last_status, found["identify"].last_error) == (
+        "dead",
+        T0 + 1,
+        400,
+        "bad",
+    )
+    assert (found["page"].state, found["page"].at, found["page"].last_status, found["page"].route) == ("pending", T0 + 60, 503, "page")
+    assert await store.find_event("m-404", now=T0) == []
+    # Delivered: the row leaves, its key remembers when (the keys are the deliverer's; others are untouched).
+    log_key = event(1).dedupe_key
+    assert await store.mark_delivered([claimed["logEvent"]], now=T0 + 3, keys=[log_key]) == 1
+    assert [f.action for f in await store.find_event("m-1", now=T0 + 3)] == ["page", "identify"]
+    assert await store.delivered_at([log_key, event(1, "page").dedupe_key, "never"]) == {log_key: T0 + 3}
+    # A synchronous delivery through the shared window: remembered when delivered; a reservation is not a delivery.
+    await store.remember("sync key", now=T0 + 4)
+    await store.reserve("held key", now=T0 + 4, window_s=IDEM, until=T0 + 30)
+    assert await store.delivered_at(["sync key", "held key"]) == {"sync key": T0 + 4}

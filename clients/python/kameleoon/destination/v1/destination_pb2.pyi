@@ -399,6 +399,44 @@ class ListSamplesResponse(_message.Message):
     samples: _containers.RepeatedCompositeFieldContainer[DeliverySample]
     def __init__(self, samples: _Optional[_Iterable[_Union[DeliverySample, _Mapping]]] = ...) -> None: ...
 
+class GetEventRequest(_message.Message):
+    __slots__ = ("message_id",)
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    def __init__(self, message_id: _Optional[str] = ...) -> None: ...
+
+class EventFate(_message.Message):
+    __slots__ = ("state", "source", "destination", "route", "action", "id", "attempts", "at", "last_http_status", "last_error")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    source: str
+    destination: str
+    route: str
+    action: str
+    id: str
+    attempts: int
+    at: _timestamp_pb2.Timestamp
+    last_http_status: int
+    last_error: str
+    def __init__(self, state: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., route: _Optional[str] = ..., action: _Optional[str] = ..., id: _Optional[str] = ..., attempts: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_http_status: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class GetEventResponse(_message.Message):
+    __slots__ = ("message_id", "fates")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    FATES_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    fates: _containers.RepeatedCompositeFieldContainer[EventFate]
+    def __init__(self, message_id: _Optional[str] = ..., fates: _Optional[_Iterable[_Union[EventFate, _Mapping]]] = ...) -> None: ...
+
 class GetOutboxStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -609,6 +609,11 @@ class OutboxAdminStub:
                 request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.SerializeToString,
                 response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/kameleoon.destination.v1.OutboxAdmin/GetEvent',
+                request_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventResponse.FromString,
+                _registered_method=True)
 
 
 class OutboxAdminServicer:
@@ -643,6 +648,13 @@ class OutboxAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvent(self, request, context):
+        """One messageId's fate in each destination instance and subscription, from what the store knows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OutboxAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -665,6 +677,11 @@ def add_OutboxAdminServicer_to_server(servicer, server):
                     servicer.PurgeDeadLetters,
                     request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.FromString,
                     response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventRequest.FromString,
+                    response_serializer=kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,6 +793,33 @@ class OutboxAdmin:
             '/kameleoon.destination.v1.OutboxAdmin/PurgeDeadLetters',
             kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersRequest.SerializeToString,
             kameleoon_dot_destination_dot_v1_dot_destination__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kameleoon.destination.v1.OutboxAdmin/GetEvent',
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventRequest.SerializeToString,
+            kameleoon_dot_destination_dot_v1_dot_destination__pb2.GetEventResponse.FromString,
             options,
             channel_credentials,
             insecure,
