@@ -117,7 +117,7 @@ class Pipeline:
             self.metrics.instance_event(instance.source, instance.name, "discarded")
         recorder = self.recorder
         recorder.count(instance.source, instance.name, overview.DISCARDED, reason)
-        if recorder.keep_samples:
+        if recorder.wants(instance.source, instance.name, reason):
             recorder.sample(instance.source, instance.name, reason, message_id, jsonwire.dumps(event) if event is not None else b"", response=error)
         return reason
 
@@ -125,19 +125,20 @@ class Pipeline:
         """An event refused before it met any instance's stages (not JSON, over the size limit, missing what
         ingest needs): received and discarded in each enabled instance of its source, sampled as text."""
         recorder = self.recorder
-        shown = jsonwire.dumps(event) if isinstance(event, dict) else event
         message_id = message_id_of(event) if isinstance(event, dict) else ""
         for instance in source.enabled_instances:
             recorder.count(instance.source, instance.name, overview.RECEIVED)
             recorder.count(instance.source, instance.name, overview.DISCARDED, reason)
-            recorder.sample(instance.source, instance.name, reason, message_id, shown, response=error)
+            if recorder.wants(instance.source, instance.name, reason):
+                shown = jsonwire.dumps(event) if isinstance(event, dict) else event
+                recorder.sample(instance.source, instance.name, reason, message_id, shown, response=error)
 
     def _failed(self, target: Target, action: str, body: bytes, exc: DeliveryError, message_id: str, event: dict | None) -> None:
         """A sync delivery Kameleoon did not take: counted by its status, sampled with the request."""
         instance, recorder = target.instance, self.recorder
         reason = overview.failure_reason(exc.http_status)
         recorder.count(instance.source, instance.name, overview.FAILED, reason)
-        if recorder.keep_samples:
+        if recorder.wants(instance.source, instance.name, reason):
             request = overview.request_text(self.client.endpoint, target.credentials.headers(), body)
             shown = jsonwire.dumps(event) if event is not None else b""
             recorder.sample(instance.source, instance.name, reason, message_id, shown, request, exc.http_status, str(exc), exc.attempts)

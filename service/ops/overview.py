@@ -140,6 +140,14 @@ class Recorder:
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1
 
+    def wants(self, source: str, destination: str, reason: str) -> bool:
+        """Whether a sample of this reason would be kept: samples are on and fewer than SAMPLES_PER_REASON of it
+        wait for the next flush. Callers ask first, so a burst of discards encodes ten events, not every one."""
+        if not self.keep_samples:
+            return False
+        kept = self._samples.get((source, destination, reason))
+        return kept is None or len(kept) < SAMPLES_PER_REASON
+
     def sample(
         self,
         source: str,
@@ -152,8 +160,9 @@ class Recorder:
         response: str = "",
         attempts: int = 0,
     ) -> None:
-        """One sample, kept only when samples are on (at most SAMPLES_PER_REASON of a reason wait for a flush)."""
-        if not self.keep_samples:
+        """One sample, kept when :meth:`wants` says so: the first SAMPLES_PER_REASON of a reason between two
+        flushes (the stores keep the latest of those)."""
+        if not self.wants(source, destination, reason):
             return
         kept = self._samples.get((source, destination, reason))
         if kept is None:
@@ -210,6 +219,9 @@ class NoRecorder:
 
     def count(self, source: str, destination: str, stage: str, reason: str = "") -> None:
         pass
+
+    def wants(self, source: str, destination: str, reason: str) -> bool:
+        return False
 
     def sample(self, *args, **kwargs) -> None:
         pass

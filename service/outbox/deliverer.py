@@ -340,7 +340,7 @@ class Deliverer:
         source, destination = instance_of(item.credentials, item.route)
         recorder = self._recorder
         recorder.count(source, destination, stage, reason if stage == overview.FAILED else "")
-        if recorder.keep_samples:
+        if recorder.wants(source, destination, reason):
             headers = {"authorization": "", "x-segment-settings": item.sitecode, "content-type": "application/json"}
             request = overview.request_text(self._client.endpoint, headers, item.body)
             recorder.sample(source, destination, reason, item.message_id, "", request, http_status, error, item.attempts)
