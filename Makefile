@@ -14,7 +14,7 @@ MUTATE ?= service/ingest/parse.py service/routing/router.py service/api/pipeline
           service/outbox/sealing.py
 MUTATE_OUTBOX ?= service/outbox/deliverer.py service/outbox/sqlite.py service/outbox/postgres.py
 
-.PHONY: install proto proto-check docs docs-check lint format test demo goldens bench mutate mutate-outbox clean
+.PHONY: install proto proto-check docs docs-check lint format test demo screenshot goldens bench mutate mutate-outbox clean
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,11 @@ test: install
 
 demo: install
 	$(BIN)/kameleoon-destination demo
+
+# docs/operator-page.png, the README's picture of the operator's page: the browser test's screenshot of the
+# overview (needs Debian's chromium and chromium-driver).
+screenshot: install
+	KAMELEOON_SCREENSHOTS=docs $(PY) -m pytest -q -p no:cacheprovider tests/test_page_browser.py
 
 # Side-by-side benchmark: the service against Segment's runtime (when tools/oracle is installed)
 # and the raw HTTP ceiling, in one run. Report in bench/out/. BENCH_ARGS=--quick for a smoke run;

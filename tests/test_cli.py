@@ -203,6 +203,7 @@ async def test_demo_shows_four_deliveries():
     assert "4 of 4 events delivered" in text
     assert "4 of 4 queued events delivered after the outage" in text
     assert "2 of 2 destination instances of one source received its event" in text
+    assert "the operator's page answered with the delivery overview" in text and "default/default" in text
     assert "x-segment-settings=web0000001 messageId=demo-workspace-1" in text and "x-segment-settings=app0000001" in text
     for method in ("LogEvent", "IdentifyEvent", "PageEvent", "GroupEvent"):
         assert f"{method} -> http_status=200" in text

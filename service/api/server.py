@@ -34,6 +34,7 @@ from service.api.event_fate import candidates
 from service.api.http import TrackingApi
 from service.api.outbox_admin import OutboxAdminServicer
 from service.api.overview_admin import DeliveryOverviewServicer
+from service.api.page import OperatorPage, serve_page
 from service.api.pipeline import Pipeline
 from service.api.servicer import Servicer
 from service.config import Config
@@ -42,6 +43,7 @@ from service.delivery.client import KameleoonClient, longest_post_s
 from service.delivery.credentials import Credentials
 from service.delivery.idempotency import MemoryStore, NoStore
 from service.delivery.sync import SyncDelivery
+from service.errors import ConfigError
 from service.ingest.consent import Consent
 from service.ops import tracing
 from service.ops.metrics import Metrics
@@ -129,6 +131,8 @@ class App:
     deliverer: Deliverer | None = None
     outbox_watch: asyncio.Task | None = None
     http_runner: web.AppRunner | None = None
+    page_runner: web.AppRunner | None = None
+    page_port: int | None = None
     http_port: int | None = None
     recorder: Recorder | None = None
 
@@ -136,6 +140,8 @@ class App:
         await self.reloader.stop()
         if self.http_runner is not None:  # no new HTTP events; those being committed finish (shutdown_timeout)
             await self.http_runner.cleanup()
+        if self.page_runner is not None:
+            await self.page_runner.cleanup()
         if self.outbox_watch is not None:
             self.outbox_watch.cancel()
         await self.health.enter_graceful_shutdown()
@@ -277,6 +283,13 @@ async def create_server(config: Config, address: str = "127.0.0.1:50051", tracer
             api = TrackingApi(config, pipeline, metrics, workspace.get)
             app.http_runner, app.http_port = await serve_http(api, *config.http_listen, config.grace_s, shared=config.workers > 1)
         except OSError:
+            await app.stop(0)
+            raise
+    if config.admin_listen is not None:
+        try:
+            page = OperatorPage(config, recorder, outbox, workspace.get, lambda: dict(reloader.versions))
+            app.page_runner, app.page_port = await serve_page(page, config)
+        except (OSError, ConfigError):
             await app.stop(0)
             raise
     reloader.start_watching()

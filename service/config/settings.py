@@ -52,6 +52,7 @@ class Config:
     metrics_listen: tuple[str, int] | None = None
     health_listen: tuple[str, int] | None = None
     http_listen: tuple[str, int] | None = None
+    admin_listen: tuple[str, int] | None = None
     workspace: str | None = None
     admin_tokens: tuple[str, ...] = ()
     write_keys: tuple[str, ...] = ()
@@ -138,6 +139,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("tls_client_ca", "KAMELEOON_TLS_CLIENT_CA", v.readable_file, "PEM CA bundle: require client certificates (mutual TLS)"),
     ("health_listen", "KAMELEOON_HEALTH_LISTEN", v.host_port, "HOST:PORT of a plaintext gRPC port serving only grpc.health.v1, for probes when the main port speaks TLS (unset: off)"),
     ("workers", "KAMELEOON_WORKERS", v.positive_int, "serving processes sharing the port (SO_REUSEPORT); about one per core"),
+    ("admin_listen", "KAMELEOON_ADMIN_LISTEN", v.host_port, "HOST:PORT serving the operator's page (delivery overview, samples, outbox, configuration; read-only); a non-loopback host needs KAMELEOON_ADMIN_TOKENS (unset: off)"),
     ("http_listen", "KAMELEOON_HTTP_LISTEN", v.host_port, "HOST:PORT serving Segment's HTTP Tracking API (/v1/track, /v1/batch, ...) for Segment's libraries, queued delivery (unset: off)"),
     ("write_keys", "KAMELEOON_WRITE_KEYS", v.tokens, "comma-separated write keys the HTTP Tracking API accepts, as Segment's libraries send them (secret; needed with KAMELEOON_HTTP_LISTEN)"),
     # The outbox (queued delivery)
@@ -207,6 +209,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY go together: set both or neither")
     if values.get("tls_client_ca") and not values.get("tls_cert"):
         raise ConfigError("KAMELEOON_TLS_CLIENT_CA needs KAMELEOON_TLS_CERT and KAMELEOON_TLS_KEY")
+    if values.get("admin_listen") and not values.get("admin_tokens") and not v.is_loopback(values["admin_listen"][0]):
+        raise ConfigError(
+            f"KAMELEOON_ADMIN_LISTEN={values['admin_listen'][0]}:{values['admin_listen'][1]} is not a loopback address: "
+            "set KAMELEOON_ADMIN_TOKENS to open the operator's page beyond this host"
+        )
     if values.get("workspace"):
         clashing = [variable for attribute, variable in _WORKSPACE_REPLACES if values.get(attribute)]
         if clashing:

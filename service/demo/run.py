@@ -120,6 +120,18 @@ async def _queued_part(stub, admin, sink: KameleoonSink) -> int:
     return len(sink.received)
 
 
+async def _overview_part(channel: grpc.aio.Channel, page_port: int | None) -> bool:
+    """Where every event of the demo went (kameleoon-destination overview), and whether the page shows it."""
+    from service.api.admin_commands import render_overview
+
+    answer = await pb_grpc.DeliveryOverviewStub(channel).GetDeliveryOverview(pb.GetDeliveryOverviewRequest(window="10m"), timeout=10)
+    print("\nThe delivery overview (kameleoon-destination overview; the operator's page shows the same):")
+    print(render_overview(answer))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{page_port}/?window=10m") as shown:
+            return shown.status == 200 and "Delivery overview" in await shown.text()
+
+
 async def _workspace_part(sink: KameleoonSink, directory: str) -> int:
     """A second service reading a workspace file: one source, two instances; one event reaches each instance once."""
     folder = pathlib.Path(directory)
@@ -161,11 +173,15 @@ async def run_demo() -> int:
         retry_max_backoff_s=0.5,
         http_listen=("127.0.0.1", 0),
         write_keys=(DEMO_WRITE_KEY,),
+        admin_listen=("127.0.0.1", 0),  # loopback, no tokens: open to this machine only
     )
     app = await create_server(config, "127.0.0.1:0")
-    print(f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port} (gRPC), http://127.0.0.1:{app.http_port} (Segment's HTTP API)\n")
+    print(
+        f"Kameleoon sink on {sink.url}; service on 127.0.0.1:{app.port} (gRPC), http://127.0.0.1:{app.http_port} (Segment's HTTP API), "
+        f"http://127.0.0.1:{app.page_port}/ (the operator's page, while the demo runs)\n"
+    )
     failures = 0
-    queued = fanned_out = over_http = synced = 0
+    queued = fanned_out = over_http = synced = page = 0
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             stub = pb_grpc.KameleoonDestinationStub(channel)
@@ -191,6 +207,7 @@ async def run_demo() -> int:
             over_http = await _http_part(app.http_port, sink)
             sink.received.clear()
             queued = await _queued_part(stub, pb_grpc.OutboxAdminStub(channel), sink)
+            page = await _overview_part(channel, app.page_port)
         await app.stop(grace=1)
         print()
         sink.received.clear()
@@ -205,4 +222,5 @@ async def run_demo() -> int:
     print(f"{over_http} of 1 event sent as Segment's libraries send it delivered")
     print(f"{queued} of 4 queued events delivered after the outage")
     print(f"{fanned_out} of 2 destination instances of one source received its event")
-    return 1 if failures or synced != 4 or over_http != 1 or queued != 4 or fanned_out != 2 else 0
+    print(f"the operator's page {'answered' if page else 'did not answer'} with the delivery overview")
+    return 1 if failures or synced != 4 or over_http != 1 or queued != 4 or fanned_out != 2 or not page else 0

@@ -319,6 +319,10 @@ class Outbox(abc.ABC):
         """Counts by state and by action; ``now`` decides which leases are live."""
 
     @abc.abstractmethod
+    async def dead_letter_bodies(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The bodies (the request to Kameleoon, no credentials) of these dead letters, by id."""
+
+    @abc.abstractmethod
     async def list_dead_letters(self, where: DeadLetterFilter, *, limit: int, cursor: str | None = None) -> tuple[list[DeadLetter], str | None]:
         """One page of dead letters (oldest id first) and the cursor of the next page (None: last page)."""
 

@@ -783,6 +783,13 @@ class PostgresOutbox(Outbox):
                 return total
             await asyncio.sleep(0)  # let enqueues and deliveries of this process run between batches
 
+    async def dead_letter_bodies(self, ids: Sequence[str]) -> dict[str, bytes]:
+        wanted = [number for number in map(_int, ids) if number is not None]
+        if not wanted:
+            return {}
+        rows = await self._call(False, "fetch", "SELECT id, body FROM outbox_dead_letters WHERE id = ANY($1::bigint[])", wanted)
+        return {str(row[0]): bytes(row[1]) for row in rows}
+
     # -- one event's fate -----------------------------------------------------------
 
     async def find_event(self, message_id: str, *, now: float) -> list[Found]:

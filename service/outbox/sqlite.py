@@ -655,6 +655,15 @@ class SqliteOutbox(Outbox):
 
         return await self._submit(run, durable=False)
 
+    async def dead_letter_bodies(self, ids: Sequence[str]) -> dict[str, bytes]:
+        wanted = [number for number in map(_int, ids) if number is not None]
+
+        def run(conn: sqlite3.Connection) -> dict[str, bytes]:
+            rows = conn.execute("SELECT id, body FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))
+            return {str(row[0]): bytes(row[1]) for row in rows}
+
+        return await self._read_op(run) if wanted else {}
+
     # -- one event's fate -----------------------------------------------------------
 
     async def find_event(self, message_id: str, *, now: float) -> list[Found]:
