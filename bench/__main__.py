@@ -2,10 +2,15 @@
 ``--postgres``: the PostgreSQL outbox beside the SQLite one (bench/postgres.py); ``--instructions``: the service's own
 work per event in instructions under callgrind, beside a baseline (bench/instructions.py); ``--throughput``: delivered
 events/s to a distant or rate-limited stand-in (bench/throughput.py); ``--http``: accepting through Segment's HTTP API
-beside queued SendBatch (bench/tracking_api.py)."""
+beside queued SendBatch (bench/tracking_api.py); ``--overview``: what the delivery overview's samples and the operator's
+page cost per event (bench/overview.py)."""
 
 import sys
 
+if "--overview" in sys.argv[1:]:
+    from bench.overview import main
+
+    sys.exit(main([arg for arg in sys.argv[1:] if arg != "--overview"]))
 if "--queued" in sys.argv[1:]:
     from bench.queued import main
 
