@@ -6,11 +6,13 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import sys
 import tomllib
 
+import aiohttp
 import grpc
 import pytest
 
@@ -210,8 +212,8 @@ async def test_demo_shows_four_deliveries():
 
 
 async def test_workers_share_the_port_and_drain_on_sigterm(sink):
-    port = free_port()
-    env = {"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_WORKERS": "2", "KAMELEOON_LOG_FORMAT": "json"}
+    port, page = free_port(), free_port()
+    env = {"KAMELEOON_BASE_URL": sink.url, "KAMELEOON_WORKERS": "2", "KAMELEOON_LOG_FORMAT": "json", "KAMELEOON_ADMIN_LISTEN": f"127.0.0.1:{page}"}
     process = await start("serve", "--listen", f"127.0.0.1:{port}", env=env)
     try:
         await wait_serving(port)
@@ -225,6 +227,14 @@ async def test_workers_share_the_port_and_drain_on_sigterm(sink):
                     pb.LogEventRequest(settings=SETTINGS, event="e", timestamp="2024-01-01T00:00:00Z", message_id=f"w-{i}"), timeout=10
                 )
                 assert response.http_status == 200
+        # Each worker's operator's page on its own port (page, page + 1), each counting that worker's events.
+        received = []
+        async with aiohttp.ClientSession() as session:
+            for each in (page, page + 1):
+                async with session.get(f"http://127.0.0.1:{each}/?window=10m") as answer:
+                    assert answer.status == 200
+                    received += [int(n) for n in re.findall(r'<td class="received">(\d+)', await answer.text())]
+        assert sum(received) == 40
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0

@@ -36,6 +36,9 @@ def _worker(config: Config, address: str, index: int) -> None:
     if config.metrics_listen is not None:
         host, port = config.metrics_listen
         config = dataclasses.replace(config, metrics_listen=(host, port + index if port else 0))
+    if config.admin_listen is not None:  # each worker's page on its own port, as its metrics
+        host, port = config.admin_listen
+        config = dataclasses.replace(config, admin_listen=(host, port + index if port else 0))
     logs.configure(config.log_level, config.log_format, trace_ids=config.tracing != "off")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM from it drains
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() reloads on it

@@ -695,3 +695,15 @@ async def test_an_events_rows_are_found_by_message_id_and_its_delivery_time_kept
     await store.remember("sync key", now=T0 + 4)
     await store.reserve("held key", now=T0 + 4, window_s=IDEM, until=T0 + 30)
     assert await store.delivered_at(["sync key", "held key"]) == {"sync key": T0 + 4}
+
+
+async def test_dead_letters_bodies_are_read_by_id(store_factory):
+    """The operator's page shows what a dead letter would have sent; ids no store could hold match nothing."""
+    store = await store_factory()
+    await put(store, [event(1), event(2)])
+    claimed = await store.claim(10, now=T0, lease_s=LEASE)
+    await store.mark_dead([Dead(c.id, c.lease, 400, "x") for c in claimed], now=T0)
+    first, second = claimed
+    assert await store.dead_letter_bodies([first.id, "not-an-id", "9223372036854775808"]) == {first.id: b'{"messageId":"m-1","n":1}'}
+    assert await store.dead_letter_bodies([]) == {}
+    assert set(await store.dead_letter_bodies([first.id, second.id])) == {first.id, second.id}
