@@ -16,14 +16,14 @@ import datetime
 from kameleoon.destination.v1 import destination_pb2 as pb
 from kameleoon.destination.v1 import destination_pb2_grpc as pb_grpc
 from service.api import remote
+from service.api.overview_admin import WINDOWS
 
-WINDOWS = ("10m", "1h", "24h", "7d", "14d")
 ADMIN_TOKEN = "a token of KAMELEOON_ADMIN_TOKENS (of KAMELEOON_AUTH_TOKENS without them and without a workspace)"
 
 
 def add_parser(commands) -> None:
     overview = commands.add_parser("overview", help="where events went: each destination instance's funnel over a window")
-    overview.add_argument("--window", default="1h", choices=WINDOWS, help="how far back, ending now (default 1h)")
+    overview.add_argument("--window", default="1h", choices=tuple(WINDOWS), help="how far back, ending now (default 1h)")
     remote.add_arguments(overview, token=ADMIN_TOKEN)
     samples = commands.add_parser("samples", help="the latest samples of a discard or failure reason, with their payloads")
     samples.add_argument("reason", help="a reason as the overview names it: FILTERED_BY_RULES, HTTP_400, DEAD_LETTER, ...")
