@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from service.ops.overview import Recorder, Sample
 from service.outbox.base import DeadLetterFilter, Outbox
 
 DEAD_LETTERS_SHOWN = 100
+FAILED_SIGN_IN_DELAY_S = 1.0
 
 
 class OperatorPage:
@@ -111,6 +113,7 @@ class OperatorPage:
             response = web.HTTPSeeOther("/")
             self.access.log_in(response)
             raise response
+        await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # guessing tokens goes at a second a try per connection
         return self._html("Sign in", views.login(failed=True), status=401)
 
     async def log_out(self, request: web.Request) -> web.Response:
