@@ -112,6 +112,7 @@ async def test_queued_retries_and_dead_letters_are_counted_and_sampled(start_ser
     assert counted[("default", "default")]["received"] == 1 and counted[("default", "default")]["delivered"] == 0
     [letter] = (await overview.ListSamples(pb.ListSamplesRequest(reason="DEAD_LETTER"), timeout=10)).samples
     assert (letter.message_id, letter.http_status, letter.attempts) == ("m-dead", 503, tries) and "busy" in letter.response
+    assert letter.request.endswith("\n\n" + sink.received[0].body) and "authorization: Basic <redacted>" in letter.request
     # Each attempt that failed and waited for another is counted and sampled under its status, newest first.
     retried = (await overview.ListSamples(pb.ListSamplesRequest(reason="HTTP_503"), timeout=10)).samples
     assert counted[("default", "default")]["retrying"] == len(retried) >= 1

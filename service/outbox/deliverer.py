@@ -341,9 +341,34 @@ class Deliverer:
         recorder = self._recorder
         recorder.count(source, destination, stage, reason if stage == overview.FAILED else "")
         if recorder.wants(source, destination, reason):
-            headers = {"authorization": "", "x-segment-settings": item.sitecode, "content-type": "application/json"}
-            request = overview.request_text(self._client.endpoint, headers, item.body)
+            request = self._request_text(item.sitecode, item.body)
             recorder.sample(source, destination, reason, item.message_id, "", request, http_status, error, item.attempts)
+
+    def _request_text(self, sitecode: str, body: bytes) -> str:
+        """A queued event's request as a sample shows it (service.ops.overview.request_text: no apiKey)."""
+        headers = {"authorization": "", "x-segment-settings": sitecode, "content-type": "application/json"}
+        return overview.request_text(self._client.endpoint, headers, body)
+
+    async def _expired(self, letters: list[DeadLetter]) -> None:
+        """Events whose retry window ran out between attempts: dead letters, counted and sampled (their body read
+        back from the store only for the samples wanted)."""
+        recorder = self._recorder
+        wanted = []
+        for d in letters:
+            self._dead_letter_logged(d.id, d.message_id, d.action, d.route, d.attempts, d.last_http_status, d.last_error)
+            source, destination = instance_of("", d.route)
+            recorder.count(source, destination, overview.FAILED, overview.DEAD_LETTER)
+            if recorder.wants(source, destination, overview.DEAD_LETTER):
+                wanted.append((d, source, destination))
+        if not wanted:
+            return
+        try:
+            bodies = await self._outbox.dead_letter_bodies([d.id for d, _, _ in wanted])
+        except OutboxUnavailable:
+            bodies = {}  # sampled with Kameleoon's last answer, without the request
+        for d, source, destination in wanted:
+            request = self._request_text(d.sitecode, bodies[d.id]) if d.id in bodies else ""
+            recorder.sample(source, destination, overview.DEAD_LETTER, d.message_id, "", request, d.last_http_status, d.last_error, d.attempts)
 
     def _dead_letter_logged(self, id: str, message_id: str, action: str, route: str, attempts: int, http_status: int, error: str) -> None:
         self._metrics.outbox_event("dead_lettered", action)
@@ -381,11 +406,7 @@ class Deliverer:
     async def _expire(self) -> None:
         while True:
             letters: list[DeadLetter] = await self._outbox.expire(now=time.time(), limit=EXPIRE_BATCH)
-            for d in letters:
-                self._dead_letter_logged(d.id, d.message_id, d.action, d.route, d.attempts, d.last_http_status, d.last_error)
-                source, destination = instance_of("", d.route)
-                self._recorder.count(source, destination, overview.FAILED, overview.DEAD_LETTER)
-                self._recorder.sample(source, destination, overview.DEAD_LETTER, d.message_id, "", "", d.last_http_status, d.last_error, d.attempts)
+            await self._expired(letters)
             if len(letters) < EXPIRE_BATCH:
                 return
 
