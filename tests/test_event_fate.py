@@ -47,6 +47,7 @@ async def test_each_instances_delivery_of_an_event_is_shown_where_it_stands(serv
     assert delivered.source == "checkout" and delivered.action == "logEvent" and delivered.at.seconds > 0
     dead = next(f for f in answer.fates if f.state == "dead")
     assert dead.last_error and dead.id and taken.headers["x-segment-settings"] == SITECODES["us"]
+    assert (dead.source, dead.action) == ("checkout", "logEvent") and dead.at.seconds >= delivered.at.seconds - 60 > 0
     # Kameleoon down: the next event waits for its next attempt, its last answer kept.
     sink.choose = lambda received: Reply(503, "busy")
     await stub.Send(track("m-2", QUEUED), metadata=bearer(CHECKOUT_KEY), timeout=10)

@@ -186,3 +186,46 @@ async def test_without_tokens_the_loopback_page_is_open(start_service, sink):
     assert status == 200 and numbers(text, "received") == ["1"] and "Log out" not in text
     status, text, _ = await get(f"http://127.0.0.1:{app.page_port}/outbox", token=None)
     assert status == 200 and "has no outbox" in text
+
+
+def test_a_session_cookie_is_the_servers_own_for_its_lifetime_only():
+    """Access on its own, by a clock of its own: the cookie's expiry is signed (a longer one is refused), it
+    ends at its expiry, and its attributes hold over TLS."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from service.api.page.access import COOKIE, SESSION_S, Access
+
+    now = [T0 := 1_800_000_000.0]
+    access = Access((TOKEN,), secure=True, clock=lambda: now[0])
+    response = web.Response()
+    access.log_in(response)
+    morsel = response.cookies[COOKIE]
+    assert (morsel["max-age"], morsel["path"], morsel["httponly"], morsel["samesite"], morsel["secure"]) == (
+        str(SESSION_S),
+        "/",
+        True,
+        "Strict",
+        True,
+    )
+
+    def allowed(cookie: str, header: str = "") -> bool:
+        headers = {"Cookie": f"{COOKIE}={cookie}", **({"Authorization": header} if header else {})}
+        return access.allowed(make_mocked_request("GET", "/", headers=headers))
+
+    value = morsel.value
+    expires, _, signature = value.partition(".")
+    assert allowed(value)
+    assert not allowed(f"{int(expires) + 3600}.{signature}")  # a later expiry under the same signature
+    assert not allowed(f"{expires}.{signature[:-1]}0" if signature[-1] != "0" else f"{expires}.{signature[:-1]}1")
+    now[0] = T0 + SESSION_S - 1
+    assert allowed(value)
+    now[0] = T0 + SESSION_S
+    assert not allowed(value)
+    assert allowed("", header=f"Bearer {TOKEN}") and allowed("", header=f"bearer {TOKEN}") and not allowed("", header="Bearer nope")
+    assert not Access((TOKEN,), secure=True).allowed(
+        make_mocked_request("GET", "/", headers={"Cookie": f"{COOKIE}={value}"})
+    )  # another process's key
+    gone = web.Response()
+    access.log_out(gone)
+    assert gone.cookies[COOKIE]["path"] == "/" and gone.cookies[COOKIE]["max-age"] == "0"

@@ -37,8 +37,8 @@ Key = tuple[str, str, str, str]  # (source, destination, stage, reason)
 
 
 def cut(text: str | bytes, limit: int = TEXT_BYTES) -> str:
-    """At most ``limit`` bytes of ``text`` as UTF-8 (a character never split; a lone surrogate or a NUL, which
-    no store's text holds, as U+FFFD)."""
+    """At most ``limit`` bytes of ``text`` as UTF-8, a character never split; what no store's text holds
+    replaced: a lone surrogate by '?', a NUL (or bytes that are not UTF-8) by U+FFFD or left out."""
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
     return raw[:limit].decode("utf-8", "ignore").replace("\x00", "\ufffd")
 

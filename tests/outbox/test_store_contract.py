@@ -647,19 +647,21 @@ async def test_overview_rollups_add_up_by_minute_and_window(overview_store):
     ]
     assert ("checkout", "eu", "received", "", 10) in await overview_store.overview(start - 1, start + 120)
     assert ("checkout", "eu", "received", "", 5) in await overview_store.overview(start + 1, start + 120)  # minutes starting in it
-    # A later write forgets the minutes before its first_minute.
+    # A later write forgets the minutes before its first_minute (that minute itself is kept).
     await overview_store.add_overview(minute + 2, [], [sample(0)], first_minute=minute + 1, samples_since=T0 - 60, samples_kept=10)
     assert await overview_store.overview(start, start + 60) == []
+    assert ("checkout", "eu", "received", "", 5) in await overview_store.overview(start + 60, start + 120)
 
 
 async def test_samples_keep_the_latest_of_each_kind_newest_first_within_the_retention(overview_store):
     keep = dict(first_minute=0, samples_since=T0 - 60, samples_kept=3)
     await overview_store.add_overview(int(T0 // 60), [], [sample(n) for n in range(5)], **keep)
-    await overview_store.add_overview(int(T0 // 60), [], [sample(9, destination="us"), sample(8, reason="DEAD_LETTER")], **keep)
+    # "aa" sorts before "eu" but is the newest: newest first is by time, not by name
+    await overview_store.add_overview(int(T0 // 60), [], [sample(9, destination="aa"), sample(8, reason="DEAD_LETTER")], **keep)
     found = [Sample(*row) for row in await overview_store.samples("HTTP_400")]
-    assert [(s.destination, s.message_id) for s in found] == [("us", "m-9"), ("eu", "m-4"), ("eu", "m-3"), ("eu", "m-2")]
+    assert [(s.destination, s.message_id) for s in found] == [("aa", "m-9"), ("eu", "m-4"), ("eu", "m-3"), ("eu", "m-2")]
     assert found[1] == sample(4)  # every field as given
-    assert [s.message_id for s in map(Sample._make, await overview_store.samples("HTTP_400", "checkout", "us"))] == ["m-9"]
+    assert [s.message_id for s in map(Sample._make, await overview_store.samples("HTTP_400", "checkout", "aa"))] == ["m-9"]
     assert await overview_store.samples("HTTP_400", "app") == []
     # Samples older than samples_since are forgotten at the next write.
     await overview_store.add_overview(int(T0 // 60), [], [], first_minute=0, samples_since=T0 + 4, samples_kept=3)
