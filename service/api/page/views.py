@@ -74,11 +74,11 @@ def _reasons(counts, source: str, destination: str, received: int, percent: bool
 def overview(window: str, percent: bool, since: float, until: float, funnels: list, previous: dict) -> str:
     """Each instance's funnel over the window; ``previous``: (source, destination) -> the previous period's funnel."""
     choices = " ".join(
-        f'<a href="/?{urlencode({"window": name, "show": "percent" if percent else "counts"})}"{" class=current" if name == window else ""}>{label}</a>'
+        f'<a href="/?{e(urlencode({"window": name, "show": "percent" if percent else "counts"}))}"{" class=current" if name == window else ""}>{label}</a>'
         for name, label in WINDOW_NAMES.items()
     )
     other = "counts" if percent else "percent"
-    toggle = f'<a href="/?{urlencode({"window": window, "show": other})}">show {other}</a>'
+    toggle = f'<a href="/?{e(urlencode({"window": window, "show": other}))}">show {other}</a>'
     head = f'<p class="window">{choices} · {toggle}</p><p class="span">From {when(since)} to {when(until)}; changes against the {e(WINDOW_NAMES[window])} before.</p>'
     if not funnels:
         return head + "<p>No events in this window.</p>"
