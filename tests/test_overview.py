@@ -246,3 +246,29 @@ async def test_the_overview_and_samples_commands_print_what_the_rpcs_answer(star
     assert code == 0 and json.loads(out) == {}
     code, _, err = await run("overview")
     assert code == 1 and "UNAUTHENTICATED" in err
+
+
+async def test_typed_requests_are_counted_and_sampled_as_raw_events_are(start_service, sink, filters_file):
+    app, stub = await start_service(api_key=API_KEY, sitecode=SITECODE, filters=filters_file)
+    await stub.LogEvent(pb.LogEventRequest(event="Order Completed", user_id="u-1", timestamp=TS, message_id="t-ok"), timeout=10)
+    filtered = await stub.LogEvent(pb.LogEventRequest(event="Test", user_id="u-1", timestamp=TS, message_id="t-filtered"), timeout=10)
+    assert filtered.discard_reason == "FILTERED_BY_RULES"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LogEvent(pb.LogEventRequest(event="Order Completed", user_id="u-1", timestamp="not a date", message_id="t-bad"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    overview = overview_stub(app)
+    counted = funnel(await overview.GetDeliveryOverview(pb.GetDeliveryOverviewRequest(), timeout=10))
+    assert counted == {
+        ("default", "default"): {
+            "received": 3,
+            "discarded": {"FILTERED_BY_RULES": 1, "INVALID_EVENT": 1},
+            "failed": {},
+            "retrying": 0,
+            "delivered": 1,
+        }
+    }
+    assert len(sink.accepted()) == 1
+    [dropped] = (await overview.ListSamples(pb.ListSamplesRequest(reason="FILTERED_BY_RULES"), timeout=10)).samples
+    assert dropped.message_id == "t-filtered" and json.loads(dropped.event)["event"] == "Test"
+    [invalid] = (await overview.ListSamples(pb.ListSamplesRequest(reason="INVALID_EVENT"), timeout=10)).samples
+    assert invalid.message_id == "t-bad" and "timestamp" in invalid.response and json.loads(invalid.event)["messageId"] == "t-bad"
