@@ -263,8 +263,7 @@ class Pipeline:
                 self._failed(target, subscription.action.slug, body, exc, outcome.message_id, event)
                 raise
             outcome.results.append((subscription, done, instance))
-            if not done.duplicate:
-                self.recorder.count(instance.source, instance.name, overview.DELIVERED)
+            self._delivered(instance, done)
             if not instance.implicit:
                 self.metrics.instance_event(instance.source, instance.name, "delivered")
             return outcome
