@@ -60,11 +60,11 @@ def key(credentials: Credentials, route: str, message_id) -> str | None:
     """The idempotency key of one delivery; None when there is no messageId to go by."""
     if not message_id or not isinstance(message_id, str):
         return None
-    return f"{credentials.sitecode}\x1f{route}\x1f{message_id}"
+    return stored_key(credentials.sitecode, route, message_id)
 
 
 def stored_key(sitecode: str, route: str, message_id: str) -> str:
-    """The key :func:`key` made for an event the outbox holds (its sitecode, route and messageId)."""
+    """An idempotency key from its parts: what :func:`key` makes, and what the outbox remakes from a row."""
     return f"{sitecode}\x1f{route}\x1f{message_id}"
 
 
